@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Install what a fresh machine lacks (Debian packages and npm dependencies) and build the
+# native addon. Safe to run again: it installs only what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v mkfs.btrfs >/dev/null || need+=(btrfs-progs)
+command -v mkfs.xfs >/dev/null || need+=(xfsprogs)
+command -v mkfs.ext4 >/dev/null || need+=(e2fsprogs)
+command -v containers-storage >/dev/null || need+=(containers-storage)
+command -v losetup >/dev/null || need+=(mount)
+command -v unshare >/dev/null || need+=(util-linux)
+command -v attr >/dev/null || need+=(attr)
+command -v python3 >/dev/null || need+=(python3)
+command -v make >/dev/null || need+=(make)
+command -v g++ >/dev/null || need+=(g++)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" -ne 0 ]; then echo "setup: need root to install: ${need[*]}" >&2; exit 1; fi
+  echo "setup: installing ${need[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+bash hack/build-native.sh

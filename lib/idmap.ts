@@ -1,0 +1,92 @@
+// Id mappings (DESIGN.md section 6): lists of {containerID, hostID, size} ranges, as in
+// /proc/<pid>/uid_map, one list for uids and one for gids. Field names follow containers/storage.
+
+export interface IdMap {
+  container_id: number;
+  host_id: number;
+  size: number;
+}
+
+export interface IdMappings {
+  uidmap: IdMap[];
+  gidmap: IdMap[];
+}
+
+/** The id the kernel shows for an id outside a user namespace's ranges. */
+export const OVERFLOW_ID = 65534;
+
+export class IdMapError extends Error {
+  readonly code = 'EIDMAP';
+  constructor(message: string) {
+    super(message);
+    this.name = 'IdMapError';
+  }
+}
+
+export function isIdentity(m: IdMappings | undefined): boolean {
+  return !m || (m.uidmap.length === 0 && m.gidmap.length === 0);
+}
+
+export function sameMappings(a: IdMappings | undefined, b: IdMappings | undefined): boolean {
+  if (isIdentity(a) || isIdentity(b)) return isIdentity(a) && isIdentity(b);
+  const eq = (x: IdMap[], y: IdMap[]) =>
+    x.length === y.length &&
+    x.every((r, i) => r.container_id === y[i].container_id && r.host_id === y[i].host_id && r.size === y[i].size);
+  return eq(a!.uidmap, b!.uidmap) && eq(a!.gidmap, b!.gidmap);
+}
+
+/** container id -> host id, or undefined when no range holds it */
+export function toHost(map: IdMap[], id: number): number | undefined {
+  if (map.length === 0) return id;
+  for (const r of map) if (id >= r.container_id && id < r.container_id + r.size) return r.host_id + (id - r.container_id);
+  return undefined;
+}
+
+/** host id -> container id, or undefined when no range holds it */
+export function toContainer(map: IdMap[], id: number): number | undefined {
+  if (map.length === 0) return id;
+  for (const r of map) if (id >= r.host_id && id < r.host_id + r.size) return r.container_id + (id - r.host_id);
+  return undefined;
+}
+
+/** A pair of functions mapping (uid, gid) for one entry; the name is used in the error. */
+export interface OwnerMapper {
+  (uid: number, gid: number, name: string): [number, number];
+}
+
+/** container ids in a tar -> host ids on disk; an id outside every range is an error naming the file */
+export function hostMapper(m: IdMappings | undefined): OwnerMapper | undefined {
+  if (isIdentity(m)) return undefined;
+  return (uid, gid, name) => {
+    const u = toHost(m!.uidmap, uid);
+    const g = toHost(m!.gidmap, gid);
+    if (u === undefined) throw new IdMapError(`${name}: uid ${uid} is outside the id mappings`);
+    if (g === undefined) throw new IdMapError(`${name}: gid ${gid} is outside the id mappings`);
+    return [u, g];
+  };
+}
+
+/** host ids on disk -> container ids in a tar; an id outside every range is an error naming the file */
+export function containerMapper(m: IdMappings | undefined): OwnerMapper | undefined {
+  if (isIdentity(m)) return undefined;
+  return (uid, gid, name) => {
+    const u = toContainer(m!.uidmap, uid);
+    const g = toContainer(m!.gidmap, gid);
+    if (u === undefined) throw new IdMapError(`${name}: uid ${uid} is outside the id mappings`);
+    if (g === undefined) throw new IdMapError(`${name}: gid ${gid} is outside the id mappings`);
+    return [u, g];
+  };
+}
+
+/** Parse containers-storage's `--uidmap` syntax: "0:100000:65536[,1:...]" (containerID:hostID:size). */
+export function parseIdMap(spec: string): IdMap[] {
+  return spec
+    .split(',')
+    .filter((s) => s.trim() !== '')
+    .map((part) => {
+      const f = part.split(':').map((x) => Number(x.trim()));
+      if (f.length !== 3 || f.some((n) => !Number.isInteger(n) || n < 0) || f[2] === 0)
+        throw new IdMapError(`bad id mapping "${part}": want containerID:hostID:size`);
+      return { container_id: f[0], host_id: f[1], size: f[2] };
+    });
+}

@@ -1,0 +1,191 @@
+// The one typed loader for the C++ addon (native/). Everything that crosses into C++ goes
+// through here, so the rest of the code sees typed functions and errno-coded errors.
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+
+/** How a body was moved; reported so tests and benchmarks can check the data path. */
+export type CopyMethod = 'ficlone' | 'copy_file_range' | 'sendfile' | 'splice' | 'readwrite';
+export type CopyRequest = 'auto' | CopyMethod;
+
+/** Errors thrown by the addon look like Node's own fs errors. */
+export interface NativeError extends Error {
+  code: string; // 'ENOENT', 'EXDEV', ...
+  errno: number; // positive errno
+  syscall: string; // 'openat2', 'copy_file_range', ...
+  path?: string; // the path (relative to the batch root for batch ops) the failure concerns
+  index?: number; // for batch calls: the index of the op or segment that failed
+}
+
+export interface CopyResult {
+  bytes: number;
+  method: CopyMethod;
+}
+
+export interface Timespec {
+  sec: number;
+  nsec: number;
+}
+
+/** One operation of an apply batch. Paths are relative to the batch root, already normalized
+ *  (no '.', '..' or empty components, no leading '/'); the addon resolves each parent directory
+ *  with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) and acts on the last component with
+ *  *at() calls that never follow it, so no op can touch anything outside the root.
+ *  An existing entry at the path that is not a directory, or that is a directory where a
+ *  non-directory is wanted, is removed first (recursively). An existing directory where a
+ *  directory is wanted is kept; its owner, mode and xattrs are updated. Owner is set before mode
+ *  (chown clears setuid bits). Directory times are not set by 'dir': send a 'times' op at the end. */
+export type ApplyOp =
+  | {
+      op: 'file';
+      path: string;
+      mode: number; // permission bits (07777)
+      uid: number;
+      gid: number;
+      mtime: Timespec;
+      atime?: Timespec; // defaults to mtime
+      xattrs?: Array<[string, Buffer]>;
+      srcFd: number; // where the body is read from
+      srcOffset: number; // offset of the body in srcFd; -1 = read sequentially from the fd's position (pipes)
+      size: number; // bytes stored in srcFd
+      /** sparse file: the stored bytes are these data segments of the real file, in order; holes stay holes */
+      sparse?: { realSize: number; map: Array<{ offset: number; length: number }> };
+    }
+  | { op: 'dir'; path: string; mode: number; uid: number; gid: number; xattrs?: Array<[string, Buffer]> }
+  | {
+      op: 'symlink';
+      path: string;
+      target: string;
+      uid: number;
+      gid: number;
+      mtime: Timespec;
+      atime?: Timespec;
+      xattrs?: Array<[string, Buffer]>;
+    }
+  /** link path to target (both relative to root); the target is resolved beneath the root and never followed */
+  | { op: 'hardlink'; path: string; target: string }
+  | {
+      op: 'mknod';
+      path: string;
+      mode: number; // includes the file type bits: S_IFCHR, S_IFBLK or S_IFIFO
+      major: number;
+      minor: number;
+      uid: number;
+      gid: number;
+      mtime: Timespec;
+      atime?: Timespec;
+      xattrs?: Array<[string, Buffer]>;
+    }
+  /** remove whatever is at path, recursively; a missing path is not an error */
+  | { op: 'remove'; path: string }
+  /** remove every child of the directory at path (opaque directory on a full-tree driver) */
+  | { op: 'clear'; path: string }
+  /** set times without following a symlink */
+  | { op: 'times'; path: string; mtime: Timespec; atime?: Timespec };
+
+export interface BatchResult {
+  /** body bytes moved, by method */
+  bytes: Partial<Record<CopyMethod, number>>;
+  ops: number;
+}
+
+/** One segment of a tar being written by writeSegments. */
+export type TarSegment =
+  /** bytes of `data` (headers, padding, end blocks) from `offset` for `length` */
+  | { kind: 'bytes'; offset: number; length: number }
+  /** `size` bytes of the file at `path` (relative to rootFd; opened O_NOFOLLOW beneath the root),
+   *  or of `fd` when given. The file must still have at least `size` bytes (else ENODATA-like error
+   *  naming the path: the file shrank). For a sparse file only the `map` ranges are read. */
+  | {
+      kind: 'file';
+      path: string;
+      fd?: number;
+      size: number;
+      sparse?: Array<{ offset: number; length: number }>;
+    };
+
+export interface WriteOptions {
+  rootFd: number; // directory the file paths are relative to
+  outOffset: number; // where the first segment goes; -1 = write at the fd's position (pipes, sockets, O_APPEND)
+  /** 'auto' picks per the rules in DESIGN.md section 4; the others force a method (tests, benchmarks) */
+  method?: CopyRequest;
+}
+
+export interface WriteResult {
+  bytes: Partial<Record<CopyMethod, number>>; // body bytes by method
+  written: number; // total bytes written, headers included
+}
+
+export interface StatFs {
+  type: number; // f_type magic
+  bsize: number;
+  blocks: number;
+  bfree: number;
+  bavail: number;
+}
+
+export interface Native {
+  /** copy `length` bytes; offsets of -1 mean "the fd's position". Returns fewer bytes only at EOF of the input.
+   *  'auto' tries copy_file_range, then sendfile (output pipe/socket) or splice (input pipe), then read/write;
+   *  the fallbacks are taken on EXDEV, ENOSYS, EOPNOTSUPP, EINVAL, EPERM, EIO, EBADF or a first call that copies 0. */
+  copyRange(inFd: number, inOffset: number, outFd: number, outOffset: number, length: number, method?: CopyRequest): CopyResult;
+  /** FICLONE: whole-file reflink of src into dst */
+  ficlone(srcFd: number, dstFd: number): void;
+  /** undefined when the attribute does not exist (ENODATA) */
+  lgetxattr(path: string, name: string): Buffer | undefined;
+  lsetxattr(path: string, name: string, value: Buffer, flags?: number): void;
+  llistxattr(path: string): string[];
+  lremovexattr(path: string, name: string): void;
+  /** mode includes the file type bits (S_IFCHR, S_IFBLK, S_IFIFO) */
+  mknod(path: string, mode: number, major: number, minor: number): void;
+  lchown(path: string, uid: number, gid: number): void;
+  /** utimensat(AT_SYMLINK_NOFOLLOW) with nanoseconds */
+  lutimes(path: string, atime: Timespec, mtime: Timespec): void;
+  /** openat2(2); dirfd may be AT_FDCWD (-100). Returns the new fd. */
+  openat2(dirfd: number, path: string, flags: number, mode: number, resolve: number): number;
+  fstatfs(fd: number): StatFs;
+  /** run an apply batch on a worker thread beneath rootFd */
+  applyBatch(rootFd: number, ops: ApplyOp[]): Promise<BatchResult>;
+  /** the same on the calling thread (used for pipe input, where each body must be read before the next header) */
+  applyBatchSync(rootFd: number, ops: ApplyOp[]): BatchResult;
+  /** write segments to outFd on a worker thread; `data` holds the bytes segments */
+  writeSegments(outFd: number, data: Buffer, segments: TarSegment[], opts: WriteOptions): Promise<WriteResult>;
+  constants: {
+    RESOLVE_NO_XDEV: number;
+    RESOLVE_NO_MAGICLINKS: number;
+    RESOLVE_NO_SYMLINKS: number;
+    RESOLVE_BENEATH: number;
+    RESOLVE_IN_ROOT: number;
+    O_PATH: number;
+    AT_FDCWD: number;
+    BTRFS_SUPER_MAGIC: number;
+    XFS_SUPER_MAGIC: number;
+    EXT4_SUPER_MAGIC: number;
+    TMPFS_MAGIC: number;
+    OVERLAYFS_SUPER_MAGIC: number;
+  };
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+/** Where hack/build-native.sh puts the addon, in the order they are tried. */
+export const addonPaths = [
+  path.join(here, '..', 'build', 'Release', 'layers_native.node'),
+  path.join(here, '..', 'build', 'Debug', 'layers_native.node'),
+];
+
+function load(): Native {
+  const require = createRequire(import.meta.url);
+  const failures: string[] = [];
+  for (const p of addonPaths) {
+    try {
+      return require(p) as Native;
+    } catch (err) {
+      failures.push(`  ${p}: ${(err as Error).message.split('\n')[0]}`);
+    }
+  }
+  throw new Error(
+    `layers: cannot load the native addon; run 'bash hack/build-native.sh'. Tried:\n${failures.join('\n')}`,
+  );
+}
+
+export const native: Native = load();
