@@ -50,6 +50,8 @@ export type ApplyOp =
       size: number; // bytes stored in srcFd
       /** sparse file: the stored bytes are these data segments of the real file, in order; holes stay holes */
       sparse?: { realSize: number; map: Array<{ offset: number; length: number }> };
+      /** feed the body bytes to this hash as they are copied (pipe input: the caller feeds headers and padding) */
+      hash?: Sha256;
     }
   | { op: 'dir'; path: string; mode: number; uid: number; gid: number; xattrs?: Array<[string, Buffer]> }
   | {
@@ -124,7 +126,18 @@ export interface StatFs {
   bavail: number;
 }
 
+/** A running sha256 (OpenSSL's EVP from the Node binary), fed from JS and from native copies. */
+export interface Sha256 {
+  update(data: Buffer): void;
+  /** 'sha256:<hex>'; the hash cannot be updated afterwards */
+  digest(): string;
+}
+
 export interface Native {
+  /** a new running sha256 */
+  sha256(): Sha256;
+  /** feed `length` bytes of fd from `offset` to hash on a worker thread (length -1: to EOF); resolves to the bytes hashed */
+  hashRange(fd: number, offset: number, length: number, hash: Sha256): Promise<number>;
   /** copy `length` bytes; offsets of -1 mean "the fd's position". Returns fewer bytes only at EOF of the input.
    *  'auto' tries copy_file_range, then sendfile (output pipe/socket) or splice (input pipe), then read/write;
    *  the fallbacks are taken on EXDEV, ENOSYS, EOPNOTSUPP, EINVAL, EPERM, EIO, EBADF or a first call that copies 0. */
