@@ -1,15 +1,33 @@
 // Extract an uncompressed tar from a file descriptor into a directory (DESIGN.md section 4).
-import type { IdMappings } from '../idmap.ts';
+// Headers are scanned here; bodies are copied by the native apply batch straight from their
+// offsets in the tar file (in the kernel wherever the filesystem allows), or spliced one at a
+// time when the input is a pipe. The sha256 of the tar is computed natively too: in parallel
+// from the file, or fed as the bytes pass when the input is a pipe.
+import fs from 'node:fs';
+import path from 'node:path';
+import { native } from '../native.ts';
+import type { ApplyOp, Sha256 } from '../native.ts';
+import { hostMapper, type IdMappings } from '../idmap.ts';
+import { readEntry, padding } from './header.ts';
+import { FileSource, PipeSource, type BlockSource } from './source.ts';
+import { parseWhiteout } from './whiteout.ts';
+import { nativeToTarError } from './native-errors.ts';
+import { TarError } from './errors.ts';
+import { entryOp } from './ops.ts';
+import type { ReadEntry } from './types.ts';
 
 export interface ExtractOptions {
+  /** container ids in the tar -> host ids on disk */
   idMappings?: IdMappings;
+  /** 'delete': a whiteout removes what it names (full-tree drivers); 'overlay': it becomes a
+   *  char 0/0 device and an opaque marker becomes trusted.overlay.opaque=y; 'keep': extracted as files */
   whiteouts: 'delete' | 'overlay' | 'keep';
 }
 
 export interface ExtractResult {
   /** bytes of file bodies written */
   size: number;
-  /** bytes of tar read, end blocks included */
+  /** bytes of tar read, end blocks and trailing bytes included */
   tarSize: number;
   /** 'sha256:<hex>' of the tar bytes read */
   digest: string;
@@ -19,6 +37,191 @@ export interface ExtractResult {
   gids: number[];
 }
 
+const BATCH_OPS = 4096;
+
 export async function extractTar(inFd: number, root: string, opts: ExtractOptions): Promise<ExtractResult> {
-  throw new Error(`extractTar(${inFd}, ${root}, ${opts.whiteouts}): not implemented yet`);
+  const st = fs.fstatSync(inFd);
+  const fromFile = st.isFile();
+  const hash = native.sha256();
+  const src: BlockSource = fromFile ? new FileSource(inFd, 0) : new PipeSource(inFd, { onBytes: (b) => hash.update(b) });
+  const hashed = fromFile ? native.hashRange(inFd, 0, -1, hash) : undefined;
+  hashed?.catch(() => undefined); // awaited below; a failure must not count as unhandled meanwhile
+  const rootFd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  const plan = new Planner(inFd, root, opts, fromFile ? undefined : hash);
+  let pending: Promise<void> = Promise.resolve();
+  const run = async (ops: ApplyOp[]) => {
+    await pending; // batches depend on the ones before (parent dirs, hardlink targets)
+    pending = native.applyBatch(rootFd, ops).then(
+      () => undefined,
+      (err) => {
+        throw nativeToTarError(err, ops, 'extracting');
+      },
+    );
+    pending.catch(() => undefined);
+  };
+  try {
+    for (let e = readEntry(src); e; e = readEntry(src)) {
+      plan.add(e);
+      if (!fromFile && e.type === 'file') {
+        // the body is next in the pipe: copy it now, before the next header is read
+        runSync(rootFd, plan.take());
+        src.advance(e.size);
+        src.skip(padding(e.size));
+      } else {
+        src.skip(e.size + padding(e.size));
+        if (plan.ops.length >= BATCH_OPS) await run(plan.take());
+      }
+    }
+    await run(plan.finish());
+    await pending;
+    let tarSize: number;
+    if (hashed) tarSize = await hashed;
+    else tarSize = src.position + drainPipe(inFd, hash);
+    return {
+      size: plan.size,
+      tarSize,
+      digest: hash.digest(),
+      entries: plan.entries,
+      uids: [...plan.uids].sort((a, b) => a - b),
+      gids: [...plan.gids].sort((a, b) => a - b),
+    };
+  } finally {
+    await pending.catch(() => undefined);
+    await hashed?.catch(() => undefined);
+    fs.closeSync(rootFd);
+  }
+}
+
+function runSync(rootFd: number, ops: ApplyOp[]): void {
+  try {
+    native.applyBatchSync(rootFd, ops);
+  } catch (err) {
+    throw nativeToTarError(err, ops, 'extracting');
+  }
+}
+
+/** Read what follows the end of the archive in a pipe, so the digest covers the whole input (as the peer's does). */
+function drainPipe(fd: number, hash: Sha256): number {
+  const buf = Buffer.allocUnsafe(64 << 10);
+  let total = 0;
+  for (;;) {
+    let n: number;
+    try {
+      n = fs.readSync(fd, buf, 0, buf.length, null);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EAGAIN') continue;
+      throw err;
+    }
+    if (n === 0) return total;
+    hash.update(buf.subarray(0, n));
+    total += n;
+  }
+}
+
+/** Turns tar entries into apply ops: owners mapped, whiteouts converted, directory times last. */
+class Planner {
+  ops: ApplyOp[] = [];
+  size = 0;
+  entries = 0;
+  readonly uids = new Set<number>();
+  readonly gids = new Set<number>();
+  private readonly mapOwner;
+  /** directory ops of this tar, to set their times at the end and re-mark them opaque */
+  private readonly dirs = new Map<string, { op: ApplyOp & { op: 'dir' }; mtime: ReadEntry['mtime']; atime?: ReadEntry['atime'] }>();
+  /** names this tar created in each directory, so an opaque marker after them keeps them */
+  private readonly created = new Map<string, Set<string>>();
+
+  constructor(
+    private readonly inFd: number,
+    private readonly root: string,
+    private readonly opts: ExtractOptions,
+    private readonly pipeHash: Sha256 | undefined,
+  ) {
+    this.mapOwner = hostMapper(opts.idMappings);
+  }
+
+  take(): ApplyOp[] {
+    const ops = this.ops;
+    this.ops = [];
+    return ops;
+  }
+
+  /** the remaining ops, then the times of every directory the tar made (after all their children) */
+  finish(): ApplyOp[] {
+    for (const [p, d] of this.dirs) this.ops.push({ op: 'times', path: p, mtime: d.mtime, atime: d.atime });
+    return this.take();
+  }
+
+  add(e: ReadEntry): void {
+    this.entries++;
+    if (e.name === '.') return; // the layer root is the driver's, as the peer does
+    const dir = path.posix.dirname(e.name);
+    const base = path.posix.basename(e.name);
+    if (this.opts.whiteouts !== 'keep') {
+      const wh = parseWhiteout(base);
+      if (wh) return this.whiteout(e, dir, wh);
+    }
+    const [uid, gid] = this.owner(e);
+    this.note(dir, base);
+    const op = entryOp(e, uid, gid, e.type === 'file' ? { srcFd: this.inFd, srcOffset: this.pipeHash ? -1 : e.dataOffset, hash: this.pipeHash } : undefined);
+    this.ops.push(op);
+    if (op.op === 'file') this.size += e.sparse ? e.sparse.realSize : e.size;
+    if (op.op === 'dir') this.dirs.set(e.name, { op, mtime: e.mtime, atime: e.atime });
+  }
+
+  private owner(e: ReadEntry): [number, number] {
+    const ids: [number, number] = this.mapOwner ? this.mapOwner(e.uid, e.gid, e.name) : [e.uid, e.gid];
+    this.uids.add(ids[0]);
+    this.gids.add(ids[1]);
+    return ids;
+  }
+
+  private note(dir: string, base: string): void {
+    let names = this.created.get(dir);
+    if (!names) this.created.set(dir, (names = new Set()));
+    names.add(base);
+  }
+
+  private whiteout(e: ReadEntry, dir: string, wh: NonNullable<ReturnType<typeof parseWhiteout>>): void {
+    if (wh.kind === 'meta') return; // AUFS bookkeeping such as .wh..wh.plnk: nothing to make
+    const overlay = this.opts.whiteouts === 'overlay';
+    if (wh.kind === 'whiteout') {
+      const target = dir === '.' ? wh.target : `${dir}/${wh.target}`;
+      if (!overlay) return void this.ops.push({ op: 'remove', path: target });
+      const [uid, gid] = this.owner(e);
+      this.note(dir, wh.target);
+      this.ops.push({ op: 'mknod', path: target, mode: fs.constants.S_IFCHR, major: 0, minor: 0, uid, gid, mtime: e.mtime, atime: e.atime });
+      return;
+    }
+    // opaque directory: what lower layers had in it is hidden
+    if (overlay) {
+      const known = this.dirs.get(dir);
+      const opaque: [string, Buffer] = ['trusted.overlay.opaque', Buffer.from('y')];
+      if (known) {
+        known.op.xattrs = [...(known.op.xattrs ?? []), opaque];
+        this.ops.push({ ...known.op });
+      } else {
+        const [uid, gid] = this.owner(e);
+        this.ops.push({ op: 'dir', path: dir, mode: 0o755, uid, gid, xattrs: [opaque] });
+      }
+      return;
+    }
+    const keep = this.created.get(dir);
+    if (!keep || keep.size === 0) return void this.ops.push({ op: 'clear', path: dir });
+    // rare: the marker comes after entries of this tar in the same directory; remove only the others
+    for (const name of this.existingChildren(dir)) if (!keep.has(name)) this.ops.push({ op: 'remove', path: dir === '.' ? name : `${dir}/${name}` });
+  }
+
+  private existingChildren(dir: string): string[] {
+    const abs = path.join(this.root, dir);
+    let real: string;
+    try {
+      real = fs.realpathSync(abs);
+    } catch {
+      return [];
+    }
+    const rootReal = fs.realpathSync(this.root);
+    if (real !== rootReal && !real.startsWith(rootReal + '/')) throw new TarError('ETARPATH', `${dir}: path escapes the layer through a symlink`, dir);
+    return fs.readdirSync(real);
+  }
 }

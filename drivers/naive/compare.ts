@@ -1,0 +1,105 @@
+// The two-tree comparison behind the naive Diff, Changes and DiffSize: walk a layer's full
+// tree and its parent's side by side in sorted order and report what was added, modified and
+// deleted. It streams: memory grows with the depth of the tree, not its size.
+import type fs from 'node:fs';
+import { childNames, joinRel, statNode, walkBelow, type TreeNode } from '../../lib/tar/tree.ts';
+import type { ChangeKind } from '../driver.ts';
+
+export interface TreeChange {
+  kind: ChangeKind;
+  rel: string;
+  /** the node in the layer (absent for Delete) */
+  node?: TreeNode;
+}
+
+/**
+ * Changes of `layer` against `parent` (undefined: everything is added), parents before children.
+ * As the peer does, a directory whose own metadata did not change is still reported (Modify)
+ * when something inside it changed, so that its owner and mode travel with the diff.
+ */
+export function* compareTrees(layer: string, parent: string | undefined): Generator<TreeChange> {
+  if (!parent) {
+    for (const node of walkBelow(layer, '.')) yield { kind: 'Add', rel: node.rel, node };
+    return;
+  }
+  yield* compareDir(layer, parent, '.', []);
+}
+
+/** `pending`: ancestor directories not yet reported, reported as Modify before the first change below them. */
+function* compareDir(layer: string, parent: string, dir: string, pending: TreeNode[]): Generator<TreeChange> {
+  const a = childNames(layer, dir);
+  const b = childNames(parent, dir);
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const an = i < a.length ? a[i] : undefined;
+    const bn = j < b.length ? b[j] : undefined;
+    if (an !== undefined && (bn === undefined || an < bn)) {
+      i++;
+      const node = statNode(layer, joinRel(dir, an));
+      if (!node) continue;
+      yield* flush(pending);
+      yield { kind: 'Add', rel: node.rel, node };
+      if (node.st.isDirectory()) for (const n of walkBelow(layer, node.rel)) yield { kind: 'Add', rel: n.rel, node: n };
+      continue;
+    }
+    if (an === undefined || (bn !== undefined && bn < an)) {
+      j++;
+      yield* flush(pending);
+      yield { kind: 'Delete', rel: joinRel(dir, bn!) };
+      continue;
+    }
+    i++;
+    j++;
+    const rel = joinRel(dir, an);
+    const node = statNode(layer, rel);
+    const old = statNode(parent, rel);
+    if (!node || !old) continue;
+    const bothDirs = node.st.isDirectory() && old.st.isDirectory();
+    if (!bothDirs && node.st.isDirectory()) {
+      // was something else: the whole directory is new
+      yield* flush(pending);
+      yield { kind: 'Modify', rel, node };
+      for (const n of walkBelow(layer, rel)) yield { kind: 'Add', rel: n.rel, node: n };
+      continue;
+    }
+    if (changed(node, old)) {
+      yield* flush(pending);
+      yield { kind: 'Modify', rel, node };
+      if (bothDirs) yield* compareDir(layer, parent, rel, []);
+      continue;
+    }
+    if (bothDirs) {
+      pending.push(node);
+      yield* compareDir(layer, parent, rel, pending);
+      if (pending[pending.length - 1] === node) pending.pop();
+    }
+  }
+}
+
+function* flush(pending: TreeNode[]): Generator<TreeChange> {
+  for (const node of pending) yield { kind: 'Modify', rel: node.rel, node };
+  pending.length = 0;
+}
+
+/** The peer's rule: type, mode, owner, rdev, link target and xattrs; size and mtime (with
+ *  nanoseconds) for everything but directories, whose size and mtime say nothing reliable. */
+function changed(a: TreeNode, b: TreeNode): boolean {
+  const x: fs.BigIntStats = a.st;
+  const y: fs.BigIntStats = b.st;
+  if (x.mode !== y.mode || x.uid !== y.uid || x.gid !== y.gid || x.rdev !== y.rdev) return true;
+  if (!x.isDirectory() && (x.size !== y.size || x.mtimeNs !== y.mtimeNs)) return true;
+  if (a.link !== b.link) return true;
+  return !sameXattrs(a.xattrs, b.xattrs);
+}
+
+function sameXattrs(a: Map<string, Buffer> | undefined, b: Map<string, Buffer> | undefined): boolean {
+  const an = a?.size ?? 0;
+  if (an !== (b?.size ?? 0)) return false;
+  if (an === 0) return true;
+  for (const [k, v] of a!) {
+    const w = b!.get(k);
+    if (!w || !w.equals(v)) return false;
+  }
+  return true;
+}

@@ -1,0 +1,130 @@
+// Write an uncompressed tar to a file descriptor (DESIGN.md section 4): headers are encoded
+// here, file bodies are moved by the native addon (copy_file_range / sendfile / buffered,
+// picked per filesystem), so no file data passes through JS. Batches are double-buffered:
+// while one batch is written on a worker thread the next one's headers are encoded.
+import fs from 'node:fs';
+import { native } from '../native.ts';
+import type { CopyMethod, CopyRequest, TarSegment } from '../native.ts';
+import type { OwnerMapper } from '../idmap.ts';
+import { encodeHeader, END_OF_ARCHIVE, padding } from './header.ts';
+import { entryFromNode, inodeKey, walkTree, type TreeNode } from './tree.ts';
+import type { TarEntry } from './types.ts';
+import { nativeToTarError } from './native-errors.ts';
+
+export interface TarItem {
+  entry: TarEntry;
+  /** file entries with a body: the file's path relative to the root given to writeTar */
+  bodyPath?: string;
+}
+
+export interface WriteTarOptions {
+  /** start each body at a multiple of this many bytes (4096 lets btrfs and xfs reflink bodies);
+   *  such a tar is 0.6-1.3 % larger and its digest differs from a 512-aligned one */
+  align?: number;
+  /** force a copy method (tests, benchmarks); default: picked per filesystem */
+  method?: CopyRequest;
+  /** offset of the tar in outFd; default: the fd's position */
+  outOffset?: number;
+}
+
+export interface WriteTarResult {
+  /** body bytes by the method that moved them */
+  bytes: Partial<Record<CopyMethod, number>>;
+  /** tar bytes written, end blocks included */
+  written: number;
+  entries: number;
+}
+
+/** Bytes of headers that make a batch worth handing to the native side. */
+const BATCH_BYTES = 4 << 20;
+const BATCH_ENTRIES = 4096;
+
+export async function writeTar(root: string, items: Iterable<TarItem>, outFd: number, opts: WriteTarOptions = {}): Promise<WriteTarResult> {
+  const rootFd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  const result: WriteTarResult = { bytes: {}, written: 0, entries: 0 };
+  const base = opts.outOffset ?? -1;
+  let offset = 0; // bytes of tar planned so far
+  let flushedTo = 0; // bytes of tar handed to the native side
+  let chunks: Buffer[] = [];
+  let chunkBytes = 0;
+  let segments: TarSegment[] = [];
+  let pending: Promise<void> = Promise.resolve();
+
+  const addBytes = (b: Buffer) => {
+    segments.push({ kind: 'bytes', offset: chunkBytes, length: b.length });
+    chunks.push(b);
+    chunkBytes += b.length;
+    offset += b.length;
+  };
+  const flush = async () => {
+    if (segments.length === 0) return;
+    const data = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, chunkBytes);
+    const segs = segments;
+    const at = base < 0 ? -1 : base + flushedTo;
+    flushedTo = offset;
+    chunks = [];
+    chunkBytes = 0;
+    segments = [];
+    await pending; // writes go out in order
+    pending = native
+      .writeSegments(outFd, data, segs, { rootFd, outOffset: at, method: opts.method ?? 'auto' })
+      .then(
+        (r) => {
+          for (const [m, n] of Object.entries(r.bytes)) result.bytes[m as CopyMethod] = (result.bytes[m as CopyMethod] ?? 0) + (n ?? 0);
+          result.written += r.written;
+        },
+        (err) => {
+          throw nativeToTarError(err, segs, 'writing the tar');
+        },
+      );
+    pending.catch(() => undefined); // handled when awaited; until then it must not count as unhandled
+  };
+
+  try {
+    for (const { entry, bodyPath } of items) {
+      const header = encodeHeader(entry, opts.align ? { alignTo: { offset, block: opts.align } } : undefined);
+      addBytes(header);
+      if (entry.type === 'file' && entry.size > 0) {
+        if (bodyPath === undefined) throw new Error(`writeTar: entry ${entry.name} has a body but no file`);
+        segments.push({ kind: 'file', path: bodyPath, size: entry.size });
+        offset += entry.size;
+        const pad = padding(entry.size);
+        if (pad) addBytes(Buffer.alloc(pad));
+      }
+      result.entries++;
+      if (chunkBytes >= BATCH_BYTES || segments.length >= BATCH_ENTRIES) await flush();
+    }
+    addBytes(END_OF_ARCHIVE);
+    await flush();
+    await pending;
+  } finally {
+    // a failed batch must not leave a write running on a closed fd
+    await pending.catch(() => undefined);
+    fs.closeSync(rootFd);
+  }
+  return result;
+}
+
+/** Items for every node of a tree below root, hardlinks after the first as link entries. */
+export function* treeItems(root: string, mapOwner?: OwnerMapper): Generator<TarItem> {
+  const seen = new Map<string, string>();
+  for (const node of walkTree(root)) {
+    const item = nodeItem(node, seen, mapOwner);
+    if (item) yield item;
+  }
+}
+
+/** The tar item for one node; `seen` maps inode -> first name, so later names become hardlinks. */
+export function nodeItem(node: TreeNode, seen: Map<string, string>, mapOwner?: OwnerMapper): TarItem | undefined {
+  const entry = entryFromNode(node, mapOwner);
+  if (!entry) return undefined; // a socket: tar has no type for it
+  if (entry.type === 'file' && node.st.nlink > 1n) {
+    const key = inodeKey(node.st);
+    const first = seen.get(key);
+    if (first !== undefined) {
+      return { entry: { ...entry, type: 'hardlink', linkname: first, size: 0, xattrs: undefined } };
+    }
+    seen.set(key, node.rel);
+  }
+  return entry.type === 'file' ? { entry, bodyPath: node.rel } : { entry };
+}
