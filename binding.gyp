@@ -1,0 +1,26 @@
+{
+  "targets": [
+    {
+      "target_name": "layers_native",
+      "sources": [
+        "native/addon.cc",
+        "native/errors.cc",
+        "native/copy.cc",
+        "native/resolve.cc",
+        "native/fsops.cc",
+        "native/apply_batch.cc",
+        "native/write_segments.cc",
+        "native/hash.cc"
+      ],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "_GNU_SOURCE", "_FILE_OFFSET_BITS=64"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
+      "cflags_cc": [
+        "-std=c++17", "-O2", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter",
+        "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2", "-fPIC", "-fvisibility=hidden"
+      ],
+      "ldflags": ["-Wl,-z,relro", "-Wl,-z,now"]
+    }
+  ]
+}

@@ -1,0 +1,24 @@
+// The addon's entry point: registers each concern's functions.
+#include <napi.h>
+
+#include "batch.h"
+#include "fsops.h"
+#include "hash.h"
+
+namespace layers {
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  InitFsOps(env, exports);
+  InitApplyBatch(env, exports);
+  InitWriteSegments(env, exports);
+  Sha256::Init(env);
+  exports.Set("sha256", Napi::Function::New(env, NewSha256, "sha256"));
+  exports.Set("hashRange", Napi::Function::New(env, HashRange, "hashRange"));
+  return exports;
+}
+
+}  // namespace layers
+
+static Napi::Object InitAddon(Napi::Env env, Napi::Object exports) { return layers::Init(env, exports); }
+
+NODE_API_MODULE(layers_native, InitAddon)

@@ -1,0 +1,380 @@
+// applyBatch / applyBatchSync: see ApplyOp in lib/native.ts for the semantics of each op.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/xattr.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "batch.h"
+#include "copy.h"
+#include "errors.h"
+#include "hash.h"
+#include "resolve.h"
+
+namespace layers {
+namespace {
+
+enum class Kind { File, Dir, Symlink, Hardlink, Mknod, Remove, Clear, Times };
+
+struct Op {
+  Kind kind;
+  std::string path, target;
+  uint32_t mode = 0;
+  uint32_t uid = 0, gid = 0;
+  uint32_t major = 0, minor = 0;
+  bool hasTimes = false;
+  struct timespec times[2] = {};  // atime, mtime
+  std::vector<std::pair<std::string, std::vector<char>>> xattrs;
+  int srcFd = -1;
+  int64_t srcOffset = 0;
+  uint64_t size = 0;
+  bool sparse = false;
+  uint64_t realSize = 0;
+  std::vector<std::pair<uint64_t, uint64_t>> map;
+  Sha256* hash = nullptr;
+};
+
+struct Result {
+  CopyStats stats;
+  uint64_t ops = 0;
+};
+
+// ---- parsing on the main thread: everything is copied out of JS before the worker runs
+
+uint32_t U32(Napi::Object o, const char* k) { return o.Get(k).As<Napi::Number>().Uint32Value(); }
+
+struct timespec Ts(Napi::Value v) {
+  Napi::Object o = v.As<Napi::Object>();
+  struct timespec t;
+  t.tv_sec = o.Get("sec").As<Napi::Number>().Int64Value();
+  t.tv_nsec = o.Get("nsec").As<Napi::Number>().Int64Value();
+  return t;
+}
+
+Op Parse(Napi::Object o, std::vector<Napi::ObjectReference>& keep) {
+  Op op;
+  std::string k = o.Get("op").As<Napi::String>().Utf8Value();
+  if (k == "file") op.kind = Kind::File;
+  else if (k == "dir") op.kind = Kind::Dir;
+  else if (k == "symlink") op.kind = Kind::Symlink;
+  else if (k == "hardlink") op.kind = Kind::Hardlink;
+  else if (k == "mknod") op.kind = Kind::Mknod;
+  else if (k == "remove") op.kind = Kind::Remove;
+  else if (k == "clear") op.kind = Kind::Clear;
+  else if (k == "times") op.kind = Kind::Times;
+  else throw Napi::TypeError::New(o.Env(), "applyBatch: unknown op '" + k + "'");
+  op.path = o.Get("path").As<Napi::String>().Utf8Value();
+  if (op.path.empty() || op.path[0] == '/') throw Napi::TypeError::New(o.Env(), "applyBatch: path must be relative: '" + op.path + "'");
+  if (o.Has("target")) op.target = o.Get("target").As<Napi::String>().Utf8Value();
+  if (o.Has("mode")) op.mode = U32(o, "mode");
+  if (o.Has("uid")) op.uid = U32(o, "uid");
+  if (o.Has("gid")) op.gid = U32(o, "gid");
+  if (o.Has("major")) op.major = U32(o, "major");
+  if (o.Has("minor")) op.minor = U32(o, "minor");
+  Napi::Value mt = o.Get("mtime");
+  if (mt.IsObject()) {
+    op.hasTimes = true;
+    op.times[1] = Ts(mt);
+    Napi::Value at = o.Get("atime");
+    op.times[0] = at.IsObject() ? Ts(at) : op.times[1];
+  }
+  Napi::Value xa = o.Get("xattrs");
+  if (xa.IsArray()) {
+    Napi::Array a = xa.As<Napi::Array>();
+    for (uint32_t i = 0; i < a.Length(); i++) {
+      Napi::Array pair = a.Get(i).As<Napi::Array>();
+      auto v = pair.Get(1u).As<Napi::Buffer<char>>();
+      op.xattrs.emplace_back(pair.Get(0u).As<Napi::String>().Utf8Value(), std::vector<char>(v.Data(), v.Data() + v.Length()));
+    }
+  }
+  if (op.kind == Kind::File) {
+    op.srcFd = o.Get("srcFd").As<Napi::Number>().Int32Value();
+    op.srcOffset = o.Get("srcOffset").As<Napi::Number>().Int64Value();
+    op.size = static_cast<uint64_t>(o.Get("size").As<Napi::Number>().Int64Value());
+    Napi::Value sp = o.Get("sparse");
+    if (sp.IsObject()) {
+      Napi::Object s = sp.As<Napi::Object>();
+      op.sparse = true;
+      op.realSize = static_cast<uint64_t>(s.Get("realSize").As<Napi::Number>().Int64Value());
+      Napi::Array m = s.Get("map").As<Napi::Array>();
+      for (uint32_t i = 0; i < m.Length(); i++) {
+        Napi::Object seg = m.Get(i).As<Napi::Object>();
+        op.map.emplace_back(static_cast<uint64_t>(seg.Get("offset").As<Napi::Number>().Int64Value()),
+                            static_cast<uint64_t>(seg.Get("length").As<Napi::Number>().Int64Value()));
+      }
+    }
+    Napi::Value h = o.Get("hash");
+    if (!h.IsUndefined() && !h.IsNull()) {
+      op.hash = Sha256::Unwrap(h);
+      if (!op.hash) throw Napi::TypeError::New(o.Env(), "applyBatch: hash must come from sha256()");
+      keep.push_back(Napi::Persistent(h.As<Napi::Object>()));
+    }
+  }
+  return op;
+}
+
+// ---- execution (any thread)
+
+std::string ProcPath(int dirfd, const std::string& base) { return "/proc/self/fd/" + std::to_string(dirfd) + "/" + base; }
+
+void SetXattrsFd(int fd, const Op& op) {
+  for (const auto& [k, v] : op.xattrs)
+    if (fsetxattr(fd, k.c_str(), v.data(), v.size(), 0) != 0) Fail(errno, "fsetxattr", op.path);
+}
+
+// Symlinks and device nodes cannot be opened for fsetxattr: name them through the parent's fd.
+void SetXattrsAt(int dirfd, const std::string& base, const Op& op) {
+  if (op.xattrs.empty()) return;
+  std::string p = ProcPath(dirfd, base);
+  for (const auto& [k, v] : op.xattrs)
+    if (lsetxattr(p.c_str(), k.c_str(), v.data(), v.size(), 0) != 0) Fail(errno, "lsetxattr", op.path);
+}
+
+[[noreturn]] void Truncated(const Op& op, uint64_t got, uint64_t want) {
+  SysError e;
+  e.code = "ETARTRUNCATED";
+  e.syscall = "copy";
+  e.path = op.path;
+  e.message = "the body ends early: " + std::to_string(got) + " of " + std::to_string(want) + " bytes";
+  throw e;
+}
+
+class Runner {
+ public:
+  explicit Runner(int rootFd) : parents_(rootFd), targets_(rootFd) {}
+
+  void Run(const Op& op, Result& r) {
+    std::string base;
+    if (op.kind == Kind::Clear && op.path == ".") return ClearDir(parents_.root(), op.path);
+    int dir;
+    if (op.kind == Kind::Remove || op.kind == Kind::Clear || op.kind == Kind::Times) {
+      try {
+        dir = parents_.Parent(op.path, base);
+      } catch (const SysError& e) {
+        if (e.err == ENOENT && op.kind != Kind::Times) return;  // nothing there to remove
+        throw;
+      }
+    } else {
+      dir = parents_.MakeParent(op.path, base);
+    }
+    if (base == "." || base == "..") Fail(EINVAL, "apply", op.path);
+    switch (op.kind) {
+      case Kind::File: return File(dir, base, op, r);
+      case Kind::Dir: return Dir(dir, base, op);
+      case Kind::Symlink: {
+        Create(dir, base, op, [&] { return symlinkat(op.target.c_str(), dir, base.c_str()); }, "symlinkat");
+        if (fchownat(dir, base.c_str(), op.uid, op.gid, AT_SYMLINK_NOFOLLOW) != 0) Fail(errno, "fchownat", op.path);
+        SetXattrsAt(dir, base, op);
+        return Times(dir, base, op);
+      }
+      case Kind::Hardlink: {
+        std::string tbase;
+        int tdir = targets_.Parent(op.target, tbase);
+        Create(dir, base, op, [&] { return linkat(tdir, tbase.c_str(), dir, base.c_str(), 0); }, "linkat");
+        return;
+      }
+      case Kind::Mknod: {
+        Create(dir, base, op, [&] { return mknodat(dir, base.c_str(), op.mode, makedev(op.major, op.minor)); }, "mknodat");
+        if (fchownat(dir, base.c_str(), op.uid, op.gid, AT_SYMLINK_NOFOLLOW) != 0) Fail(errno, "fchownat", op.path);
+        if (fchmodat(dir, base.c_str(), op.mode & 07777, 0) != 0) Fail(errno, "fchmodat", op.path);
+        SetXattrsAt(dir, base, op);
+        return Times(dir, base, op);
+      }
+      case Kind::Remove:
+        RemoveAt(dir, base, op.path);
+        return;
+      case Kind::Clear: {
+        int fd = openat(dir, base.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0) {
+          if (errno == ENOENT) return;
+          Fail(errno, "openat", op.path);
+        }
+        try {
+          ClearDir(fd, op.path);
+        } catch (...) {
+          close(fd);
+          throw;
+        }
+        close(fd);
+        return;
+      }
+      case Kind::Times:
+        return Times(dir, base, op);
+    }
+  }
+
+  void Reset() {
+    parents_.Reset();
+    targets_.Reset();
+  }
+
+ private:
+  // make a non-directory: whatever stands at the name (a directory too) is removed first
+  template <typename F>
+  void Create(int dir, const std::string& base, const Op& op, F make, const char* syscall) {
+    if (make() == 0) return;
+    if (errno != EEXIST) Fail(errno, syscall, op.path);
+    RemoveAt(dir, base, op.path);
+    targets_.Reset();  // a cached directory may just have gone
+    if (make() != 0) Fail(errno, syscall, op.path);
+  }
+
+  void Times(int dir, const std::string& base, const Op& op) {
+    if (op.hasTimes && utimensat(dir, base.c_str(), op.times, AT_SYMLINK_NOFOLLOW) != 0) Fail(errno, "utimensat", op.path);
+  }
+
+  void File(int dir, const std::string& base, const Op& op, Result& r) {
+    int fd = -1;
+    Create(dir, base, op, [&] { return (fd = openat(dir, base.c_str(), O_CREAT | O_EXCL | O_WRONLY | O_NOFOLLOW | O_CLOEXEC, 0600)) >= 0 ? 0 : -1; }, "openat");
+    try {
+      if (!tgtKnown_) {
+        tgt_ = ProbeTarget(fd);
+        tgtKnown_ = true;
+      }
+      if (op.sparse) {
+        if (ftruncate(fd, static_cast<off_t>(op.realSize)) != 0) Fail(errno, "ftruncate", op.path);
+        uint64_t consumed = 0;
+        for (const auto& [off, len] : op.map) {
+          int64_t from = op.srcOffset < 0 ? -1 : op.srcOffset + static_cast<int64_t>(consumed);
+          uint64_t got = CopyRange(op.srcFd, from, fd, static_cast<int64_t>(off), len, kAuto, tgt_, buf_, r.stats, op.hash);
+          if (got < len) Truncated(op, consumed + got, op.size);
+          consumed += len;
+        }
+      } else if (op.size > 0) {
+        uint64_t got = CopyRange(op.srcFd, op.srcOffset, fd, 0, op.size, kAuto, tgt_, buf_, r.stats, op.hash);
+        if (got < op.size) Truncated(op, got, op.size);
+      }
+      if (fchown(fd, op.uid, op.gid) != 0) Fail(errno, "fchown", op.path);
+      if (fchmod(fd, op.mode & 07777) != 0) Fail(errno, "fchmod", op.path);  // after chown, which clears setuid
+      SetXattrsFd(fd, op);
+      if (op.hasTimes && futimens(fd, op.times) != 0) Fail(errno, "futimens", op.path);
+    } catch (...) {
+      close(fd);
+      throw;
+    }
+    close(fd);
+  }
+
+  void Dir(int dir, const std::string& base, const Op& op) {
+    if (mkdirat(dir, base.c_str(), 0700) != 0) {
+      if (errno != EEXIST) Fail(errno, "mkdirat", op.path);
+      struct stat st;
+      if (fstatat(dir, base.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) Fail(errno, "fstatat", op.path);
+      if (!S_ISDIR(st.st_mode)) {
+        RemoveAt(dir, base, op.path);
+        if (mkdirat(dir, base.c_str(), 0700) != 0) Fail(errno, "mkdirat", op.path);
+      }
+    }
+    int fd = openat(dir, base.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) Fail(errno, "openat", op.path);
+    try {
+      if (fchown(fd, op.uid, op.gid) != 0) Fail(errno, "fchown", op.path);
+      if (fchmod(fd, op.mode & 07777) != 0) Fail(errno, "fchmod", op.path);
+      SetXattrsFd(fd, op);
+    } catch (...) {
+      close(fd);
+      throw;
+    }
+    close(fd);
+  }
+
+  ParentCache parents_;
+  ParentCache targets_;
+  CopyTarget tgt_;
+  bool tgtKnown_ = false;
+  std::vector<char> buf_;
+};
+
+void RunAll(int rootFd, const std::vector<Op>& ops, Result& r) {
+  Runner run(rootFd);
+  for (size_t i = 0; i < ops.size(); i++) {
+    try {
+      run.Run(ops[i], r);
+      // a removal or replacement may have taken a cached parent directory with it
+      if (ops[i].kind == Kind::Remove || ops[i].kind == Kind::Clear) run.Reset();
+    } catch (SysError& e) {
+      e.index = static_cast<long>(i);
+      if (e.path.empty()) e.path = ops[i].path;
+      throw;
+    }
+    r.ops++;
+  }
+}
+
+Napi::Object ResultJs(Napi::Env env, const Result& r) {
+  Napi::Object o = Napi::Object::New(env);
+  Napi::Object b = Napi::Object::New(env);
+  for (int i = 0; i < kMethods; i++)
+    if (r.stats.bytes[i]) b.Set(kMethodNames[i], Napi::Number::New(env, static_cast<double>(r.stats.bytes[i])));
+  o.Set("bytes", b);
+  o.Set("ops", Napi::Number::New(env, static_cast<double>(r.ops)));
+  return o;
+}
+
+std::vector<Op> ParseAll(Napi::Array a, std::vector<Napi::ObjectReference>& keep) {
+  std::vector<Op> ops;
+  ops.reserve(a.Length());
+  for (uint32_t i = 0; i < a.Length(); i++) ops.push_back(Parse(a.Get(i).As<Napi::Object>(), keep));
+  return ops;
+}
+
+class ApplyWorker : public Napi::AsyncWorker {
+ public:
+  ApplyWorker(Napi::Env env, int rootFd, std::vector<Op> ops, std::vector<Napi::ObjectReference> keep)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), root_(rootFd), ops_(std::move(ops)), keep_(std::move(keep)) {}
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      RunAll(root_, ops_, result_);
+    } catch (const SysError& e) {
+      err_ = e;
+      SetError("x");
+    }
+  }
+  void OnOK() override { deferred_.Resolve(ResultJs(Env(), result_)); }
+  void OnError(const Napi::Error&) override { deferred_.Reject(ToJsError(Env(), err_).Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  int root_;
+  std::vector<Op> ops_;
+  std::vector<Napi::ObjectReference> keep_;  // hashes the ops feed stay alive until done
+  Result result_;
+  SysError err_;
+};
+
+Napi::Value ApplyBatch(const Napi::CallbackInfo& info) {
+  std::vector<Napi::ObjectReference> keep;
+  std::vector<Op> ops = ParseAll(info[1].As<Napi::Array>(), keep);
+  auto* w = new ApplyWorker(info.Env(), info[0].As<Napi::Number>().Int32Value(), std::move(ops), std::move(keep));
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+Napi::Value ApplyBatchSync(const Napi::CallbackInfo& info) {
+  std::vector<Napi::ObjectReference> keep;
+  std::vector<Op> ops = ParseAll(info[1].As<Napi::Array>(), keep);
+  Result r;
+  try {
+    RunAll(info[0].As<Napi::Number>().Int32Value(), ops, r);
+  } catch (const SysError& e) {
+    throw ToJsError(info.Env(), e);
+  }
+  return ResultJs(info.Env(), r);
+}
+
+}  // namespace
+
+void InitApplyBatch(Napi::Env env, Napi::Object exports) {
+  exports.Set("applyBatch", Napi::Function::New(env, ApplyBatch, "applyBatch"));
+  exports.Set("applyBatchSync", Napi::Function::New(env, ApplyBatchSync, "applyBatchSync"));
+}
+
+}  // namespace layers

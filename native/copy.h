@@ -1,0 +1,44 @@
+// The one copy engine: copy_file_range, then sendfile (output is a pipe or socket) or splice
+// (input is a pipe), then a buffered read/write loop; it records which method moved the bytes.
+// Used by copyRange, the apply batch and the tar segment writer.
+#pragma once
+#include <sys/types.h>
+
+#include <cstdint>
+#include <vector>
+
+namespace layers {
+
+class Sha256;
+
+enum Method { kAuto = -1, kFiclone = 0, kCopyFileRange, kSendfile, kSplice, kReadWrite, kMethods };
+extern const char* const kMethodNames[kMethods];
+Method ParseMethod(const char* s);  // "auto", "copy_file_range", ... ; kAuto when unknown
+
+struct CopyStats {
+  uint64_t bytes[kMethods] = {};
+};
+
+// What is known of the destination, probed once per call or batch.
+struct CopyTarget {
+  bool alignedOnly = false;  // btrfs/xfs: copy_file_range only at block-aligned offsets
+  int64_t block = 4096;
+  bool outIsStream = false;  // pipe, socket or char device: no offsets, sendfile
+};
+
+CopyTarget ProbeTarget(int outFd);
+bool IsStream(int fd);
+
+// Copy `len` bytes from in (at inOff, or its position when -1) to out (at outOff, or its
+// position when -1). Returns the bytes copied: fewer than len only when the input ended.
+// `buf` is the caller's reusable buffer for the read/write path. When `hash` is set, every
+// byte goes through the read/write path and into the hash. Throws SysError.
+uint64_t CopyRange(int in, int64_t inOff, int out, int64_t outOff, uint64_t len, Method want, const CopyTarget& tgt,
+                   std::vector<char>& buf, CopyStats& stats, Sha256* hash = nullptr);
+
+// Read exactly len bytes at off (or from the position when -1); returns fewer only at EOF.
+uint64_t ReadFull(int fd, int64_t off, char* dst, uint64_t len);
+// Write all of len bytes at off (or at the position when -1).
+void WriteFull(int fd, int64_t off, const char* src, uint64_t len);
+
+}  // namespace layers

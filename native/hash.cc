@@ -1,0 +1,137 @@
+#include "hash.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <vector>
+
+#include "errors.h"
+
+namespace layers {
+
+Napi::FunctionReference* Sha256::ctor_ = nullptr;
+
+Napi::Value ctor_value(Napi::Env env);
+
+Napi::Function Sha256::Init(Napi::Env env) {
+  Napi::Function f = DefineClass(env, "Sha256", {InstanceMethod("update", &Sha256::JsUpdate), InstanceMethod("digest", &Sha256::JsDigest)});
+  ctor_ = new Napi::FunctionReference(Napi::Persistent(f));
+  return f;
+}
+
+Sha256::Sha256(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Sha256>(info) {
+  ctx_ = EVP_MD_CTX_new();
+  if (!ctx_ || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) throw Napi::Error::New(info.Env(), "sha256: cannot initialize OpenSSL digest");
+}
+
+Sha256::~Sha256() {
+  if (ctx_) EVP_MD_CTX_free(ctx_);
+}
+
+void Sha256::Update(const void* data, size_t len) {
+  if (len) EVP_DigestUpdate(ctx_, data, len);
+}
+
+Napi::Value Sha256::New(Napi::Env env) { return ctor_->New({}); }
+
+Napi::Value ctor_value(Napi::Env env) { return Sha256::New(env); }
+
+Sha256* Sha256::Unwrap(Napi::Value v) {
+  if (!v.IsObject() || !ctor_) return nullptr;
+  Napi::Object o = v.As<Napi::Object>();
+  if (!o.InstanceOf(ctor_->Value())) return nullptr;
+  return Napi::ObjectWrap<Sha256>::Unwrap(o);
+}
+
+Napi::Value Sha256::JsUpdate(const Napi::CallbackInfo& info) {
+  if (done_) throw Napi::Error::New(info.Env(), "sha256: update after digest");
+  if (!info[0].IsBuffer()) throw Napi::TypeError::New(info.Env(), "sha256.update: want a Buffer");
+  auto b = info[0].As<Napi::Buffer<uint8_t>>();
+  Update(b.Data(), b.Length());
+  return info.Env().Undefined();
+}
+
+Napi::Value Sha256::JsDigest(const Napi::CallbackInfo& info) {
+  if (done_) throw Napi::Error::New(info.Env(), "sha256: digest called twice");
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_DigestFinal_ex(ctx_, md, &n);
+  done_ = true;
+  static const char* hex = "0123456789abcdef";
+  std::string s = "sha256:";
+  for (unsigned i = 0; i < n; i++) {
+    s += hex[md[i] >> 4];
+    s += hex[md[i] & 15];
+  }
+  return Napi::String::New(info.Env(), s);
+}
+
+Napi::Value NewSha256(const Napi::CallbackInfo& info) {
+  return ctor_value(info.Env());
+}
+
+namespace {
+
+class HashWorker : public Napi::AsyncWorker {
+ public:
+  HashWorker(Napi::Env env, int fd, int64_t off, int64_t len, Napi::Object hashObj, Sha256* hash)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), fd_(fd), off_(off), len_(len), hash_(hash) {
+    ref_ = Napi::Persistent(hashObj);
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    std::vector<char> buf(1 << 20);
+    int64_t pos = off_;
+    for (;;) {
+      size_t want = buf.size();
+      if (len_ >= 0) {
+        if (done_ >= len_) break;
+        want = static_cast<size_t>(std::min<int64_t>(want, len_ - done_));
+      }
+      ssize_t n = pread(fd_, buf.data(), want, pos);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        err_.err = errno;
+        err_.syscall = "pread";
+        SetError("x");
+        return;
+      }
+      if (n == 0) break;
+      hash_->Update(buf.data(), static_cast<size_t>(n));
+      pos += n;
+      done_ += n;
+    }
+  }
+  void OnOK() override {
+    ref_.Reset();
+    deferred_.Resolve(Napi::Number::New(Env(), static_cast<double>(done_)));
+  }
+  void OnError(const Napi::Error&) override {
+    ref_.Reset();
+    deferred_.Reject(ToJsError(Env(), err_).Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference ref_;
+  int fd_;
+  int64_t off_, len_, done_ = 0;
+  Sha256* hash_;
+  SysError err_;
+};
+
+}  // namespace
+
+Napi::Value HashRange(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Sha256* h = Sha256::Unwrap(info[3]);
+  if (!h) throw Napi::TypeError::New(env, "hashRange(fd, offset, length, hash): hash must come from sha256()");
+  auto* w = new HashWorker(env, info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int64Value(),
+                           info[2].As<Napi::Number>().Int64Value(), info[3].As<Napi::Object>(), h);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+}  // namespace layers

@@ -1,0 +1,306 @@
+// writeSegments: write a tar from header byte ranges and file bodies (see TarSegment in
+// lib/native.ts). Headers, padding and small bodies are coalesced into ~1 MiB writes. On btrfs
+// and xfs the block-aligned bulk of each body whose tar offset is block-aligned is left as a
+// hole in a first pass and cloned with copy_file_range in a second, so the two never interleave
+// (interleaving makes every clone wait on writeback of the block just written).
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "batch.h"
+#include "copy.h"
+#include "errors.h"
+#include "resolve.h"
+
+namespace layers {
+namespace {
+
+constexpr size_t kCoalesce = 1 << 20;
+constexpr uint64_t kSmallBody = 64 << 10;  // read into the coalescing buffer rather than copied on its own
+constexpr size_t kMaxDeferred = 1024;      // open fds held for the clone pass
+
+struct Segment {
+  bool isFile = false;
+  uint64_t offset = 0, length = 0;  // bytes segment: range in data
+  std::string path;
+  int fd = -1;
+  uint64_t size = 0;
+};
+
+struct Deferred {
+  int fd;
+  bool owned;
+  int64_t dst;
+  uint64_t len;
+  std::string path;
+};
+
+class Writer {
+ public:
+  Writer(int out, const char* data, int rootFd, int64_t outOffset, Method method)
+      : out_(out), data_(data), root_(rootFd), method_(method) {
+    tgt_ = ProbeTarget(out);
+    if (!tgt_.outIsStream && outOffset < 0) {
+      // "at the fd's position": use it as the base for positional writes, unless O_APPEND
+      // (pwrite would ignore our offsets) makes sequential writes the only right way
+      int fl = fcntl(out, F_GETFL);
+      if (fl >= 0 && !(fl & O_APPEND)) {
+        off_t p = lseek(out, 0, SEEK_CUR);
+        if (p >= 0) {
+          base_ = p;
+          restorePos_ = true;
+        }
+      }
+    } else if (!tgt_.outIsStream) {
+      base_ = outOffset;
+    }
+    positional_ = base_ >= 0;
+    twoPass_ = positional_ && tgt_.alignedOnly && (method_ == kAuto || method_ == kCopyFileRange);
+    buf_.reserve(kCoalesce);
+  }
+
+  ~Writer() {
+    for (auto& d : deferred_)
+      if (d.owned) close(d.fd);
+  }
+
+  void Write(const std::vector<Segment>& segs) {
+    for (size_t i = 0; i < segs.size(); i++) {
+      try {
+        const Segment& s = segs[i];
+        if (s.isFile) File(s);
+        else Append(data_ + s.offset, s.length);
+      } catch (SysError& e) {
+        e.index = static_cast<long>(i);
+        if (e.path.empty() && segs[i].isFile) e.path = segs[i].path;
+        throw;
+      }
+    }
+    Flush();
+    Clone();
+    if (restorePos_) lseek(out_, base_ + static_cast<int64_t>(pos_), SEEK_SET);
+  }
+
+  CopyStats stats;
+  uint64_t written() const { return pos_; }
+
+ private:
+  int64_t At(uint64_t rel) const { return positional_ ? base_ + static_cast<int64_t>(rel) : -1; }
+
+  void Append(const char* p, uint64_t n) {
+    while (n > 0) {
+      size_t room = kCoalesce - buf_.size();
+      if (room == 0) {
+        Flush();
+        continue;
+      }
+      size_t take = static_cast<size_t>(std::min<uint64_t>(room, n));
+      buf_.insert(buf_.end(), p, p + take);
+      p += take;
+      n -= take;
+    }
+  }
+
+  void Flush() {
+    if (buf_.empty()) return;
+    WriteFull(out_, At(bufStart_), buf_.data(), buf_.size());
+    bufStart_ += buf_.size();
+    pos_ = bufStart_;
+    buf_.clear();
+  }
+
+  // body bytes into the coalescing buffer (counted as the read/write path)
+  void AppendFrom(int fd, int64_t off, uint64_t n, const std::string& path) {
+    while (n > 0) {
+      if (buf_.size() == kCoalesce) Flush();
+      size_t take = static_cast<size_t>(std::min<uint64_t>(kCoalesce - buf_.size(), n));
+      size_t at = buf_.size();
+      buf_.resize(at + take);
+      uint64_t got = ReadFull(fd, off, buf_.data() + at, take);
+      if (got < take) Shrank(path, static_cast<uint64_t>(off) + got);
+      stats.bytes[kReadWrite] += take;
+      off += static_cast<int64_t>(take);
+      n -= take;
+    }
+  }
+
+  [[noreturn]] void Shrank(const std::string& path, uint64_t has) {
+    SysError e;
+    e.code = "ESHRANK";
+    e.syscall = "read";
+    e.path = path;
+    e.message = "the file is shorter than when it was listed (" + std::to_string(has) + " bytes now)";
+    throw e;
+  }
+
+  void File(const Segment& s) {
+    bool owned = s.fd < 0;
+    int fd = owned ? Openat2(root_, s.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) : s.fd;
+    if (fd < 0) Fail(errno, "openat2", s.path);
+    bool keepOpen = false;
+    try {
+      struct stat st;
+      if (fstat(fd, &st) != 0) Fail(errno, "fstat", s.path);
+      if (static_cast<uint64_t>(st.st_size) < s.size) Shrank(s.path, static_cast<uint64_t>(st.st_size));
+      uint64_t here = bufStart_ + buf_.size();  // tar offset of this body
+      if (twoPass_) {
+        uint64_t bulk = (At(here) % tgt_.block == 0) ? s.size - s.size % static_cast<uint64_t>(tgt_.block) : 0;
+        if (bulk > 0) {
+          // leave a hole for the bulk; write the tail after it in this pass
+          Flush();
+          deferred_.push_back({fd, owned, At(here), bulk, s.path});
+          keepOpen = true;
+          bufStart_ = here + bulk;
+          pos_ = bufStart_;
+          AppendFrom(fd, static_cast<int64_t>(bulk), s.size - bulk, s.path);
+          if (deferred_.size() >= kMaxDeferred) {
+            Flush();
+            Clone();
+          }
+        } else {
+          AppendFrom(fd, 0, s.size, s.path);
+        }
+      } else if (s.size <= kSmallBody && (method_ == kAuto)) {
+        AppendFrom(fd, 0, s.size, s.path);
+      } else {
+        Flush();
+        uint64_t got = CopyRange(fd, 0, out_, At(here), s.size, method_, tgt_, copyBuf_, stats);
+        if (got < s.size) Shrank(s.path, got);
+        bufStart_ = here + s.size;
+        pos_ = bufStart_;
+      }
+    } catch (...) {
+      if (owned && !keepOpen) close(fd);
+      throw;
+    }
+    if (owned && !keepOpen) close(fd);
+  }
+
+  void Clone() {
+    for (auto& d : deferred_) {
+      uint64_t got = CopyRange(d.fd, 0, out_, d.dst, d.len, kCopyFileRange, tgt_, copyBuf_, stats);
+      if (got < d.len) Shrank(d.path, got);
+      if (d.owned) close(d.fd);
+      d.owned = false;
+    }
+    deferred_.clear();
+  }
+
+  int out_;
+  const char* data_;
+  int root_;
+  Method method_;
+  CopyTarget tgt_;
+  int64_t base_ = -1;
+  bool positional_ = false, twoPass_ = false, restorePos_ = false;
+  uint64_t bufStart_ = 0;  // tar offset where buf_ starts
+  uint64_t pos_ = 0;       // tar bytes written or planned so far
+  std::vector<char> buf_, copyBuf_;
+  std::vector<Deferred> deferred_;
+};
+
+struct Job {
+  int out, root;
+  int64_t outOffset;
+  Method method;
+  std::vector<Segment> segs;
+};
+
+Job ParseJob(const Napi::CallbackInfo& info) {
+  Job j;
+  j.out = info[0].As<Napi::Number>().Int32Value();
+  Napi::Object opts = info[3].As<Napi::Object>();
+  j.root = opts.Get("rootFd").As<Napi::Number>().Int32Value();
+  j.outOffset = opts.Get("outOffset").As<Napi::Number>().Int64Value();
+  Napi::Value m = opts.Get("method");
+  j.method = m.IsString() ? ParseMethod(m.As<Napi::String>().Utf8Value().c_str()) : kAuto;
+  size_t dataLen = info[1].As<Napi::Buffer<char>>().Length();
+  Napi::Array a = info[2].As<Napi::Array>();
+  j.segs.reserve(a.Length());
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Object o = a.Get(i).As<Napi::Object>();
+    Segment s;
+    std::string kind = o.Get("kind").As<Napi::String>().Utf8Value();
+    if (kind == "bytes") {
+      s.offset = static_cast<uint64_t>(o.Get("offset").As<Napi::Number>().Int64Value());
+      s.length = static_cast<uint64_t>(o.Get("length").As<Napi::Number>().Int64Value());
+      if (s.offset + s.length > dataLen) throw Napi::RangeError::New(info.Env(), "writeSegments: bytes segment past the end of data");
+    } else if (kind == "file") {
+      s.isFile = true;
+      s.path = o.Get("path").As<Napi::String>().Utf8Value();
+      Napi::Value fd = o.Get("fd");
+      if (fd.IsNumber()) s.fd = fd.As<Napi::Number>().Int32Value();
+      s.size = static_cast<uint64_t>(o.Get("size").As<Napi::Number>().Int64Value());
+    } else {
+      throw Napi::TypeError::New(info.Env(), "writeSegments: unknown segment kind '" + kind + "'");
+    }
+    j.segs.push_back(std::move(s));
+  }
+  return j;
+}
+
+class WriteWorker : public Napi::AsyncWorker {
+ public:
+  WriteWorker(Napi::Env env, Job job, Napi::Buffer<char> data)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), job_(std::move(job)), data_(data.Data()) {
+    keep_ = Napi::Persistent(data.As<Napi::Object>());
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+  void Execute() override {
+    try {
+      Writer w(job_.out, data_, job_.root, job_.outOffset, job_.method);
+      w.Write(job_.segs);
+      stats_ = w.stats;
+      written_ = w.written();
+    } catch (const SysError& e) {
+      err_ = e;
+      SetError("x");
+    }
+  }
+  void OnOK() override {
+    keep_.Reset();
+    Napi::Env env = Env();
+    Napi::Object r = Napi::Object::New(env);
+    Napi::Object b = Napi::Object::New(env);
+    for (int i = 0; i < kMethods; i++)
+      if (stats_.bytes[i]) b.Set(kMethodNames[i], Napi::Number::New(env, static_cast<double>(stats_.bytes[i])));
+    r.Set("bytes", b);
+    r.Set("written", Napi::Number::New(env, static_cast<double>(written_)));
+    deferred_.Resolve(r);
+  }
+  void OnError(const Napi::Error&) override {
+    keep_.Reset();
+    deferred_.Reject(ToJsError(Env(), err_).Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Job job_;
+  const char* data_;
+  Napi::ObjectReference keep_;
+  CopyStats stats_;
+  uint64_t written_ = 0;
+  SysError err_;
+};
+
+Napi::Value WriteSegments(const Napi::CallbackInfo& info) {
+  Job job = ParseJob(info);
+  auto* w = new WriteWorker(info.Env(), std::move(job), info[1].As<Napi::Buffer<char>>());
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+}  // namespace
+
+void InitWriteSegments(Napi::Env env, Napi::Object exports) {
+  exports.Set("writeSegments", Napi::Function::New(env, WriteSegments, "writeSegments"));
+}
+
+}  // namespace layers
