@@ -176,7 +176,13 @@ export async function chownTree(dir: string, from: IdMappings | undefined, to: I
     }
     return h;
   };
+  const shifted = new Set<string>(); // an inode with several names is shifted once
   for (const node of walkTree(dir, { xattrs: false, includeRoot: true })) {
+    if (node.st.nlink > 1n && !node.st.isDirectory()) {
+      const key = inodeKey(node.st);
+      if (shifted.has(key)) continue;
+      shifted.add(key);
+    }
     const uid = Number(node.st.uid);
     const gid = Number(node.st.gid);
     const nu = shift(uid, from?.uidmap, to?.uidmap);

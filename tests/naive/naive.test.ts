@@ -135,6 +135,8 @@ test('chownTree shifts owners by mappings, keeps setuid bits and file capabiliti
   t.deepEqual([st('rel-link').uid, st('rel-link').gid], [104242, 104343]);
   t.is(st('bin/suid').mode & 0o7777, 0o4755);
   t.is(fs.lstatSync(root).uid, 100000);
+  // three names of one inode: shifted once, not three times
+  t.deepEqual([st('hard/one').uid, st('hard/two').uid, st('hard-three').uid], [100000, 100000, 100000]);
   t.deepEqual(execFileSync('getfattr', ['-n', 'security.capability', '-e', 'hex', '--only-values', path.join(root, 'bin/ping')]), CAPABILITY);
   // and back: ids in range return to what they were
   await chownTree(root, m, undefined);
