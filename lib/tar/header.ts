@@ -8,8 +8,9 @@ import type { BlockSource } from './source.ts';
 import type { EntryType, ReadEntry, SparseMap, TarEntry } from './types.ts';
 
 const BLOCK = 512;
-/** extension headers (PAX records, GNU long names) larger than this are refused */
+/** extension headers (PAX records, GNU long names, sparse maps) larger than this are refused */
 export const MAX_EXTENSION = 1 << 20;
+/** two zero blocks: the end of an archive */
 export const END_OF_ARCHIVE = Buffer.alloc(2 * BLOCK);
 
 /** zero bytes after a body of `size` bytes, up to the next 512-byte boundary */
@@ -19,236 +20,390 @@ export function padding(size: number): number {
 
 // ---------------------------------------------------------------- reading
 
-const TYPES: Record<string, EntryType> = {
-  '0': 'file',
-  '\0': 'file',
-  '7': 'file',
-  '1': 'hardlink',
-  '2': 'symlink',
-  '3': 'char',
-  '4': 'block',
-  '5': 'dir',
-  '6': 'fifo',
-  D: 'dir',
-};
+// ustar header layout
+const NAME = 0;
+const MODE = 100;
+const UID = 108;
+const GID = 116;
+const SIZE = 124;
+const MTIME = 136;
+const CHKSUM = 148;
+const TYPEFLAG = 156;
+const LINKNAME = 157;
+const MAGIC = 257;
+const UNAME = 265;
+const GNAME = 297;
+const DEVMAJOR = 329;
+const DEVMINOR = 337;
+const PREFIX = 345;
+// GNU old sparse header fields
+const GNU_SPARSE = 386;
+const GNU_ISEXTENDED = 482;
+const GNU_REALSIZE = 483;
 
-function isZero(b: Buffer): boolean {
-  for (let i = 0; i < b.length; i++) if (b[i] !== 0) return false;
-  return true;
-}
+const SCHILY_XATTR = 'SCHILY.xattr.';
+const LIBARCHIVE_XATTR = 'LIBARCHIVE.xattr.';
 
 /** NUL-terminated string field */
 function str(b: Buffer, off: number, len: number): string {
   let end = off;
   const max = off + len;
   while (end < max && b[end] !== 0) end++;
-  return b.toString('utf8', off, end);
+  return end === off ? '' : b.toString('utf8', off, end);
 }
 
-/** numeric field: octal (space/NUL terminated) or GNU base-256 */
-function num(b: Buffer, off: number, len: number, field: string, at: number): number {
+/**
+ * Numeric field: octal (leading spaces, NUL/space terminated) or GNU base-256. NaN when it is
+ * not a number, negative or beyond 2^53; the caller names the entry in the error.
+ */
+function num(b: Buffer, off: number, len: number): number {
+  const end = off + len;
   if (b[off] & 0x80) {
-    if (b[off] === 0xff) throw new TarError('ETARFORMAT', `header at byte ${at}: negative ${field}`, undefined, at);
-    let v = b[off] & 0x7f;
-    for (let i = off + 1; i < off + len; i++) v = v * 256 + b[i];
-    if (!Number.isSafeInteger(v)) throw new TarError('ETARFORMAT', `header at byte ${at}: ${field} too large`, undefined, at);
-    return v;
+    if (b[off] !== 0x80) return NaN; // 0xff: negative; other high bits: not base-256 at all
+    let v = 0;
+    for (let i = off + 1; i < end; i++) v = v * 256 + b[i];
+    return Number.isSafeInteger(v) ? v : NaN;
   }
   let i = off;
-  const end = off + len;
-  while (i < end && (b[i] === 0x20 || b[i] === 0)) i++;
+  while (i < end && b[i] === 0x20) i++;
   let v = 0;
-  let digits = 0;
   for (; i < end; i++) {
     const c = b[i];
     if (c === 0x20 || c === 0) break;
-    if (c < 0x30 || c > 0x37) throw new TarError('ETARFORMAT', `header at byte ${at}: ${field} is not an octal number`, undefined, at);
+    if (c < 0x30 || c > 0x37) return NaN;
     v = v * 8 + (c - 0x30);
-    digits++;
   }
-  for (; i < end; i++) if (b[i] !== 0x20 && b[i] !== 0) throw new TarError('ETARFORMAT', `header at byte ${at}: ${field} is not an octal number`, undefined, at);
-  return digits ? v : 0;
+  for (; i < end; i++) if (b[i] !== 0x20 && b[i] !== 0) return NaN;
+  return Number.isSafeInteger(v) ? v : NaN;
 }
 
-function checksumOk(b: Buffer, at: number): boolean {
-  const want = num(b, 148, 8, 'checksum', at);
+/** mtime may be negative (before 1970): GNU writes those in base-256 two's complement */
+function numSigned(b: Buffer, off: number, len: number): number {
+  if (b[off] !== 0xff) return num(b, off, len);
+  let v = 0;
+  for (let i = off; i < off + len; i++) v = v * 256 + (0xff - b[i]);
+  v = -(v + 1);
+  return Number.isSafeInteger(v) ? v : NaN;
+}
+
+function isZeroBlock(b: Buffer): boolean {
+  for (let i = 0; i < BLOCK; i++) if (b[i] !== 0) return false;
+  return true;
+}
+
+/** both the POSIX (unsigned) sum and the signed one old tars wrote */
+function checksumOk(b: Buffer): boolean {
+  const want = num(b, CHKSUM, 8);
   let unsigned = 0;
-  let signed = 0;
-  for (let i = 0; i < BLOCK; i++) {
-    const c = i >= 148 && i < 156 ? 0x20 : b[i];
+  let high = 0;
+  for (let i = 0; i < CHKSUM; i++) {
+    const c = b[i];
     unsigned += c;
-    signed += c > 127 ? c - 256 : c;
+    if (c > 127) high++;
   }
-  return want === unsigned || want === signed;
+  for (let i = CHKSUM + 8; i < BLOCK; i++) {
+    const c = b[i];
+    unsigned += c;
+    if (c > 127) high++;
+  }
+  unsigned += 8 * 0x20;
+  return want === unsigned || want === unsigned - 256 * high;
 }
 
-/** PAX records: keys as text, values as raw bytes (binary xattrs must survive). Repeated
- *  GNU.sparse.offset/numbytes pairs (sparse 0.0) are collected in order. */
-function parsePax(data: Buffer, into: Map<string, Buffer>, sparse00: number[], what: string): void {
-  let pos = 0;
-  while (pos < data.length) {
-    if (data[pos] === 0) break; // NUL padding after the last record
-    const sp = data.indexOf(0x20, pos);
-    const len = sp < 0 ? NaN : Number(data.toString('latin1', pos, sp));
-    if (!Number.isInteger(len) || len <= 0 || pos + len > data.length || data[pos + len - 1] !== 0x0a) {
-      throw new TarError('ETARFORMAT', `${what}: malformed PAX record at byte ${pos} of its extended header`, what);
+/** the name a header block gives, for error messages before the entry is known */
+function headerName(b: Buffer): string {
+  const name = str(b, NAME, 100);
+  const prefix = isUstar(b) ? str(b, PREFIX, 155) : '';
+  return prefix ? `${prefix}/${name}` : name;
+}
+
+function isUstar(b: Buffer): boolean {
+  // 'ustar\0' (POSIX); GNU's 'ustar  \0' has no prefix field (atime/ctime live there)
+  return b[MAGIC] === 0x75 && b[MAGIC + 1] === 0x73 && b[MAGIC + 2] === 0x74 && b[MAGIC + 3] === 0x61 && b[MAGIC + 4] === 0x72 && b[MAGIC + 5] === 0;
+}
+
+/** decimal digits only, as PAX numbers are; NaN otherwise */
+function decimal(b: Buffer, start = 0, end = b.length): number {
+  if (start >= end) return NaN;
+  let v = 0;
+  for (let i = start; i < end; i++) {
+    const c = b[i];
+    if (c < 0x30 || c > 0x39) return NaN;
+    v = v * 10 + (c - 0x30);
+  }
+  return Number.isSafeInteger(v) ? v : NaN;
+}
+
+/** "1600000000.123456789" -> exact seconds and nanoseconds, digit by digit (never a float) */
+function paxTime(v: Buffer): Timespec | undefined {
+  let i = 0;
+  const neg = v[0] === 0x2d;
+  if (neg) i++;
+  const dot = v.indexOf(0x2e, i);
+  const intEnd = dot < 0 ? v.length : dot;
+  let sec = decimal(v, i, intEnd);
+  if (Number.isNaN(sec)) return undefined;
+  let nsec = 0;
+  if (dot >= 0) {
+    let scale = 100_000_000;
+    for (let j = dot + 1; j < v.length; j++) {
+      const c = v[j];
+      if (c < 0x30 || c > 0x39) return undefined;
+      nsec += (c - 0x30) * scale; // digits past the ninth are below a nanosecond: dropped
+      scale = Math.floor(scale / 10);
     }
-    const eq = data.indexOf(0x3d, sp + 1);
-    if (eq < 0 || eq > pos + len - 1) throw new TarError('ETARFORMAT', `${what}: PAX record without '='`, what);
-    const key = data.toString('utf8', sp + 1, eq);
-    const value = data.subarray(eq + 1, pos + len - 1);
-    if (key === 'GNU.sparse.offset' || key === 'GNU.sparse.numbytes') sparse00.push(decimal(value, key, what));
-    else into.set(key, Buffer.from(value));
-    pos += len;
   }
-}
-
-function decimal(v: Buffer | string, key: string, what: string): number {
-  const s = typeof v === 'string' ? v : v.toString('latin1');
-  if (!/^\d+$/.test(s)) throw new TarError('ETARFORMAT', `${what}: PAX ${key} is not a number: ${JSON.stringify(s.slice(0, 40))}`, what);
-  const n = Number(s);
-  if (!Number.isSafeInteger(n)) throw new TarError('ETARFORMAT', `${what}: PAX ${key} too large`, what);
-  return n;
-}
-
-/** "1600000000.123456789" -> exact seconds and nanoseconds (never through a float) */
-function paxTime(v: Buffer, key: string, what: string): Timespec {
-  const s = v.toString('latin1');
-  const m = /^(-?\d+)(?:\.(\d*))?$/.exec(s);
-  if (!m) throw new TarError('ETARFORMAT', `${what}: PAX ${key} is not a time: ${JSON.stringify(s.slice(0, 40))}`, what);
-  let sec = Number(m[1]);
-  let nsec = Number((m[2] ?? '').slice(0, 9).padEnd(9, '0'));
-  if (s.startsWith('-') && nsec > 0) {
-    sec -= 1;
-    nsec = 1_000_000_000 - nsec;
+  if (neg) {
+    sec = -sec;
+    if (nsec > 0) {
+      sec -= 1;
+      nsec = 1_000_000_000 - nsec;
+    }
   }
   return { sec, nsec };
 }
 
-function readExtension(src: BlockSource, size: number, kind: string, at: number): Buffer {
-  if (size > MAX_EXTENSION) throw new TarError('ETARTOOBIG', `${kind} header at byte ${at} claims ${size} bytes (limit ${MAX_EXTENSION})`, undefined, at);
-  const data = src.read(size, `${kind} header at byte ${at}`);
-  src.skip(padding(size), `${kind} header at byte ${at}`);
+/** What came before the real header: PAX records, GNU long names, extension bytes read. */
+interface Extensions {
+  pax?: Map<string, Buffer>;
+  /** GNU.sparse.offset/numbytes pairs of PAX sparse 0.0, in order (they repeat) */
+  sparse00?: number[];
+  longName?: string;
+  longLink?: string;
+  bytes: number;
+}
+
+/** PAX records: keys as text, values as raw bytes (binary xattrs must survive). */
+function parsePax(data: Buffer, ext: Extensions, global: Map<string, Buffer> | undefined, what: string, at: number): void {
+  let pos = 0;
+  while (pos < data.length) {
+    if (data[pos] === 0) break; // NUL padding after the last record
+    const sp = data.indexOf(0x20, pos);
+    const len = sp < 0 || sp - pos > 8 ? NaN : decimal(data, pos, sp);
+    if (!(len > 0) || pos + len > data.length || data[pos + len - 1] !== 0x0a) {
+      throw new TarError('ETARFORMAT', `${what}: malformed PAX record at byte ${pos} of its extended header`, what, at);
+    }
+    const recEnd = pos + len - 1;
+    const eq = data.indexOf(0x3d, sp + 1);
+    if (eq < 0 || eq > recEnd) throw new TarError('ETARFORMAT', `${what}: PAX record without '=' at byte ${pos} of its extended header`, what, at);
+    const key = data.toString('utf8', sp + 1, eq);
+    // data is a fresh buffer of this header: values can be views into it
+    const value = data.subarray(eq + 1, recEnd);
+    pos += len;
+    if (global) {
+      // an empty global value removes the global
+      if (value.length === 0) global.delete(key);
+      else global.set(key, Buffer.from(value));
+    } else if (key === 'GNU.sparse.offset' || key === 'GNU.sparse.numbytes') {
+      const n = decimal(value);
+      if (Number.isNaN(n)) throw new TarError('ETARFORMAT', `${what}: PAX ${key} is not a number`, what, at);
+      (ext.sparse00 ??= []).push(n);
+    } else {
+      (ext.pax ??= new Map()).set(key, value);
+    }
+  }
+}
+
+function readExtension(src: BlockSource, ext: Extensions, size: number, kind: string, what: string, at: number): Buffer {
+  ext.bytes += size;
+  if (size > MAX_EXTENSION || ext.bytes > MAX_EXTENSION) {
+    throw new TarError('ETARTOOBIG', `${what}: ${kind} header at byte ${at} claims ${size} bytes (limit ${MAX_EXTENSION} for the extension headers of one entry)`, what, at);
+  }
+  const data = src.read(size, what);
+  src.skip(padding(size), what);
   return data;
 }
 
-const KNOWN_PAX = new Set(['path', 'linkpath', 'size', 'uid', 'gid', 'uname', 'gname', 'mtime', 'atime', 'ctime', 'comment', 'charset', 'hdrcharset']);
+/** PAX keys folded into entry fields (or meaningless once read): not kept in `pax` */
+const FOLDED = new Set(['path', 'linkpath', 'size', 'uid', 'gid', 'uname', 'gname', 'mtime', 'atime', 'ctime', 'comment', 'charset', 'hdrcharset', 'SCHILY.devmajor', 'SCHILY.devminor']);
 
 /**
- * The next entry of the tar, with PAX, GNU long names and sparse maps folded in; null at the
- * end of the archive. The source stands at the entry's body afterwards: the caller skips or
- * consumes `size` bytes and then `padding(size)`.
+ * The next entry of the tar, with PAX ('x' and global 'g'), GNU long names and sparse maps
+ * folded in; null at the end of the archive. The source stands at the entry's body afterwards
+ * (`dataOffset`): the caller skips or consumes `size` bytes and then `padding(size)`.
  */
 export function readEntry(src: BlockSource): ReadEntry | null {
-  const headerOffset = src.position;
-  const pax = new Map<string, Buffer>();
-  const sparse00: number[] = [];
-  let longName: string | undefined;
-  let longLink: string | undefined;
+  let headerOffset = src.position;
+  let ext: Extensions | undefined;
   for (;;) {
     const at = src.position;
-    const block = src.readUpTo(BLOCK);
-    const pendingExt = pax.size > 0 || longName !== undefined || longLink !== undefined;
-    if (block.length === 0 && !pendingExt) return null; // the input ended at a header boundary
-    if (block.length < BLOCK) throw new TarError('ETARTRUNCATED', `the tar ends at byte ${at + block.length}, inside a header`, undefined, at);
-    if (isZero(block)) {
-      if (pendingExt) throw new TarError('ETARFORMAT', `an extended header at byte ${headerOffset} is followed by an end block`, undefined, at);
-      src.readUpTo(BLOCK); // the second end block, if there is one
+    const block = src.readBlock();
+    if (block.length < BLOCK) {
+      // the input may end right after the last entry, without end blocks
+      if (block.length === 0 && ext === undefined) return null;
+      const what = ext ? `the entry whose extension header starts at byte ${headerOffset}` : `header at byte ${at}`;
+      throw new TarError('ETARTRUNCATED', `${what}: the tar ends at byte ${at + block.length}, inside a header`, undefined, at);
+    }
+    if (block[0] === 0 && isZeroBlock(block)) {
+      if (ext) throw new TarError('ETARFORMAT', `the extension header at byte ${headerOffset} is followed by an end block, not by its entry`, undefined, at);
+      src.readBlock(); // the second end block, if there is one
       return null;
     }
-    if (!checksumOk(block, at)) throw new TarError('ETARFORMAT', `header at byte ${at}: bad checksum (not a tar, or corrupt)`, str(block, 0, 100), at);
-    const type = String.fromCharCode(block[156]);
-    const size = num(block, 124, 12, 'size', at);
+    if (!checksumOk(block)) {
+      const name = headerName(block);
+      throw new TarError('ETARFORMAT', `${name ? `${name} (header at byte ${at})` : `header at byte ${at}`}: bad header checksum (not a tar, or corrupt)`, name || undefined, at);
+    }
+    const type = block[TYPEFLAG];
+    const headerSize = num(block, SIZE, 12);
+    if (Number.isNaN(headerSize)) {
+      const name = ext?.longName ?? headerName(block);
+      throw new TarError('ETARFORMAT', `${name}: the size field of its header (byte ${at}) is not a valid number`, name, at);
+    }
     switch (type) {
-      case 'x':
-        parsePax(readExtension(src, size, 'PAX', at), pax, sparse00, `PAX header at byte ${at}`);
+      case 0x78: // 'x'
+      case 0x67: // 'g'
+      case 0x4c: // 'L'
+      case 0x4b: {
+        // 'K'
+        ext ??= { bytes: 0 };
+        const what = headerName(block);
+        const kind = type === 0x78 ? 'PAX' : type === 0x67 ? 'PAX global' : type === 0x4c ? 'GNU long name' : 'GNU long link name';
+        const data = readExtension(src, ext, headerSize, kind, what, at);
+        if (type === 0x78) parsePax(data, ext, undefined, what, at);
+        else if (type === 0x67) {
+          parsePax(data, ext, src.globals, what, at);
+          // a global header is an archive member of its own, not part of the next entry
+          if (ext.pax === undefined && ext.longName === undefined && ext.longLink === undefined && ext.sparse00 === undefined) {
+            ext = undefined;
+            headerOffset = src.position;
+          }
+        } else if (type === 0x4c) ext.longName = str(data, 0, data.length);
+        else ext.longLink = str(data, 0, data.length);
         continue;
-      case 'g':
-        parsePax(readExtension(src, size, 'PAX global', at), src.globals, sparse00, `PAX global header at byte ${at}`);
-        continue;
-      case 'L':
-        longName = str(readExtension(src, size, 'GNU long name', at), 0, size);
-        continue;
-      case 'K':
-        longLink = str(readExtension(src, size, 'GNU long link', at), 0, size);
-        continue;
-      case 'V': // volume label: nothing to extract
-        src.skip(size + padding(size));
+      }
+      case 0x56: // 'V': a volume label, nothing to extract
+        src.skip(headerSize + padding(headerSize), headerName(block));
+        ext = undefined;
+        headerOffset = src.position;
         continue;
     }
-    return finishEntry(src, block, type, size, at, headerOffset, pax, sparse00, longName, longLink);
+    return finishEntry(src, block, type, headerSize, at, headerOffset, ext);
   }
 }
 
-function finishEntry(
-  src: BlockSource,
-  block: Buffer,
-  type: string,
-  headerSize: number,
-  at: number,
-  headerOffset: number,
-  pax: Map<string, Buffer>,
-  sparse00: number[],
-  longName: string | undefined,
-  longLink: string | undefined,
-): ReadEntry {
-  const get = (k: string) => pax.get(k) ?? src.globals.get(k);
-  const ustar = block.toString('latin1', 257, 263) === 'ustar\0';
-  let rawName = get('path')?.toString('utf8') ?? longName;
-  if (rawName === undefined) {
-    rawName = str(block, 0, 100);
-    const prefix = ustar ? str(block, 345, 155) : '';
-    if (prefix) rawName = `${prefix}/${rawName}`;
+function entryType(type: number): EntryType | undefined {
+  switch (type) {
+    case 0x30: // '0'
+    case 0x00: // '\0' (pre-POSIX)
+    case 0x37: // '7' contiguous file
+    case 0x53: // 'S' GNU sparse file
+      return 'file';
+    case 0x31:
+      return 'hardlink';
+    case 0x32:
+      return 'symlink';
+    case 0x33:
+      return 'char';
+    case 0x34:
+      return 'block';
+    case 0x35: // '5'
+    case 0x44: // 'D' GNU dumpdir: a directory with a listing as its body
+      return 'dir';
+    case 0x36:
+      return 'fifo';
   }
-  const what = rawName;
-  const sparseName = get('GNU.sparse.name')?.toString('utf8');
-  if (sparseName !== undefined) rawName = sparseName;
-  let etype: EntryType | undefined = type === 'S' ? 'file' : TYPES[type];
-  if (!etype) throw new TarError('ETARFORMAT', `${what}: unsupported entry type ${JSON.stringify(type)}`, what, at);
-  if (etype === 'file' && type === '\0' && rawName.endsWith('/')) etype = 'dir'; // old V7 directories
-  const name = normalizeEntryName(rawName);
+  return undefined;
+}
 
-  const field = (key: string, off: number, len: number) => {
-    const v = get(key);
-    return v !== undefined ? decimal(v, key, what) : num(block, off, len, key, at);
+function finishEntry(src: BlockSource, block: Buffer, type: number, headerSize: number, at: number, headerOffset: number, ext: Extensions | undefined): ReadEntry {
+  const globals = src.globals;
+  const pax = ext?.pax;
+  const lookup = globals.size > 0 || pax !== undefined;
+  /** a PAX value for a standard key; an empty 'x' value means "as the header says" */
+  const get = (k: string): Buffer | undefined => {
+    if (!lookup) return undefined;
+    const v = pax?.get(k) ?? globals.get(k);
+    return v === undefined || v.length === 0 ? undefined : v;
   };
+
+  let rawName = get('path')?.toString('utf8') ?? ext?.longName ?? headerName(block);
+  const what = rawName;
+  const sparseName = get('GNU.sparse.name');
+  if (sparseName !== undefined) rawName = sparseName.toString('utf8');
+
+  let etype = entryType(type);
+  if (etype === undefined) {
+    throw new TarError('ETARFORMAT', `${what}: unsupported entry type ${JSON.stringify(String.fromCharCode(type))}`, what, at);
+  }
+  if (type === 0 && rawName.endsWith('/')) etype = 'dir'; // old V7 directories
+  let name: string;
+  try {
+    name = normalizeEntryName(rawName);
+  } catch (err) {
+    if (err instanceof TarError) throw new TarError(err.code, `${JSON.stringify(rawName)}: ${pathReason(err)} (header at byte ${at})`, rawName, at);
+    throw err;
+  }
+
+  const numField = (key: string, off: number, len: number): number => {
+    const v = get(key);
+    const n = v !== undefined ? decimal(v) : num(block, off, len);
+    if (Number.isNaN(n)) {
+      const shown = v !== undefined ? JSON.stringify(v.toString('latin1', 0, 40)) : `field at byte ${off} of its header`;
+      throw new TarError('ETARFORMAT', `${name}: ${key} is not a valid number (${shown})`, name, at);
+    }
+    return n;
+  };
+  const timeField = (key: 'mtime' | 'atime' | 'ctime'): Timespec | undefined => {
+    const v = get(key);
+    if (v === undefined) return undefined;
+    const t = paxTime(v);
+    if (t === undefined || !Number.isSafeInteger(t.sec)) throw new TarError('ETARFORMAT', `${name}: PAX ${key} is not a time: ${JSON.stringify(v.toString('latin1', 0, 40))}`, name, at);
+    return t;
+  };
+
+  let mtime = timeField('mtime');
+  if (mtime === undefined) {
+    const sec = numSigned(block, MTIME, 12);
+    if (Number.isNaN(sec)) throw new TarError('ETARFORMAT', `${name}: mtime is not a valid number`, name, at);
+    mtime = { sec, nsec: 0 };
+  }
   const entry: ReadEntry = {
     name,
     type: etype,
-    mode: num(block, 100, 8, 'mode', at) & 0o7777,
-    uid: field('uid', 108, 8),
-    gid: field('gid', 116, 8),
-    size: field('size', 124, 12),
-    mtime: get('mtime') ? paxTime(get('mtime')!, 'mtime', what) : { sec: num(block, 136, 12, 'mtime', at), nsec: 0 },
+    mode: numField('mode', MODE, 8) & 0o7777,
+    uid: numField('uid', UID, 8),
+    gid: numField('gid', GID, 8),
+    size: get('size') !== undefined ? numField('size', SIZE, 12) : headerSize,
+    mtime,
     headerOffset,
     dataOffset: 0,
   };
-  void headerSize;
-  const atime = get('atime');
-  if (atime) entry.atime = paxTime(atime, 'atime', what);
-  const ctime = get('ctime');
-  if (ctime) entry.ctime = paxTime(ctime, 'ctime', what);
-  const uname = get('uname')?.toString('utf8') ?? str(block, 265, 32);
-  const gname = get('gname')?.toString('utf8') ?? str(block, 297, 32);
+  if (lookup) {
+    const atime = timeField('atime');
+    if (atime) entry.atime = atime;
+    const ctime = timeField('ctime');
+    if (ctime) entry.ctime = ctime;
+  }
+  const uname = get('uname')?.toString('utf8') ?? str(block, UNAME, 32);
   if (uname) entry.uname = uname;
+  const gname = get('gname')?.toString('utf8') ?? str(block, GNAME, 32);
   if (gname) entry.gname = gname;
   if (etype === 'char' || etype === 'block') {
-    entry.devmajor = num(block, 329, 8, 'devmajor', at);
-    entry.devminor = num(block, 337, 8, 'devminor', at);
+    entry.devmajor = numField('SCHILY.devmajor', DEVMAJOR, 8);
+    entry.devminor = numField('SCHILY.devminor', DEVMINOR, 8);
   }
-  const link = get('linkpath')?.toString('utf8') ?? longLink ?? str(block, 157, 100);
-  if (etype === 'symlink') entry.linkname = link;
-  if (etype === 'hardlink') entry.linkname = normalizeEntryName(link);
-
-  for (const [k, v] of [...src.globals, ...pax]) {
-    if (k.startsWith('SCHILY.xattr.')) (entry.xattrs ??= new Map()).set(k.slice('SCHILY.xattr.'.length), v);
-    else if (k.startsWith('LIBARCHIVE.xattr.')) (entry.xattrs ??= new Map()).set(decodeURIComponent(k.slice('LIBARCHIVE.xattr.'.length)), Buffer.from(v.toString('latin1'), 'base64'));
-    else if (!KNOWN_PAX.has(k) && !k.startsWith('GNU.sparse.')) (entry.pax ??= {})[k] = v.toString('utf8');
+  if (etype === 'symlink' || etype === 'hardlink') {
+    const link = get('linkpath')?.toString('utf8') ?? ext?.longLink ?? str(block, LINKNAME, 100);
+    if (etype === 'symlink') entry.linkname = link; // a symlink's target is data: kept verbatim
+    else {
+      try {
+        entry.linkname = normalizeEntryName(link);
+      } catch (err) {
+        if (err instanceof TarError) throw new TarError(err.code, `${name}: hardlink target ${JSON.stringify(link)}: ${pathReason(err)}`, name, at);
+        throw err;
+      }
+    }
   }
+  if (lookup) collectPax(entry, globals, pax, name, at);
 
-  if (type === 'S') entry.sparse = gnuOldSparse(src, block, entry, what, at);
-  else if (get('GNU.sparse.major') || get('GNU.sparse.map') || sparse00.length) entry.sparse = paxSparse(src, get, sparse00, entry, what);
+  if (type === 0x53) entry.sparse = gnuOldSparse(src, block, entry, name, at);
+  else if (ext?.sparse00 || (lookup && isPaxSparse(get))) entry.sparse = paxSparse(src, get, ext?.sparse00, entry, name, at);
 
+  if (type === 0x44 && entry.size > 0) {
+    // a dumpdir's body lists the directory for incremental restores; a directory has no data
+    src.skip(entry.size + padding(entry.size), name);
+    entry.size = 0;
+  }
   entry.dataOffset = src.position;
   if (src.size !== undefined && entry.dataOffset + entry.size > src.size) {
     const left = Math.max(0, src.size - entry.dataOffset);
@@ -257,91 +412,182 @@ function finishEntry(
   return entry;
 }
 
-function checkSparse(map: SparseMap['map'], realSize: number, stored: number, what: string): void {
+/** any of the PAX sparse formats (0.0 may have no segments at all: a file that is one hole) */
+function isPaxSparse(get: (k: string) => Buffer | undefined): boolean {
+  return get('GNU.sparse.major') !== undefined || get('GNU.sparse.map') !== undefined || get('GNU.sparse.numblocks') !== undefined || get('GNU.sparse.size') !== undefined || get('GNU.sparse.realsize') !== undefined;
+}
+
+/** the reason part of a names.ts error ("<name>: reason") */
+function pathReason(err: TarError): string {
+  const i = err.message.lastIndexOf(': ');
+  return i < 0 ? err.message : err.message.slice(i + 2);
+}
+
+/** xattrs and the PAX records no field holds; the entry's own records win over globals */
+function collectPax(entry: ReadEntry, globals: Map<string, Buffer>, pax: Map<string, Buffer> | undefined, name: string, at: number): void {
+  const take = (k: string, v: Buffer) => {
+    if (k.startsWith(SCHILY_XATTR)) {
+      // copied: the value is a view into the whole extension header
+      (entry.xattrs ??= new Map()).set(k.slice(SCHILY_XATTR.length), Buffer.from(v));
+    } else if (k.startsWith(LIBARCHIVE_XATTR)) {
+      let xname: string;
+      try {
+        xname = decodeURIComponent(k.slice(LIBARCHIVE_XATTR.length));
+      } catch {
+        throw new TarError('ETARFORMAT', `${name}: bad xattr name in PAX key ${JSON.stringify(k)}`, name, at);
+      }
+      (entry.xattrs ??= new Map()).set(xname, Buffer.from(v.toString('latin1'), 'base64'));
+    } else if (!FOLDED.has(k) && !k.startsWith('GNU.sparse.')) {
+      (entry.pax ??= {})[k] = v.toString('utf8');
+    }
+  };
+  if (globals.size > 0) for (const [k, v] of globals) if (!pax?.has(k)) take(k, v);
+  if (pax) for (const [k, v] of pax) take(k, v);
+}
+
+function sparseError(what: string, at: number, msg: string): TarError {
+  return new TarError('ETARFORMAT', `${what}: ${msg}`, what, at);
+}
+
+function checkSparse(map: SparseMap['map'], realSize: number, stored: number, what: string, at: number): void {
   let end = 0;
   let total = 0;
   for (const s of map) {
-    if (s.offset < end || s.offset + s.length > realSize) throw new TarError('ETARFORMAT', `${what}: sparse map overlaps, goes backwards or passes the file size`, what);
+    if (s.offset < end || s.offset + s.length > realSize) throw sparseError(what, at, `sparse map segment ${s.offset}+${s.length} overlaps, goes backwards or passes the file size ${realSize}`);
     end = s.offset + s.length;
     total += s.length;
   }
-  if (total !== stored) throw new TarError('ETARFORMAT', `${what}: sparse map holds ${total} bytes but the entry stores ${stored}`, what);
+  if (total !== stored) throw sparseError(what, at, `sparse map holds ${total} bytes but the entry stores ${stored}`);
 }
 
 /** GNU's own sparse format: the map is in the header and in extension blocks after it. */
 function gnuOldSparse(src: BlockSource, block: Buffer, entry: ReadEntry, what: string, at: number): SparseMap {
+  const realSize = num(block, GNU_REALSIZE, 12);
+  if (Number.isNaN(realSize)) throw sparseError(what, at, 'sparse real size is not a valid number');
   const map: SparseMap['map'] = [];
-  const take = (b: Buffer, off: number, count: number) => {
+  const take = (b: Buffer, off: number, count: number): void => {
     for (let i = 0; i < count; i++) {
       const o = off + i * 24;
       if (b[o] === 0) break;
-      const offset = num(b, o, 12, 'sparse offset', at);
-      const length = num(b, o + 12, 12, 'sparse length', at);
+      const offset = num(b, o, 12);
+      const length = num(b, o + 12, 12);
+      if (Number.isNaN(offset) || Number.isNaN(length)) throw sparseError(what, at, 'sparse map entry is not a valid number');
       map.push({ offset, length });
     }
   };
-  take(block, 386, 4);
-  let extended = block[482] !== 0;
+  take(block, GNU_SPARSE, 4);
+  let extended = block[GNU_ISEXTENDED] !== 0;
+  let bytes = 0;
   while (extended) {
-    const ext = src.read(BLOCK, `${what}: sparse extension block`);
+    bytes += BLOCK;
+    if (bytes > MAX_EXTENSION) throw new TarError('ETARTOOBIG', `${what}: sparse map larger than ${MAX_EXTENSION} bytes`, what, at);
+    const ext = src.read(BLOCK, what);
     take(ext, 0, 21);
     extended = ext[504] !== 0;
   }
-  const realSize = num(block, 483, 12, 'realsize', at);
-  checkSparse(map, realSize, entry.size, what);
+  checkSparse(map, realSize, entry.size, what, at);
   return { realSize, map };
 }
 
 /** PAX sparse formats 0.0 (repeated offset/numbytes), 0.1 (GNU.sparse.map) and 1.0 (map at the start of the body). */
-function paxSparse(src: BlockSource, get: (k: string) => Buffer | undefined, sparse00: number[], entry: ReadEntry, what: string): SparseMap {
-  const realSize = decimal(get('GNU.sparse.realsize') ?? get('GNU.sparse.size') ?? Buffer.from(String(entry.size)), 'GNU.sparse.realsize', what);
+function paxSparse(src: BlockSource, get: (k: string) => Buffer | undefined, sparse00: number[] | undefined, entry: ReadEntry, what: string, at: number): SparseMap {
+  const rs = get('GNU.sparse.realsize') ?? get('GNU.sparse.size');
+  const realSize = rs === undefined ? entry.size : decimal(rs);
+  if (Number.isNaN(realSize)) throw sparseError(what, at, 'GNU.sparse.realsize is not a valid number');
   let nums: number[];
-  if (get('GNU.sparse.major')?.toString() === '1') {
-    // the map is decimal lines at the start of the body, padded to a block
-    const lines: number[] = [];
-    let text = '';
-    let consumed = 0;
-    let count = -1;
-    while (count < 0 || lines.length < count * 2) {
-      const b = src.read(BLOCK, `${what}: sparse map`);
-      consumed += BLOCK;
-      text += b.toString('latin1');
-      const parts = text.split('\n');
-      text = parts.pop()!;
-      for (const p of parts) {
-        if (count < 0) count = decimal(p, 'sparse map count', what);
-        else if (lines.length < count * 2) lines.push(decimal(p, 'sparse map', what));
-      }
-      if (consumed > MAX_EXTENSION) throw new TarError('ETARTOOBIG', `${what}: sparse map larger than ${MAX_EXTENSION} bytes`, what);
+  const major = get('GNU.sparse.major');
+  const map01 = get('GNU.sparse.map');
+  if (major !== undefined) {
+    if (major.toString('latin1') !== '1') throw sparseError(what, at, `unsupported PAX sparse version ${major.toString('latin1')}`);
+    nums = readSparseMap10(src, entry, what, at);
+  } else if (map01 !== undefined) {
+    nums = [];
+    let start = 0;
+    for (let i = 0; i <= map01.length; i++) {
+      if (i < map01.length && map01[i] !== 0x2c) continue;
+      const n = decimal(map01, start, i);
+      if (Number.isNaN(n)) throw sparseError(what, at, 'GNU.sparse.map holds something other than numbers');
+      nums.push(n);
+      start = i + 1;
     }
-    entry.size -= consumed;
-    nums = lines;
-  } else if (get('GNU.sparse.map')) {
-    const s = get('GNU.sparse.map')!.toString('latin1');
-    nums = s === '' ? [] : s.split(',').map((x) => decimal(x, 'GNU.sparse.map', what));
   } else {
-    nums = sparse00;
+    nums = sparse00 ?? [];
   }
-  if (nums.length % 2) throw new TarError('ETARFORMAT', `${what}: sparse map has an odd number of values`, what);
+  if (nums.length % 2) throw sparseError(what, at, 'sparse map has an odd number of values');
   const map: SparseMap['map'] = [];
   for (let i = 0; i < nums.length; i += 2) map.push({ offset: nums[i], length: nums[i + 1] });
-  checkSparse(map, realSize, entry.size, what);
+  checkSparse(map, realSize, entry.size, what, at);
   return { realSize, map };
+}
+
+/** PAX 1.0: decimal lines (count, then offset/length pairs) at the start of the body, padded
+ *  to a block. Reads them and takes them off the entry's stored size. */
+function readSparseMap10(src: BlockSource, entry: ReadEntry, what: string, at: number): number[] {
+  const nums: number[] = [];
+  let count = -1;
+  let cur = 0;
+  let digits = 0;
+  let consumed = 0;
+  while (count < 0 || nums.length < count * 2) {
+    if (consumed + BLOCK > entry.size) throw sparseError(what, at, 'sparse map runs past the entry body');
+    if (consumed + BLOCK > MAX_EXTENSION) throw new TarError('ETARTOOBIG', `${what}: sparse map larger than ${MAX_EXTENSION} bytes`, what, at);
+    const b = src.read(BLOCK, what);
+    consumed += BLOCK;
+    for (let i = 0; i < BLOCK && (count < 0 || nums.length < count * 2); i++) {
+      const c = b[i];
+      if (c === 0x0a) {
+        if (digits === 0 || !Number.isSafeInteger(cur)) throw sparseError(what, at, 'malformed sparse map');
+        if (count < 0) count = cur;
+        else nums.push(cur);
+        cur = 0;
+        digits = 0;
+      } else if (c >= 0x30 && c <= 0x39) {
+        cur = cur * 10 + (c - 0x30);
+        digits++;
+      } else {
+        throw sparseError(what, at, 'malformed sparse map');
+      }
+    }
+  }
+  entry.size -= consumed;
+  return nums;
 }
 
 // ---------------------------------------------------------------- writing
 
-const TYPE_FLAG: Record<EntryType, string> = { file: '0', hardlink: '1', symlink: '2', char: '3', block: '4', dir: '5', fifo: '6' };
+const TYPE_FLAG: Record<EntryType, number> = { file: 0x30, hardlink: 0x31, symlink: 0x32, char: 0x33, block: 0x34, dir: 0x35, fifo: 0x36 };
 const MAX_OCTAL7 = 0o7777777;
 const MAX_OCTAL11 = 0o77777777777;
-// eslint-disable-next-line no-control-regex
-const ASCII = /^[\x20-\x7e]*$/;
 
-function writeOctal(b: Buffer, off: number, len: number, v: number): void {
-  b.write(v.toString(8).padStart(len - 1, '0') + '\0', off, len, 'latin1');
+function isPrintableAscii(s: string): boolean {
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c < 0x20 || c > 0x7e) return false;
+  }
+  return true;
 }
 
-/** GNU base-256, for device numbers beyond what octal holds (no PAX key exists for them) */
+/** ASCII stand-in for a field whose real value is in a PAX record */
+function asciiFallback(s: string, max: number): string {
+  let out = '';
+  for (let i = 0; i < s.length && out.length < max; i++) {
+    const c = s.charCodeAt(i);
+    out += c < 0x20 || c > 0x7e ? '_' : s[i];
+  }
+  return out;
+}
+
+/** zero-padded octal digits and a NUL terminator, written in place */
+function writeOctal(b: Buffer, off: number, len: number, v: number): void {
+  b[off + len - 1] = 0;
+  let x = v;
+  for (let i = off + len - 2; i >= off; i--) {
+    b[i] = 0x30 + (x % 8);
+    x = Math.floor(x / 8);
+  }
+}
+
+/** GNU base-256 for a device number beyond what 7 octal digits hold (the PAX record is SCHILY.dev*) */
 function writeNumber(b: Buffer, off: number, len: number, v: number): void {
   if (v <= MAX_OCTAL7) return writeOctal(b, off, len, v);
   let x = v;
@@ -352,109 +598,211 @@ function writeNumber(b: Buffer, off: number, len: number, v: number): void {
   b[off] = 0x80;
 }
 
-function paxRecord(key: string, value: Buffer): Buffer {
-  const body = Buffer.concat([Buffer.from(` ${key}=`, 'utf8'), value, Buffer.from('\n')]);
-  let len = body.length + 1;
-  while (String(len).length + body.length !== len) len = String(len).length + body.length;
-  return Buffer.concat([Buffer.from(String(len), 'latin1'), body]);
+/** a PAX record "<len> <key>=<value>\n"; len counts its own digits (in bytes) */
+function paxRecord(key: string, value: Buffer | string): Buffer {
+  const keyLen = Buffer.byteLength(key);
+  const valueLen = typeof value === 'string' ? Buffer.byteLength(value) : value.length;
+  const rest = 1 + keyLen + 1 + valueLen + 1; // ' ' key '=' value '\n'
+  let len = rest + 1;
+  while (String(len).length + rest !== len) len = String(len).length + rest;
+  const out = Buffer.allocUnsafe(len);
+  let o = out.write(`${len} ${key}=`, 0, 'utf8');
+  o += typeof value === 'string' ? out.write(value, o, 'utf8') : value.copy(out, o);
+  out[o] = 0x0a;
+  return out;
 }
 
-/** a comment record of exactly `total` bytes (total >= 12) */
+/** a comment record of exactly `total` bytes; total >= 13, so the comment is never empty
+ *  (an empty PAX value means "delete the keyword") */
 function commentRecord(total: number): Buffer {
-  const digits = String(total).length;
-  const fill = total - digits - ' comment='.length - 1;
+  const fill = total - String(total).length - ' comment=\n'.length;
   return Buffer.from(`${total} comment=${'x'.repeat(fill)}\n`, 'latin1');
 }
+const MIN_COMMENT = 13;
 
+/** [prefix, name] for ustar's two name fields, or undefined when the name cannot be split to fit */
 function splitUstarName(name: string): [string, string] | undefined {
-  if (Buffer.byteLength(name) <= 100) return ['', name];
-  for (let i = name.indexOf('/'); i >= 0; i = name.indexOf('/', i + 1)) {
-    const prefix = name.slice(0, i);
-    const rest = name.slice(i + 1);
-    if (Buffer.byteLength(prefix) <= 155 && Buffer.byteLength(rest) <= 100 && rest !== '') return [prefix, rest];
-    if (Buffer.byteLength(prefix) > 155) break;
+  // callers pass printable ASCII only, so characters are bytes
+  if (name.length <= 100) return ['', name];
+  for (let i = name.indexOf('/'); i >= 0 && i <= 155; i = name.indexOf('/', i + 1)) {
+    if (name.length - i - 1 <= 100 && i + 1 < name.length) return [name.slice(0, i), name.slice(i + 1)];
   }
   return undefined;
 }
 
-function ustarBlock(name: string, prefix: string, type: string, e: { mode: number; uid: number; gid: number; size: number; mtime: number; linkname?: string; uname?: string; gname?: string; devmajor?: number; devminor?: number }): Buffer {
+function ustarBlock(name: string, prefix: string, type: number, mode: number, uid: number, gid: number, size: number, mtime: number, linkname: string | undefined, uname: string | undefined, gname: string | undefined, devmajor: number, devminor: number): Buffer {
   const b = Buffer.alloc(BLOCK);
-  b.write(name, 0, 100, 'utf8');
-  writeOctal(b, 100, 8, e.mode);
-  writeOctal(b, 108, 8, e.uid);
-  writeOctal(b, 116, 8, e.gid);
-  writeOctal(b, 124, 12, e.size);
-  writeOctal(b, 136, 12, e.mtime);
-  b.write(type, 156, 1, 'latin1');
-  if (e.linkname) b.write(e.linkname, 157, 100, 'utf8');
-  b.write('ustar\0', 257, 6, 'latin1');
-  b.write('00', 263, 2, 'latin1');
-  if (e.uname) b.write(e.uname, 265, 32, 'utf8');
-  if (e.gname) b.write(e.gname, 297, 32, 'utf8');
-  writeNumber(b, 329, 8, e.devmajor ?? 0);
-  writeNumber(b, 337, 8, e.devminor ?? 0);
-  if (prefix) b.write(prefix, 345, 155, 'utf8');
-  b.fill(0x20, 148, 156);
-  let sum = 0;
+  b.write(name, NAME, 100, 'latin1');
+  writeOctal(b, MODE, 8, mode);
+  writeOctal(b, UID, 8, uid);
+  writeOctal(b, GID, 8, gid);
+  writeOctal(b, SIZE, 12, size);
+  writeOctal(b, MTIME, 12, mtime);
+  b[TYPEFLAG] = type;
+  if (linkname) b.write(linkname, LINKNAME, 100, 'latin1');
+  b.write('ustar\u000000', MAGIC, 8, 'latin1');
+  if (uname) b.write(uname, UNAME, 32, 'latin1');
+  if (gname) b.write(gname, GNAME, 32, 'latin1');
+  writeNumber(b, DEVMAJOR, 8, devmajor);
+  writeNumber(b, DEVMINOR, 8, devminor);
+  if (prefix) b.write(prefix, PREFIX, 155, 'latin1');
+  let sum = 8 * 0x20; // the checksum field counts as spaces
   for (let i = 0; i < BLOCK; i++) sum += b[i];
-  b.write(sum.toString(8).padStart(6, '0') + '\0 ', 148, 8, 'latin1');
+  writeOctal(b, CHKSUM, 7, sum);
+  b[CHKSUM + 7] = 0x20;
   return b;
+}
+
+function checkUint(e: TarEntry, field: string, v: number | undefined): void {
+  if (v !== undefined && !(Number.isSafeInteger(v) && v >= 0)) throw new TarError('ETARFORMAT', `${e.name}: cannot encode ${field} ${v}`, e.name);
+}
+
+/** fractional seconds as PAX writes them: '.123' for 123000000 ns, '' for 0 */
+function fraction(nsec: number): string {
+  if (nsec === 0) return '';
+  let s = String(nsec).padStart(9, '0');
+  let end = s.length;
+  while (s.charCodeAt(end - 1) === 0x30) end--;
+  s = s.slice(0, end);
+  return `.${s}`;
+}
+
+function paxTimeString(t: Timespec): string {
+  if (t.sec >= 0 || t.nsec === 0) return `${t.sec}${fraction(t.nsec)}`;
+  // {sec: -2, nsec: 5e8} is -1.5 s
+  return `-${-t.sec - 1}${fraction(1_000_000_000 - t.nsec)}`;
 }
 
 /**
  * The header blocks that go before an entry's body: a ustar header, preceded by a PAX header
  * when something does not fit ustar. With `alignTo`, a PAX comment pads the header so that the
- * body starts at a multiple of `block` (a tar written at `offset`).
+ * body starts at a multiple of `block` (for a header written at `offset` of the tar).
+ * A sparse entry is written as PAX sparse 1.0: its body must start with `sparseMapBlock(e.sparse)`,
+ * then the data segments; the header's size counts both.
  */
 export function encodeHeader(e: TarEntry, opts?: { alignTo?: { offset: number; block: number } }): Buffer {
-  if (e.sparse) throw new Error(`${e.name}: writing sparse entries is not supported`);
+  checkUint(e, 'mode', e.mode);
+  checkUint(e, 'uid', e.uid);
+  checkUint(e, 'gid', e.gid);
+  checkUint(e, 'size', e.size);
+  checkUint(e, 'devmajor', e.devmajor);
+  checkUint(e, 'devminor', e.devminor);
+  if (!Number.isSafeInteger(e.mtime.sec) || !Number.isInteger(e.mtime.nsec) || e.mtime.nsec < 0 || e.mtime.nsec > 999_999_999) {
+    throw new TarError('ETARFORMAT', `${e.name}: cannot encode mtime ${JSON.stringify(e.mtime)}`, e.name);
+  }
   const records: Buffer[] = [];
-  const rec = (k: string, v: string | Buffer) => records.push(paxRecord(k, typeof v === 'string' ? Buffer.from(v, 'utf8') : v));
+  let paxLen = 0;
+  const rec = (k: string, v: string | Buffer) => {
+    const r = paxRecord(k, v);
+    records.push(r);
+    paxLen += r.length;
+  };
 
-  const full = e.type === 'dir' && e.name !== '.' ? `${e.name}/` : e.name === '.' ? './' : e.name;
-  let split = ASCII.test(full) ? splitUstarName(full) : undefined;
+  let size = e.type === 'file' ? e.size : 0;
+  let full = e.type === 'dir' ? (e.name === '.' ? './' : `${e.name}/`) : e.name;
+  if (e.sparse) {
+    if (e.type !== 'file') throw new TarError('ETARFORMAT', `${e.name}: only a file can be sparse`, e.name);
+    checkSparse(e.sparse.map, e.sparse.realSize, e.size, e.name, 0);
+    // PAX 1.0 sparse: the real name is in GNU.sparse.name; readers that know no sparse files
+    // see a plain file under a stand-in name holding the map and the data
+    rec('GNU.sparse.major', '1');
+    rec('GNU.sparse.minor', '0');
+    rec('GNU.sparse.name', e.name);
+    rec('GNU.sparse.realsize', String(e.sparse.realSize));
+    const slash = e.name.lastIndexOf('/');
+    full = `GNUSparseFile.0/${asciiFallback(e.name.slice(slash + 1), 100 - 'GNUSparseFile.0/'.length)}`;
+    size += sparseMapLength(e.sparse);
+  }
+
+  let split = isPrintableAscii(full) ? splitUstarName(full) : undefined;
   if (!split) {
     rec('path', full);
-    split = ['', Buffer.from(full).subarray(0, 100).toString('latin1').replace(/[^\x20-\x7e]/g, '_')];
+    split = ['', asciiFallback(full, 100)];
   }
   let linkname = e.linkname;
-  if (linkname !== undefined && (Buffer.byteLength(linkname) > 100 || !ASCII.test(linkname))) {
+  if (linkname !== undefined && (linkname.length > 100 || !isPrintableAscii(linkname))) {
     rec('linkpath', linkname);
-    linkname = linkname.replace(/[^\x20-\x7e]/g, '_').slice(0, 100);
+    linkname = asciiFallback(linkname, 100);
   }
   let { uid, gid } = e;
-  if (uid > MAX_OCTAL7) (rec('uid', String(uid)), (uid = 0));
-  if (gid > MAX_OCTAL7) (rec('gid', String(gid)), (gid = 0));
-  let size = e.type === 'file' ? e.size : 0;
-  if (size > MAX_OCTAL11) (rec('size', String(size)), (size = 0));
+  if (uid > MAX_OCTAL7) {
+    rec('uid', String(uid));
+    uid = 0;
+  }
+  if (gid > MAX_OCTAL7) {
+    rec('gid', String(gid));
+    gid = 0;
+  }
+  if (size > MAX_OCTAL11) {
+    rec('size', String(size));
+    size = 0;
+  }
   let mtime = e.mtime.sec;
   if (e.mtime.nsec !== 0 || mtime < 0 || mtime > MAX_OCTAL11) {
-    rec('mtime', e.mtime.nsec ? `${mtime}.${String(e.mtime.nsec).padStart(9, '0').replace(/0+$/, '')}` : String(mtime));
+    rec('mtime', paxTimeString(e.mtime));
     mtime = Math.min(Math.max(mtime, 0), MAX_OCTAL11);
   }
   let { uname, gname } = e;
-  if (uname && (Buffer.byteLength(uname) > 32 || !ASCII.test(uname))) (rec('uname', uname), (uname = undefined));
-  if (gname && (Buffer.byteLength(gname) > 32 || !ASCII.test(gname))) (rec('gname', gname), (gname = undefined));
-  for (const [k, v] of Object.entries(e.pax ?? {})) rec(k, v);
-  for (const [k, v] of e.xattrs ?? []) rec(`SCHILY.xattr.${k}`, v);
+  if (uname && (uname.length > 31 || !isPrintableAscii(uname))) {
+    rec('uname', uname);
+    uname = undefined;
+  }
+  if (gname && (gname.length > 31 || !isPrintableAscii(gname))) {
+    rec('gname', gname);
+    gname = undefined;
+  }
+  const devmajor = e.devmajor ?? 0;
+  const devminor = e.devminor ?? 0;
+  if (devmajor > MAX_OCTAL7) rec('SCHILY.devmajor', String(devmajor));
+  if (devminor > MAX_OCTAL7) rec('SCHILY.devminor', String(devminor));
+  if (e.pax) for (const k in e.pax) rec(k, e.pax[k]);
+  if (e.xattrs) for (const [k, v] of e.xattrs) rec(SCHILY_XATTR + k, v);
 
-  const ustar = ustarBlock(split[1], split[0], TYPE_FLAG[e.type], { mode: e.mode & 0o7777, uid, gid, size, mtime, linkname, uname, gname, devmajor: e.devmajor, devminor: e.devminor });
+  const ustar = ustarBlock(split[1], split[0], TYPE_FLAG[e.type], e.mode & 0o7777, uid, gid, size, mtime, linkname, uname, gname, devmajor, devminor);
 
-  let paxLen = records.reduce((n, r) => n + r.length, 0);
   if (opts?.alignTo) {
     const { offset, block } = opts.alignTo;
+    if (!(block > 0 && block % BLOCK === 0) || offset % BLOCK !== 0) {
+      throw new TarError('ETARFORMAT', `${e.name}: cannot align to ${block} bytes at offset ${offset} (both must be multiples of ${BLOCK})`, e.name);
+    }
     const end = (len: number) => offset + BLOCK + (len > 0 ? BLOCK + len + padding(len) : 0);
     if (end(paxLen) % block !== 0) {
-      // grow the PAX data one block at a time until the body lands on the boundary
+      // grow the PAX data to whole blocks, one more at a time, until the body lands on the boundary
       let target = paxLen + padding(paxLen);
-      while (target - paxLen < 12 || end(target) % block !== 0) target += BLOCK;
+      while (target - paxLen < MIN_COMMENT || end(target) % block !== 0) target += BLOCK;
       records.push(commentRecord(target - paxLen));
       paxLen = target;
     }
   }
   if (paxLen === 0) return ustar;
-  const data = Buffer.concat(records, paxLen);
-  const base = e.name.slice(e.name.lastIndexOf('/') + 1).replace(/[^\x20-\x7e]/g, '_');
-  const paxHeader = ustarBlock(`PaxHeaders/${base}`.slice(0, 100), '', 'x', { mode: 0o644, uid: 0, gid: 0, size: paxLen, mtime });
-  return Buffer.concat([paxHeader, data, Buffer.alloc(padding(paxLen)), ustar]);
+  const base = asciiFallback(e.name.slice(e.name.lastIndexOf('/') + 1), 100 - 'PaxHeaders/'.length);
+  const paxHeader = ustarBlock(`PaxHeaders/${base}`, '', 0x78, 0o644, 0, 0, paxLen, mtime, undefined, undefined, undefined, 0, 0);
+  const out = Buffer.alloc(BLOCK + paxLen + padding(paxLen) + BLOCK);
+  paxHeader.copy(out, 0);
+  let o = BLOCK;
+  for (const r of records) o += r.copy(out, o);
+  ustar.copy(out, out.length - BLOCK);
+  return out;
+}
+
+function sparseMapText(s: SparseMap): string {
+  let text = `${s.map.length}\n`;
+  for (const seg of s.map) text += `${seg.offset}\n${seg.length}\n`;
+  return text;
+}
+
+function sparseMapLength(s: SparseMap): number {
+  const n = sparseMapText(s).length;
+  return n + padding(n);
+}
+
+/**
+ * The PAX 1.0 sparse map that starts the body of a sparse entry (decimal lines padded to a
+ * block): the caller writes it right after `encodeHeader(e)`, then the data segments.
+ */
+export function sparseMapBlock(s: SparseMap): Buffer {
+  const text = sparseMapText(s);
+  const out = Buffer.alloc(text.length + padding(text.length));
+  out.write(text, 0, 'latin1');
+  return out;
 }

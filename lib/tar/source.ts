@@ -4,33 +4,43 @@
 import fs from 'node:fs';
 import { TarError } from './errors.ts';
 
+const BLOCK = 512;
+
 export interface BlockSource {
   /** bytes of the tar consumed so far */
   readonly position: number;
-  /** total size of the input when known (a regular file) */
+  /** total size of the input when known (a regular file), so headers that lie about sizes are caught */
   readonly size: number | undefined;
-  /** exactly n bytes (a fresh buffer) or ETARTRUNCATED naming `what` */
+  /** the next 512-byte block in a buffer the source reuses: valid until the next readBlock();
+   *  shorter only at the end of the input. This is how headers are read without allocating. */
+  readBlock(): Buffer;
+  /** exactly n bytes (a fresh buffer the caller may keep) or ETARTRUNCATED naming `what` */
   read(n: number, what?: string): Buffer;
-  /** up to n bytes; shorter only at the end of the input */
+  /** up to n bytes (a fresh buffer); shorter only at the end of the input */
   readUpTo(n: number): Buffer;
-  /** pass over n bytes */
+  /** pass over n bytes (ETARTRUNCATED naming `what` when the input ends first) */
   skip(n: number, what?: string): void;
   /** n bytes were consumed by someone else (a native splice of a body from a pipe) */
   advance(n: number): void;
   /** PAX global ('g') records, which apply to every later entry of this tar */
-  globals: Map<string, Buffer>;
+  readonly globals: Map<string, Buffer>;
 }
 
 const WINDOW = 64 << 10;
+
+function truncated(what: string, at: number, end: number, wanted: number): TarError {
+  return new TarError('ETARTRUNCATED', `${what}: the tar ends at byte ${end}, inside it (wanted ${wanted} bytes at byte ${at})`, what, at);
+}
 
 /** A tar in a regular file: positional reads through a small read-ahead window (headers only). */
 export class FileSource implements BlockSource {
   position: number;
   readonly size: number;
-  globals = new Map<string, Buffer>();
-  private win = Buffer.allocUnsafe(WINDOW);
+  readonly globals = new Map<string, Buffer>();
+  private readonly win = Buffer.allocUnsafe(WINDOW);
   private winStart = 0;
   private winLen = 0;
+  private readonly header = Buffer.allocUnsafe(BLOCK);
 
   constructor(
     private readonly fd: number,
@@ -40,36 +50,47 @@ export class FileSource implements BlockSource {
     this.size = fs.fstatSync(fd).size;
   }
 
-  readUpTo(n: number): Buffer {
-    const out = Buffer.allocUnsafe(Math.max(0, Math.min(n, this.size - this.position)));
+  /** copy up to `len` bytes at the current position into `out`, through the window */
+  private fill(out: Buffer, len: number): number {
     let got = 0;
-    while (got < out.length) {
+    while (got < len) {
       const pos = this.position + got;
       if (pos < this.winStart || pos >= this.winStart + this.winLen) {
+        if (pos >= this.size) break;
+        // bodies are skipped, so refilling at the wanted position reads headers, not data
         this.winStart = pos;
         this.winLen = fs.readSync(this.fd, this.win, 0, WINDOW, pos);
         if (this.winLen === 0) break;
       }
       const from = pos - this.winStart;
-      const take = Math.min(out.length - got, this.winLen - from);
+      const take = Math.min(len - got, this.winLen - from);
       this.win.copy(out, got, from, from + take);
       got += take;
     }
     this.position += got;
+    return got;
+  }
+
+  readBlock(): Buffer {
+    const got = this.fill(this.header, BLOCK);
+    return got === BLOCK ? this.header : this.header.subarray(0, got);
+  }
+
+  readUpTo(n: number): Buffer {
+    const out = Buffer.allocUnsafe(Math.max(0, Math.min(n, this.size - this.position)));
+    const got = this.fill(out, out.length);
     return got === out.length ? out : out.subarray(0, got);
   }
 
   read(n: number, what = 'header'): Buffer {
     const at = this.position;
     const b = this.readUpTo(n);
-    if (b.length < n) throw new TarError('ETARTRUNCATED', `${what}: the tar ends at byte ${at + b.length}, inside it (wanted ${n} bytes at ${at})`, what, at);
+    if (b.length < n) throw truncated(what, at, at + b.length, n);
     return b;
   }
 
   skip(n: number, what = 'entry'): void {
-    if (this.position + n > this.size) {
-      throw new TarError('ETARTRUNCATED', `${what}: the tar ends at byte ${this.size}, ${this.position + n - this.size} bytes short`, what, this.position);
-    }
+    if (this.position + n > this.size) throw truncated(what, this.position, this.size, n);
     this.position += n;
   }
 
@@ -78,14 +99,21 @@ export class FileSource implements BlockSource {
   }
 }
 
+// a non-blocking fd with nothing in it yet: sleep this long before trying again
+const EAGAIN_SLEEP_MS = 1;
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
 /** A tar coming through a pipe or socket: sequential reads, nothing read ahead (bodies are
  *  spliced by the native side straight from the fd, so the fd must stand at each body). */
 export class PipeSource implements BlockSource {
   position = 0;
   readonly size = undefined;
-  globals = new Map<string, Buffer>();
+  readonly globals = new Map<string, Buffer>();
+  /** sees every byte this source reads itself (headers, padding, skipped bytes), in order,
+   *  in a buffer that is reused after the call: hash or copy it there */
   private readonly onBytes?: (b: Buffer) => void;
-  private scratch = Buffer.allocUnsafe(WINDOW);
+  private readonly scratch = Buffer.allocUnsafe(WINDOW);
+  private readonly header = Buffer.allocUnsafe(BLOCK);
 
   constructor(
     private readonly fd: number,
@@ -101,9 +129,8 @@ export class PipeSource implements BlockSource {
       try {
         n = fs.readSync(this.fd, buf, got, len - got, null);
       } catch (err) {
-        // a non-blocking fd with nothing yet: wait a little, it is still coming
         if ((err as NodeJS.ErrnoException).code === 'EAGAIN') {
-          Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1);
+          Atomics.wait(sleeper, 0, 0, EAGAIN_SLEEP_MS);
           continue;
         }
         throw err;
@@ -116,6 +143,11 @@ export class PipeSource implements BlockSource {
     return got;
   }
 
+  readBlock(): Buffer {
+    const got = this.readInto(this.header, BLOCK);
+    return got === BLOCK ? this.header : this.header.subarray(0, got);
+  }
+
   readUpTo(n: number): Buffer {
     const out = Buffer.allocUnsafe(n);
     const got = this.readInto(out, n);
@@ -125,15 +157,16 @@ export class PipeSource implements BlockSource {
   read(n: number, what = 'header'): Buffer {
     const at = this.position;
     const b = this.readUpTo(n);
-    if (b.length < n) throw new TarError('ETARTRUNCATED', `${what}: the tar ends at byte ${at + b.length}, inside it (wanted ${n} bytes at ${at})`, what, at);
+    if (b.length < n) throw truncated(what, at, at + b.length, n);
     return b;
   }
 
   skip(n: number, what = 'entry'): void {
+    const at = this.position;
     let left = n;
     while (left > 0) {
       const got = this.readInto(this.scratch, Math.min(left, this.scratch.length));
-      if (got === 0) throw new TarError('ETARTRUNCATED', `${what}: the tar ends at byte ${this.position}, ${left} bytes short`, what, this.position);
+      if (got === 0) throw truncated(what, at, this.position, n);
       left -= got;
     }
   }
