@@ -1,0 +1,21 @@
+// Graph drivers by name. Each lives in <root>/<name>; overlay and btrfs are still to come.
+import path from 'node:path';
+import { LayersError } from '../lib/errors.ts';
+import type { Driver } from './driver.ts';
+import { VfsDriver } from './vfs/index.ts';
+
+export const driverNames = ['vfs'] as const;
+export type DriverName = (typeof driverNames)[number];
+
+/** The driver `name` with its home under root. */
+export function openDriver(name: string, root: string): Driver {
+  switch (name) {
+    case 'vfs':
+      return new VfsDriver(path.join(root, 'vfs'));
+    case 'overlay':
+    case 'btrfs':
+      throw new LayersError('EDRIVER', `driver "${name}" is not available yet; use --storage-driver vfs`);
+    default:
+      throw new LayersError('EDRIVER', `unknown storage driver "${name}" (known: ${driverNames.join(', ')})`);
+  }
+}

@@ -1,0 +1,135 @@
+// What a layer's input becomes before the tar engine sees it: an uncompressed tar in a regular
+// file. A regular uncompressed file is used as it is (the engine reads bodies at their offsets,
+// reflinks where it can, and hashes in parallel). Compressed input is inflated by node:zlib into
+// an unlinked temp file under the store; a pipe is spooled the same way, because its first bytes
+// must be read to know whether it is compressed, and because extracting straight from a slow
+// pipe would keep the event loop (and with it the lock's heartbeat) blocked for as long as the
+// writer takes. Data moves through streams with backpressure: memory stays flat.
+import fs from 'node:fs';
+import path from 'node:path';
+import { createHash, randomBytes } from 'node:crypto';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import zlib from 'node:zlib';
+import { LayersError } from '../errors.ts';
+import { Compression } from './records.ts';
+
+export interface LayerInput {
+  /** an uncompressed tar in a regular file, read from offset 0 */
+  fd: number;
+  /** set when the input was compressed: what the peer records as compressed-diff-digest/-size */
+  compressed?: { digest: string; size: number; compression: number };
+  /** bytes of input read so far (for progress) */
+  readonly bytesRead: () => number;
+  close(): void;
+}
+
+type Kind = 'tar' | 'gzip' | 'zstd' | 'bzip2' | 'xz';
+const MAGIC: Array<[Kind, number[]]> = [
+  ['gzip', [0x1f, 0x8b]],
+  ['zstd', [0x28, 0xb5, 0x2f, 0xfd]],
+  ['bzip2', [0x42, 0x5a, 0x68]],
+  ['xz', [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]],
+];
+const MAGIC_LEN = 6;
+
+export function detectCompression(head: Buffer): Kind {
+  for (const [kind, magic] of MAGIC) if (head.length >= magic.length && magic.every((b, i) => head[i] === b)) return kind;
+  return 'tar';
+}
+
+function refuse(kind: Kind, what: string): never {
+  const why =
+    kind === 'zstd'
+      ? 'zstd is not supported (node:zlib on Node 20 has no zstd); decompress it first (zstd -d)'
+      : `${kind} is not supported; decompress it first`;
+  throw new LayersError('ECOMPRESSION', `${what} is ${kind}-compressed: ${why}`);
+}
+
+/** Open an unlinked temp file in dir: nothing is left behind if the process dies. */
+function tempFile(dir: string): number {
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const p = path.join(dir, `layer-input-${randomBytes(8).toString('hex')}`);
+  const fd = fs.openSync(p, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
+  fs.unlinkSync(p);
+  return fd;
+}
+
+/**
+ * Make fd (a tar, maybe gzip-compressed; a file, pipe or socket) into a LayerInput. `what` names
+ * the input in errors; tmpDir is where temp files go (the store's own tmp dir, so they land on
+ * the store's filesystem).
+ */
+export async function prepareInput(fd: number, what: string, tmpDir: string): Promise<LayerInput> {
+  const st = fs.fstatSync(fd);
+  let read = 0;
+  if (st.isFile()) {
+    const head = Buffer.alloc(MAGIC_LEN);
+    const n = fs.readSync(fd, head, 0, MAGIC_LEN, 0);
+    const kind = detectCompression(head.subarray(0, n));
+    if (kind === 'tar') return { fd, bytesRead: () => read, close: () => undefined };
+    if (kind !== 'gzip') refuse(kind, what);
+    const src = fs.createReadStream('', { fd, start: 0, autoClose: false, highWaterMark: 1 << 20 });
+    return spool(src, kind, what, tmpDir, (n) => (read += n), () => read);
+  }
+  // a pipe: read until the magic can be told, then spool what was read and the rest
+  const src = fs.createReadStream('', { fd, autoClose: false, highWaterMark: 1 << 20 });
+  const it = src[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const headChunks: Buffer[] = [];
+  let headLen = 0;
+  let done = false;
+  while (headLen < MAGIC_LEN) {
+    const r = await it.next();
+    if (r.done) {
+      done = true;
+      break;
+    }
+    headChunks.push(r.value);
+    headLen += r.value.length;
+  }
+  const kind = detectCompression(Buffer.concat(headChunks));
+  if (kind !== 'tar' && kind !== 'gzip') {
+    src.destroy();
+    refuse(kind, what);
+  }
+  async function* all() {
+    yield* headChunks;
+    if (done) return;
+    for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
+  }
+  return spool(all(), kind, what, tmpDir, (n) => (read += n), () => read);
+}
+
+async function spool(
+  src: Readable | AsyncIterable<Buffer>,
+  kind: 'tar' | 'gzip',
+  what: string,
+  tmpDir: string,
+  count: (n: number) => void,
+  bytesRead: () => number,
+): Promise<LayerInput> {
+  const out = tempFile(tmpDir);
+  const hash = createHash('sha256');
+  const tap = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      if (kind === 'gzip') hash.update(chunk);
+      count(chunk.length);
+      cb(null, chunk);
+    },
+  });
+  const sink = fs.createWriteStream('', { fd: out, autoClose: false, highWaterMark: 1 << 20 });
+  try {
+    if (kind === 'gzip') await pipeline(src, tap, zlib.createGunzip(), sink);
+    else await pipeline(src, tap, sink);
+  } catch (err) {
+    fs.closeSync(out);
+    const why = (err as Error).message;
+    throw kind === 'gzip' ? new LayersError('ECOMPRESSION', `${what}: bad gzip data: ${why}`, { cause: err }) : err;
+  }
+  return {
+    fd: out,
+    compressed: kind === 'gzip' ? { digest: `sha256:${hash.digest('hex')}`, size: bytesRead(), compression: Compression.gzip } : undefined,
+    bytesRead,
+    close: () => fs.closeSync(out),
+  };
+}
