@@ -231,8 +231,10 @@ export function readEntry(src: BlockSource): ReadEntry | null {
     if (block.length < BLOCK) {
       // the input may end right after the last entry, without end blocks
       if (block.length === 0 && ext === undefined) return null;
-      const what = ext ? `the entry whose extension header starts at byte ${headerOffset}` : `header at byte ${at}`;
-      throw new TarError('ETARTRUNCATED', `${what}: the tar ends at byte ${at + block.length}, inside a header`, undefined, at);
+      // a cut header may still hold its name field
+      const name = block.length >= 100 ? str(block, NAME, 100) : ext?.longName;
+      const what = name ? `${name} (header at byte ${at})` : ext ? `the entry whose extension header starts at byte ${headerOffset}` : `header at byte ${at}`;
+      throw new TarError('ETARTRUNCATED', `${what}: the tar ends at byte ${at + block.length}, inside a header`, name || undefined, at);
     }
     if (block[0] === 0 && isZeroBlock(block)) {
       if (ext) throw new TarError('ETARFORMAT', `the extension header at byte ${headerOffset} is followed by an end block, not by its entry`, undefined, at);
@@ -449,6 +451,13 @@ function sparseError(what: string, at: number, msg: string): TarError {
   return new TarError('ETARFORMAT', `${what}: ${msg}`, what, at);
 }
 
+/** GNU tar ends the map of a file that ends in a hole with a zero-length segment at the real
+ *  size (its extractor truncates there); the map we report holds data segments only */
+function dataSegments(map: SparseMap['map']): SparseMap['map'] {
+  for (const s of map) if (s.length === 0) return map.filter((x) => x.length > 0);
+  return map;
+}
+
 function checkSparse(map: SparseMap['map'], realSize: number, stored: number, what: string, at: number): void {
   let end = 0;
   let total = 0;
@@ -486,7 +495,7 @@ function gnuOldSparse(src: BlockSource, block: Buffer, entry: ReadEntry, what: s
     extended = ext[504] !== 0;
   }
   checkSparse(map, realSize, entry.size, what, at);
-  return { realSize, map };
+  return { realSize, map: dataSegments(map) };
 }
 
 /** PAX sparse formats 0.0 (repeated offset/numbytes), 0.1 (GNU.sparse.map) and 1.0 (map at the start of the body). */
@@ -517,7 +526,7 @@ function paxSparse(src: BlockSource, get: (k: string) => Buffer | undefined, spa
   const map: SparseMap['map'] = [];
   for (let i = 0; i < nums.length; i += 2) map.push({ offset: nums[i], length: nums[i + 1] });
   checkSparse(map, realSize, entry.size, what, at);
-  return { realSize, map };
+  return { realSize, map: dataSegments(map) };
 }
 
 /** PAX 1.0: decimal lines (count, then offset/length pairs) at the start of the body, padded
@@ -703,6 +712,7 @@ export function encodeHeader(e: TarEntry, opts?: { alignTo?: { offset: number; b
   if (e.sparse) {
     if (e.type !== 'file') throw new TarError('ETARFORMAT', `${e.name}: only a file can be sparse`, e.name);
     checkSparse(e.sparse.map, e.sparse.realSize, e.size, e.name, 0);
+    checkGnuSegments(e.name, e.sparse);
     // PAX 1.0 sparse: the real name is in GNU.sparse.name; readers that know no sparse files
     // see a plain file under a stand-in name holding the map and the data
     rec('GNU.sparse.major', '1');
@@ -785,9 +795,25 @@ export function encodeHeader(e: TarEntry, opts?: { alignTo?: { offset: number; b
   return out;
 }
 
+/** GNU tar's extractor reads every data segment but the last in whole 512-byte blocks, so a
+ *  shorter one would shift everything after it; maps made from SEEK_DATA/SEEK_HOLE extents
+ *  (file system blocks) always qualify */
+function checkGnuSegments(name: string, s: SparseMap): void {
+  for (let i = 0; i < s.map.length - 1; i++) {
+    if (s.map[i].length % BLOCK !== 0) {
+      throw new TarError('ETARFORMAT', `${name}: sparse segment ${s.map[i].offset}+${s.map[i].length} is not a whole number of ${BLOCK}-byte blocks (only the last may be)`, name);
+    }
+  }
+}
+
 function sparseMapText(s: SparseMap): string {
-  let text = `${s.map.length}\n`;
-  for (const seg of s.map) text += `${seg.offset}\n${seg.length}\n`;
+  const map = dataSegments(s.map);
+  const last = map[map.length - 1];
+  // a file that ends in a hole: GNU tar extends the file to the real size only on a zero-length last segment
+  const tail = last === undefined || last.offset + last.length < s.realSize;
+  let text = `${map.length + (tail ? 1 : 0)}\n`;
+  for (const seg of map) text += `${seg.offset}\n${seg.length}\n`;
+  if (tail) text += `${s.realSize}\n0\n`;
   return text;
 }
 
