@@ -3,6 +3,7 @@
 // trees directly.
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
+import { isatty } from 'node:tty';
 import { LayersError } from '../errors.ts';
 import { parseIdMap, type IdMap } from '../idmap.ts';
 import { openStore, type LayerRecord, type Store } from '../index.ts';
@@ -147,7 +148,7 @@ function tarInput(p: Parsed): { input: number | string; what: string; size?: num
     }
     return { input: file, what: file, size };
   }
-  if (fs.fstatSync(0).isCharacterDevice()) throw usageError('no tar to read: give -f FILE or pipe a tar to stdin');
+  if (isatty(0)) throw usageError('no tar to read: give -f FILE or pipe a tar to stdin');
   return { input: 0, what: 'stdin' };
 }
 
@@ -224,7 +225,7 @@ export const commands: Command[] = [
       const [layer, reference] = p.positionals;
       const compression = bool(p, 'gzip') && !bool(p, 'uncompressed') ? ('gzip' as const) : undefined;
       const file = str(p, 'file');
-      if (file === undefined && fs.fstatSync(1).isCharacterDevice()) throw usageError('refusing to write a tar to a terminal: give -f FILE or redirect stdout');
+      if (file === undefined && isatty(1)) throw usageError('refusing to write a tar to a terminal: give -f FILE or redirect stdout');
       let fd = 1;
       if (file !== undefined) {
         try {
