@@ -32,6 +32,12 @@ export interface ApplyDiffOptions {
 export interface ApplyDiffResult {
   /** bytes of file bodies written into the layer */
   size: number;
+  /** bytes of uncompressed tar read, and its 'sha256:<hex>' (the layer's diff-size and diff-digest) */
+  tarSize: number;
+  digest: string;
+  /** distinct owners written (host ids), sorted */
+  uids: number[];
+  gids: number[];
 }
 
 export interface DiffOptions {

@@ -288,13 +288,12 @@ export class Store {
           e.message = `applying ${what} to layer ${rec.id}: ${e.message}`;
           throw e;
         }
-        const facts = extractFacts(result, this.driver.name);
-        rec['diff-digest'] = facts.digest;
-        rec['diff-size'] = facts.tarSize;
+        rec['diff-digest'] = result.digest;
+        rec['diff-size'] = result.tarSize;
         // the peer records the owners as the tar has them (container ids)
-        rec.uidset = [...new Set(facts.uids.map((u) => toContainer(mappings.uidmap, u) ?? u))].sort((a, b) => a - b);
-        rec.gidset = [...new Set(facts.gids.map((g) => toContainer(mappings.gidmap, g) ?? g))].sort((a, b) => a - b);
-        const c = prepared.compressed ?? { digest: facts.digest, size: facts.tarSize, compression: Compression.none };
+        rec.uidset = [...new Set(result.uids.map((u) => toContainer(mappings.uidmap, u) ?? u))].sort((a, b) => a - b);
+        rec.gidset = [...new Set(result.gids.map((g) => toContainer(mappings.gidmap, g) ?? g))].sort((a, b) => a - b);
+        const c = prepared.compressed ?? { digest: result.digest, size: result.tarSize, compression: Compression.none };
         rec['compressed-diff-digest'] = c.digest;
         rec['compressed-size'] = c.size;
         rec.compression = c.compression;
@@ -437,7 +436,7 @@ export class Store {
     });
   }
 
-  /** What `status` prints: the store's places and the driver's facts. */
+  /** What `status` prints: the store's places and the driver's result. */
   async status(): Promise<Array<[string, string]>> {
     return [
       ['Root', this.root],
@@ -457,20 +456,3 @@ function openInput(file: string): number {
   }
 }
 
-interface ApplyFacts {
-  digest: string;
-  tarSize: number;
-  uids: number[];
-  gids: number[];
-}
-
-/**
- * The driver interface promises only {size}; drivers built on the shared applyTar return the
- * whole ExtractResult, which holds what the record needs. Check rather than trust.
- */
-function extractFacts(r: object, driver: string): ApplyFacts {
-  const f = r as Partial<ApplyFacts>;
-  if (typeof f.digest !== 'string' || typeof f.tarSize !== 'number' || !Array.isArray(f.uids) || !Array.isArray(f.gids))
-    throw new LayersError('EDRIVER', `driver ${driver} did not report the tar's digest, size and owners`);
-  return { digest: f.digest, tarSize: f.tarSize, uids: f.uids, gids: f.gids };
-}
