@@ -283,6 +283,38 @@ export function readEntry(src: BlockSource): ReadEntry | null {
   }
 }
 
+/** the PAX records that apply to an entry: its own, then the tar's globals */
+interface Records {
+  pax: Map<string, Buffer> | undefined;
+  globals: Map<string, Buffer>;
+}
+
+/** a PAX value for a standard key; an empty 'x' value means "as the header says" */
+function paxValue(r: Records | undefined, k: string): Buffer | undefined {
+  if (r === undefined) return undefined;
+  const v = r.pax?.get(k) ?? r.globals.get(k);
+  return v === undefined || v.length === 0 ? undefined : v;
+}
+
+/** a numeric field from its PAX record, else from the header */
+function numField(block: Buffer, r: Records | undefined, key: string, off: number, len: number, name: string, at: number): number {
+  const v = paxValue(r, key);
+  const n = v !== undefined ? decimal(v) : num(block, off, len);
+  if (Number.isNaN(n)) {
+    const shown = v !== undefined ? JSON.stringify(v.toString('latin1', 0, 40)) : `field at byte ${off} of its header`;
+    throw new TarError('ETARFORMAT', `${name}: ${key} is not a valid number (${shown})`, name, at);
+  }
+  return n;
+}
+
+function paxTimeField(r: Records | undefined, key: 'mtime' | 'atime' | 'ctime', name: string, at: number): Timespec | undefined {
+  const v = paxValue(r, key);
+  if (v === undefined) return undefined;
+  const t = paxTime(v);
+  if (t === undefined || !Number.isSafeInteger(t.sec)) throw new TarError('ETARFORMAT', `${name}: PAX ${key} is not a time: ${JSON.stringify(v.toString('latin1', 0, 40))}`, name, at);
+  return t;
+}
+
 function entryType(type: number): EntryType | undefined {
   switch (type) {
     case 0x30: // '0'
@@ -310,17 +342,12 @@ function entryType(type: number): EntryType | undefined {
 function finishEntry(src: BlockSource, block: Buffer, type: number, headerSize: number, at: number, headerOffset: number, ext: Extensions | undefined): ReadEntry {
   const globals = src.globals;
   const pax = ext?.pax;
-  const lookup = globals.size > 0 || pax !== undefined;
-  /** a PAX value for a standard key; an empty 'x' value means "as the header says" */
-  const get = (k: string): Buffer | undefined => {
-    if (!lookup) return undefined;
-    const v = pax?.get(k) ?? globals.get(k);
-    return v === undefined || v.length === 0 ? undefined : v;
-  };
+  // most entries have no PAX records at all: then every lookup is skipped
+  const recs: Records | undefined = globals.size > 0 || pax !== undefined ? { pax, globals } : undefined;
 
-  let rawName = get('path')?.toString('utf8') ?? ext?.longName ?? headerName(block);
+  let rawName = paxValue(recs, 'path')?.toString('utf8') ?? ext?.longName ?? headerName(block);
   const what = rawName;
-  const sparseName = get('GNU.sparse.name');
+  const sparseName = paxValue(recs, 'GNU.sparse.name');
   if (sparseName !== undefined) rawName = sparseName.toString('utf8');
 
   let etype = entryType(type);
@@ -336,24 +363,7 @@ function finishEntry(src: BlockSource, block: Buffer, type: number, headerSize: 
     throw err;
   }
 
-  const numField = (key: string, off: number, len: number): number => {
-    const v = get(key);
-    const n = v !== undefined ? decimal(v) : num(block, off, len);
-    if (Number.isNaN(n)) {
-      const shown = v !== undefined ? JSON.stringify(v.toString('latin1', 0, 40)) : `field at byte ${off} of its header`;
-      throw new TarError('ETARFORMAT', `${name}: ${key} is not a valid number (${shown})`, name, at);
-    }
-    return n;
-  };
-  const timeField = (key: 'mtime' | 'atime' | 'ctime'): Timespec | undefined => {
-    const v = get(key);
-    if (v === undefined) return undefined;
-    const t = paxTime(v);
-    if (t === undefined || !Number.isSafeInteger(t.sec)) throw new TarError('ETARFORMAT', `${name}: PAX ${key} is not a time: ${JSON.stringify(v.toString('latin1', 0, 40))}`, name, at);
-    return t;
-  };
-
-  let mtime = timeField('mtime');
+  let mtime = paxTimeField(recs, 'mtime', name, at);
   if (mtime === undefined) {
     const sec = numSigned(block, MTIME, 12);
     if (Number.isNaN(sec)) throw new TarError('ETARFORMAT', `${name}: mtime is not a valid number`, name, at);
@@ -362,30 +372,30 @@ function finishEntry(src: BlockSource, block: Buffer, type: number, headerSize: 
   const entry: ReadEntry = {
     name,
     type: etype,
-    mode: numField('mode', MODE, 8) & 0o7777,
-    uid: numField('uid', UID, 8),
-    gid: numField('gid', GID, 8),
-    size: get('size') !== undefined ? numField('size', SIZE, 12) : headerSize,
+    mode: numField(block, recs, 'mode', MODE, 8, name, at) & 0o7777,
+    uid: numField(block, recs, 'uid', UID, 8, name, at),
+    gid: numField(block, recs, 'gid', GID, 8, name, at),
+    size: paxValue(recs, 'size') !== undefined ? numField(block, recs, 'size', SIZE, 12, name, at) : headerSize,
     mtime,
     headerOffset,
     dataOffset: 0,
   };
-  if (lookup) {
-    const atime = timeField('atime');
+  if (recs) {
+    const atime = paxTimeField(recs, 'atime', name, at);
     if (atime) entry.atime = atime;
-    const ctime = timeField('ctime');
+    const ctime = paxTimeField(recs, 'ctime', name, at);
     if (ctime) entry.ctime = ctime;
   }
-  const uname = get('uname')?.toString('utf8') ?? str(block, UNAME, 32);
+  const uname = paxValue(recs, 'uname')?.toString('utf8') ?? str(block, UNAME, 32);
   if (uname) entry.uname = uname;
-  const gname = get('gname')?.toString('utf8') ?? str(block, GNAME, 32);
+  const gname = paxValue(recs, 'gname')?.toString('utf8') ?? str(block, GNAME, 32);
   if (gname) entry.gname = gname;
   if (etype === 'char' || etype === 'block') {
-    entry.devmajor = numField('SCHILY.devmajor', DEVMAJOR, 8);
-    entry.devminor = numField('SCHILY.devminor', DEVMINOR, 8);
+    entry.devmajor = numField(block, recs, 'SCHILY.devmajor', DEVMAJOR, 8, name, at);
+    entry.devminor = numField(block, recs, 'SCHILY.devminor', DEVMINOR, 8, name, at);
   }
   if (etype === 'symlink' || etype === 'hardlink') {
-    const link = get('linkpath')?.toString('utf8') ?? ext?.longLink ?? str(block, LINKNAME, 100);
+    const link = paxValue(recs, 'linkpath')?.toString('utf8') ?? ext?.longLink ?? str(block, LINKNAME, 100);
     if (etype === 'symlink') entry.linkname = link; // a symlink's target is data: kept verbatim
     else {
       try {
@@ -396,10 +406,10 @@ function finishEntry(src: BlockSource, block: Buffer, type: number, headerSize: 
       }
     }
   }
-  if (lookup) collectPax(entry, globals, pax, name, at);
+  if (recs) collectPax(entry, globals, pax, name, at);
 
   if (type === 0x53) entry.sparse = gnuOldSparse(src, block, entry, name, at);
-  else if (ext?.sparse00 || (lookup && isPaxSparse(get))) entry.sparse = paxSparse(src, get, ext?.sparse00, entry, name, at);
+  else if (ext?.sparse00 || (recs && isPaxSparse(recs))) entry.sparse = paxSparse(src, recs, ext?.sparse00, entry, name, at);
 
   if (type === 0x44 && entry.size > 0) {
     // a dumpdir's body lists the directory for incremental restores; a directory has no data
@@ -415,8 +425,8 @@ function finishEntry(src: BlockSource, block: Buffer, type: number, headerSize: 
 }
 
 /** any of the PAX sparse formats (0.0 may have no segments at all: a file that is one hole) */
-function isPaxSparse(get: (k: string) => Buffer | undefined): boolean {
-  return get('GNU.sparse.major') !== undefined || get('GNU.sparse.map') !== undefined || get('GNU.sparse.numblocks') !== undefined || get('GNU.sparse.size') !== undefined || get('GNU.sparse.realsize') !== undefined;
+function isPaxSparse(r: Records): boolean {
+  return paxValue(r, 'GNU.sparse.major') !== undefined || paxValue(r, 'GNU.sparse.map') !== undefined || paxValue(r, 'GNU.sparse.numblocks') !== undefined || paxValue(r, 'GNU.sparse.size') !== undefined || paxValue(r, 'GNU.sparse.realsize') !== undefined;
 }
 
 /** the reason part of a names.ts error ("<name>: reason") */
@@ -427,24 +437,25 @@ function pathReason(err: TarError): string {
 
 /** xattrs and the PAX records no field holds; the entry's own records win over globals */
 function collectPax(entry: ReadEntry, globals: Map<string, Buffer>, pax: Map<string, Buffer> | undefined, name: string, at: number): void {
-  const take = (k: string, v: Buffer) => {
-    if (k.startsWith(SCHILY_XATTR)) {
-      // copied: the value is a view into the whole extension header
-      (entry.xattrs ??= new Map()).set(k.slice(SCHILY_XATTR.length), Buffer.from(v));
-    } else if (k.startsWith(LIBARCHIVE_XATTR)) {
-      let xname: string;
-      try {
-        xname = decodeURIComponent(k.slice(LIBARCHIVE_XATTR.length));
-      } catch {
-        throw new TarError('ETARFORMAT', `${name}: bad xattr name in PAX key ${JSON.stringify(k)}`, name, at);
-      }
-      (entry.xattrs ??= new Map()).set(xname, Buffer.from(v.toString('latin1'), 'base64'));
-    } else if (!FOLDED.has(k) && !k.startsWith('GNU.sparse.')) {
-      (entry.pax ??= {})[k] = v.toString('utf8');
+  if (globals.size > 0) for (const [k, v] of globals) if (!pax?.has(k)) collectRecord(entry, k, v, name, at);
+  if (pax) for (const [k, v] of pax) collectRecord(entry, k, v, name, at);
+}
+
+function collectRecord(entry: ReadEntry, k: string, v: Buffer, name: string, at: number): void {
+  if (k.startsWith(SCHILY_XATTR)) {
+    // copied: the value is a view into the whole extension header
+    (entry.xattrs ??= new Map()).set(k.slice(SCHILY_XATTR.length), Buffer.from(v));
+  } else if (k.startsWith(LIBARCHIVE_XATTR)) {
+    let xname: string;
+    try {
+      xname = decodeURIComponent(k.slice(LIBARCHIVE_XATTR.length));
+    } catch {
+      throw new TarError('ETARFORMAT', `${name}: bad xattr name in PAX key ${JSON.stringify(k)}`, name, at);
     }
-  };
-  if (globals.size > 0) for (const [k, v] of globals) if (!pax?.has(k)) take(k, v);
-  if (pax) for (const [k, v] of pax) take(k, v);
+    (entry.xattrs ??= new Map()).set(xname, Buffer.from(v.toString('latin1'), 'base64'));
+  } else if (!FOLDED.has(k) && !k.startsWith('GNU.sparse.')) {
+    (entry.pax ??= {})[k] = v.toString('utf8');
+  }
 }
 
 function sparseError(what: string, at: number, msg: string): TarError {
@@ -499,7 +510,8 @@ function gnuOldSparse(src: BlockSource, block: Buffer, entry: ReadEntry, what: s
 }
 
 /** PAX sparse formats 0.0 (repeated offset/numbytes), 0.1 (GNU.sparse.map) and 1.0 (map at the start of the body). */
-function paxSparse(src: BlockSource, get: (k: string) => Buffer | undefined, sparse00: number[] | undefined, entry: ReadEntry, what: string, at: number): SparseMap {
+function paxSparse(src: BlockSource, r: Records | undefined, sparse00: number[] | undefined, entry: ReadEntry, what: string, at: number): SparseMap {
+  const get = (k: string) => paxValue(r, k);
   const rs = get('GNU.sparse.realsize') ?? get('GNU.sparse.size');
   const realSize = rs === undefined ? entry.size : decimal(rs);
   if (Number.isNaN(realSize)) throw sparseError(what, at, 'GNU.sparse.realsize is not a valid number');
@@ -578,6 +590,7 @@ function isPrintableAscii(s: string): boolean {
 
 /** ASCII stand-in for a field whose real value is in a PAX record */
 function asciiFallback(s: string, max: number): string {
+  if (isPrintableAscii(s)) return s.length <= max ? s : s.slice(0, max);
   let out = '';
   for (let i = 0; i < s.length && out.length < max; i++) {
     const c = s.charCodeAt(i);
@@ -639,27 +652,32 @@ function splitUstarName(name: string): [string, string] | undefined {
   return undefined;
 }
 
-function ustarBlock(name: string, prefix: string, type: number, mode: number, uid: number, gid: number, size: number, mtime: number, linkname: string | undefined, uname: string | undefined, gname: string | undefined, devmajor: number, devminor: number): Buffer {
-  const b = Buffer.alloc(BLOCK);
-  b.write(name, NAME, 100, 'latin1');
-  writeOctal(b, MODE, 8, mode);
-  writeOctal(b, UID, 8, uid);
-  writeOctal(b, GID, 8, gid);
-  writeOctal(b, SIZE, 12, size);
-  writeOctal(b, MTIME, 12, mtime);
-  b[TYPEFLAG] = type;
-  if (linkname) b.write(linkname, LINKNAME, 100, 'latin1');
-  b.write('ustar\u000000', MAGIC, 8, 'latin1');
-  if (uname) b.write(uname, UNAME, 32, 'latin1');
-  if (gname) b.write(gname, GNAME, 32, 'latin1');
-  writeNumber(b, DEVMAJOR, 8, devmajor);
-  writeNumber(b, DEVMINOR, 8, devminor);
-  if (prefix) b.write(prefix, PREFIX, 155, 'latin1');
+/** printable ASCII into a field (callers checked it), without a call into C++ per field */
+function writeAscii(b: Buffer, off: number, len: number, s: string): void {
+  const n = Math.min(len, s.length);
+  for (let i = 0; i < n; i++) b[off + i] = s.charCodeAt(i);
+}
+
+/** a ustar header block written into `b` at `at` (zeroed by the caller) */
+function ustarInto(b: Buffer, at: number, name: string, prefix: string, type: number, mode: number, uid: number, gid: number, size: number, mtime: number, linkname: string | undefined, uname: string | undefined, gname: string | undefined, devmajor: number, devminor: number): void {
+  writeAscii(b, at + NAME, 100, name);
+  writeOctal(b, at + MODE, 8, mode);
+  writeOctal(b, at + UID, 8, uid);
+  writeOctal(b, at + GID, 8, gid);
+  writeOctal(b, at + SIZE, 12, size);
+  writeOctal(b, at + MTIME, 12, mtime);
+  b[at + TYPEFLAG] = type;
+  if (linkname) writeAscii(b, at + LINKNAME, 100, linkname);
+  writeAscii(b, at + MAGIC, 8, 'ustar\u000000');
+  if (uname) writeAscii(b, at + UNAME, 32, uname);
+  if (gname) writeAscii(b, at + GNAME, 32, gname);
+  writeNumber(b, at + DEVMAJOR, 8, devmajor);
+  writeNumber(b, at + DEVMINOR, 8, devminor);
+  if (prefix) writeAscii(b, at + PREFIX, 155, prefix);
   let sum = 8 * 0x20; // the checksum field counts as spaces
-  for (let i = 0; i < BLOCK; i++) sum += b[i];
-  writeOctal(b, CHKSUM, 7, sum);
-  b[CHKSUM + 7] = 0x20;
-  return b;
+  for (let i = at; i < at + BLOCK; i++) sum += b[i];
+  writeOctal(b, at + CHKSUM, 7, sum);
+  b[at + CHKSUM + 7] = 0x20;
 }
 
 function checkUint(e: TarEntry, field: string, v: number | undefined): void {
@@ -700,12 +718,6 @@ export function encodeHeader(e: TarEntry, opts?: { alignTo?: { offset: number; b
     throw new TarError('ETARFORMAT', `${e.name}: cannot encode mtime ${JSON.stringify(e.mtime)}`, e.name);
   }
   const records: Buffer[] = [];
-  let paxLen = 0;
-  const rec = (k: string, v: string | Buffer) => {
-    const r = paxRecord(k, v);
-    records.push(r);
-    paxLen += r.length;
-  };
 
   let size = e.type === 'file' ? e.size : 0;
   let full = e.type === 'dir' ? (e.name === '.' ? './' : `${e.name}/`) : e.name;
@@ -715,10 +727,10 @@ export function encodeHeader(e: TarEntry, opts?: { alignTo?: { offset: number; b
     checkGnuSegments(e.name, e.sparse);
     // PAX 1.0 sparse: the real name is in GNU.sparse.name; readers that know no sparse files
     // see a plain file under a stand-in name holding the map and the data
-    rec('GNU.sparse.major', '1');
-    rec('GNU.sparse.minor', '0');
-    rec('GNU.sparse.name', e.name);
-    rec('GNU.sparse.realsize', String(e.sparse.realSize));
+    records.push(paxRecord('GNU.sparse.major', '1'));
+    records.push(paxRecord('GNU.sparse.minor', '0'));
+    records.push(paxRecord('GNU.sparse.name', e.name));
+    records.push(paxRecord('GNU.sparse.realsize', String(e.sparse.realSize)));
     const slash = e.name.lastIndexOf('/');
     full = `GNUSparseFile.0/${asciiFallback(e.name.slice(slash + 1), 100 - 'GNUSparseFile.0/'.length)}`;
     size += sparseMapLength(e.sparse);
@@ -726,72 +738,73 @@ export function encodeHeader(e: TarEntry, opts?: { alignTo?: { offset: number; b
 
   let split = isPrintableAscii(full) ? splitUstarName(full) : undefined;
   if (!split) {
-    rec('path', full);
+    records.push(paxRecord('path', full));
     split = ['', asciiFallback(full, 100)];
   }
   let linkname = e.linkname;
   if (linkname !== undefined && (linkname.length > 100 || !isPrintableAscii(linkname))) {
-    rec('linkpath', linkname);
+    records.push(paxRecord('linkpath', linkname));
     linkname = asciiFallback(linkname, 100);
   }
   let { uid, gid } = e;
   if (uid > MAX_OCTAL7) {
-    rec('uid', String(uid));
+    records.push(paxRecord('uid', String(uid)));
     uid = 0;
   }
   if (gid > MAX_OCTAL7) {
-    rec('gid', String(gid));
+    records.push(paxRecord('gid', String(gid)));
     gid = 0;
   }
   if (size > MAX_OCTAL11) {
-    rec('size', String(size));
+    records.push(paxRecord('size', String(size)));
     size = 0;
   }
   let mtime = e.mtime.sec;
   if (e.mtime.nsec !== 0 || mtime < 0 || mtime > MAX_OCTAL11) {
-    rec('mtime', paxTimeString(e.mtime));
+    records.push(paxRecord('mtime', paxTimeString(e.mtime)));
     mtime = Math.min(Math.max(mtime, 0), MAX_OCTAL11);
   }
   let { uname, gname } = e;
   if (uname && (uname.length > 31 || !isPrintableAscii(uname))) {
-    rec('uname', uname);
+    records.push(paxRecord('uname', uname));
     uname = undefined;
   }
   if (gname && (gname.length > 31 || !isPrintableAscii(gname))) {
-    rec('gname', gname);
+    records.push(paxRecord('gname', gname));
     gname = undefined;
   }
   const devmajor = e.devmajor ?? 0;
   const devminor = e.devminor ?? 0;
-  if (devmajor > MAX_OCTAL7) rec('SCHILY.devmajor', String(devmajor));
-  if (devminor > MAX_OCTAL7) rec('SCHILY.devminor', String(devminor));
-  if (e.pax) for (const k in e.pax) rec(k, e.pax[k]);
-  if (e.xattrs) for (const [k, v] of e.xattrs) rec(SCHILY_XATTR + k, v);
+  if (devmajor > MAX_OCTAL7) records.push(paxRecord('SCHILY.devmajor', String(devmajor)));
+  if (devminor > MAX_OCTAL7) records.push(paxRecord('SCHILY.devminor', String(devminor)));
+  if (e.pax) for (const k in e.pax) records.push(paxRecord(k, e.pax[k]));
+  if (e.xattrs) for (const [k, v] of e.xattrs) records.push(paxRecord(SCHILY_XATTR + k, v));
 
-  const ustar = ustarBlock(split[1], split[0], TYPE_FLAG[e.type], e.mode & 0o7777, uid, gid, size, mtime, linkname, uname, gname, devmajor, devminor);
+  let paxLen = 0;
+  for (const r of records) paxLen += r.length;
 
   if (opts?.alignTo) {
     const { offset, block } = opts.alignTo;
     if (!(block > 0 && block % BLOCK === 0) || offset % BLOCK !== 0) {
       throw new TarError('ETARFORMAT', `${e.name}: cannot align to ${block} bytes at offset ${offset} (both must be multiples of ${BLOCK})`, e.name);
     }
-    const end = (len: number) => offset + BLOCK + (len > 0 ? BLOCK + len + padding(len) : 0);
-    if (end(paxLen) % block !== 0) {
+    if (alignedEnd(offset, paxLen) % block !== 0) {
       // grow the PAX data to whole blocks, one more at a time, until the body lands on the boundary
       let target = paxLen + padding(paxLen);
-      while (target - paxLen < MIN_COMMENT || end(target) % block !== 0) target += BLOCK;
+      while (target - paxLen < MIN_COMMENT || alignedEnd(offset, target) % block !== 0) target += BLOCK;
       records.push(commentRecord(target - paxLen));
       paxLen = target;
     }
   }
-  if (paxLen === 0) return ustar;
-  const base = asciiFallback(e.name.slice(e.name.lastIndexOf('/') + 1), 100 - 'PaxHeaders/'.length);
-  const paxHeader = ustarBlock(`PaxHeaders/${base}`, '', 0x78, 0o644, 0, 0, paxLen, mtime, undefined, undefined, undefined, 0, 0);
-  const out = Buffer.alloc(BLOCK + paxLen + padding(paxLen) + BLOCK);
-  paxHeader.copy(out, 0);
-  let o = BLOCK;
-  for (const r of records) o += r.copy(out, o);
-  ustar.copy(out, out.length - BLOCK);
+  const total = paxLen === 0 ? BLOCK : BLOCK + paxLen + padding(paxLen) + BLOCK;
+  const out = Buffer.allocUnsafe(total).fill(0);
+  if (paxLen > 0) {
+    const base = asciiFallback(e.name.slice(e.name.lastIndexOf('/') + 1), 100 - 'PaxHeaders/'.length);
+    ustarInto(out, 0, `PaxHeaders/${base}`, '', 0x78, 0o644, 0, 0, paxLen, mtime, undefined, undefined, undefined, 0, 0);
+    let o = BLOCK;
+    for (const r of records) o += r.copy(out, o);
+  }
+  ustarInto(out, total - BLOCK, split[1], split[0], TYPE_FLAG[e.type], e.mode & 0o7777, uid, gid, size, mtime, linkname, uname, gname, devmajor, devminor);
   return out;
 }
 
@@ -804,6 +817,11 @@ function checkGnuSegments(name: string, s: SparseMap): void {
       throw new TarError('ETARFORMAT', `${name}: sparse segment ${s.map[i].offset}+${s.map[i].length} is not a whole number of ${BLOCK}-byte blocks (only the last may be)`, name);
     }
   }
+}
+
+/** where the body starts when the header is written at `offset` with `paxLen` bytes of PAX data */
+function alignedEnd(offset: number, paxLen: number): number {
+  return offset + BLOCK + (paxLen > 0 ? BLOCK + paxLen + padding(paxLen) : 0);
 }
 
 function sparseMapText(s: SparseMap): string {
