@@ -20,7 +20,6 @@ import {
   minor,
   paxBlocks,
   readAll,
-  readSource,
   run,
   setXattr,
   storedBody,
