@@ -10,7 +10,8 @@
         "native/fsops.cc",
         "native/apply_batch.cc",
         "native/write_segments.cc",
-        "native/hash.cc"
+        "native/hash.cc",
+        "native/scan.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "_GNU_SOURCE", "_FILE_OFFSET_BITS=64"],

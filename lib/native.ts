@@ -133,7 +133,17 @@ export interface Sha256 {
   digest(): string;
 }
 
+/** One child of a directory as scanDir returns it (an array, to keep the crossing cheap):
+ *  [name, mode, uid, gid, size, mtimeSec, mtimeNsec, rdev, nlink, ino, dev, linkTarget?, xattrs?] */
+export type ScanEntry = [
+  string, number, number, number, number, number, number, number, number, number, number,
+  (string | undefined)?,
+  (Array<[string, Buffer]> | undefined)?,
+];
+
 export interface Native {
+  /** every child of a directory (not following a final symlink), sorted by name bytes */
+  scanDir(path: string, withXattrs: boolean): ScanEntry[];
   /** a new running sha256 */
   sha256(): Sha256;
   /** feed `length` bytes of fd from `offset` to hash on a worker thread (length -1: to EOF); resolves to the bytes hashed */

@@ -1,8 +1,7 @@
 // The two-tree comparison behind the naive Diff, Changes and DiffSize: walk a layer's full
 // tree and its parent's side by side in sorted order and report what was added, modified and
 // deleted. It streams: memory grows with the depth of the tree, not its size.
-import type fs from 'node:fs';
-import { childNames, joinRel, statNode, walkBelow, type TreeNode } from '../../lib/tar/tree.ts';
+import { childNodes, compareNames, walkBelow, type NodeStat, type TreeNode } from '../../lib/tar/tree.ts';
 import type { ChangeKind } from '../driver.ts';
 
 export interface TreeChange {
@@ -27,35 +26,30 @@ export function* compareTrees(layer: string, parent: string | undefined): Genera
 
 /** `pending`: ancestor directories not yet reported, reported as Modify before the first change below them. */
 function* compareDir(layer: string, parent: string, dir: string, pending: TreeNode[]): Generator<TreeChange> {
-  const a = childNames(layer, dir);
-  const b = childNames(parent, dir);
+  const a = childNodes(layer, dir);
+  const b = childNodes(parent, dir);
   let i = 0;
   let j = 0;
   while (i < a.length || j < b.length) {
-    const an = i < a.length ? a[i] : undefined;
-    const bn = j < b.length ? b[j] : undefined;
-    if (an !== undefined && (bn === undefined || an < bn)) {
+    const node = i < a.length ? a[i] : undefined;
+    const old = j < b.length ? b[j] : undefined;
+    if (node && (!old || compareNames(node.rel, old.rel) < 0)) {
       i++;
-      const node = statNode(layer, joinRel(dir, an));
-      if (!node) continue;
       yield* flush(pending);
       yield { kind: 'Add', rel: node.rel, node };
       if (node.st.isDirectory()) for (const n of walkBelow(layer, node.rel)) yield { kind: 'Add', rel: n.rel, node: n };
       continue;
     }
-    if (an === undefined || (bn !== undefined && bn < an)) {
+    if (!node || (old && compareNames(old.rel, node.rel) < 0)) {
       j++;
       yield* flush(pending);
-      yield { kind: 'Delete', rel: joinRel(dir, bn!) };
+      yield { kind: 'Delete', rel: old!.rel };
       continue;
     }
     i++;
     j++;
-    const rel = joinRel(dir, an);
-    const node = statNode(layer, rel);
-    const old = statNode(parent, rel);
-    if (!node || !old) continue;
-    const bothDirs = node.st.isDirectory() && old.st.isDirectory();
+    const rel = node.rel;
+    const bothDirs = node.st.isDirectory() && old!.st.isDirectory();
     if (!bothDirs && node.st.isDirectory()) {
       // was something else: the whole directory is new
       yield* flush(pending);
@@ -63,7 +57,7 @@ function* compareDir(layer: string, parent: string, dir: string, pending: TreeNo
       for (const n of walkBelow(layer, rel)) yield { kind: 'Add', rel: n.rel, node: n };
       continue;
     }
-    if (changed(node, old)) {
+    if (changed(node, old!)) {
       yield* flush(pending);
       yield { kind: 'Modify', rel, node };
       if (bothDirs) yield* compareDir(layer, parent, rel, []);
@@ -85,8 +79,8 @@ function* flush(pending: TreeNode[]): Generator<TreeChange> {
 /** The peer's rule: type, mode, owner, rdev, link target and xattrs; size and mtime (with
  *  nanoseconds) for everything but directories, whose size and mtime say nothing reliable. */
 function changed(a: TreeNode, b: TreeNode): boolean {
-  const x: fs.BigIntStats = a.st;
-  const y: fs.BigIntStats = b.st;
+  const x: NodeStat = a.st;
+  const y: NodeStat = b.st;
   if (x.mode !== y.mode || x.uid !== y.uid || x.gid !== y.gid || x.rdev !== y.rdev) return true;
   if (!x.isDirectory() && (x.size !== y.size || x.mtimeNs !== y.mtimeNs)) return true;
   if (a.link !== b.link) return true;

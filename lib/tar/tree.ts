@@ -3,21 +3,77 @@
 // bytes. The tar writer, the two-tree diff, the tree copy and the chown walk all use it.
 import fs from 'node:fs';
 import path from 'node:path';
-import { native } from '../native.ts';
+import { native, type ScanEntry } from '../native.ts';
 import type { OwnerMapper } from '../idmap.ts';
 import type { EntryType, TarEntry } from './types.ts';
+
+/** The part of fs.BigIntStats the walk provides (from one native scan per directory). */
+export type NodeStat = Pick<
+  fs.BigIntStats,
+  'mode' | 'uid' | 'gid' | 'size' | 'mtimeNs' | 'rdev' | 'nlink' | 'ino' | 'dev'
+  | 'isFile' | 'isDirectory' | 'isSymbolicLink' | 'isCharacterDevice' | 'isBlockDevice' | 'isFIFO' | 'isSocket'
+>;
+
+const S_IFMT = 0o170000n;
+const NS_PER_SEC = 1_000_000_000n;
+
+class ScanStat implements NodeStat {
+  readonly mode: bigint;
+  readonly uid: bigint;
+  readonly gid: bigint;
+  readonly size: bigint;
+  readonly mtimeNs: bigint;
+  readonly rdev: bigint;
+  readonly nlink: bigint;
+  readonly ino: bigint;
+  readonly dev: bigint;
+  constructor(e: ScanEntry) {
+    this.mode = BigInt(e[1]);
+    this.uid = BigInt(e[2]);
+    this.gid = BigInt(e[3]);
+    this.size = BigInt(e[4]);
+    this.mtimeNs = BigInt(e[5]) * NS_PER_SEC + BigInt(e[6]);
+    this.rdev = BigInt(e[7]);
+    this.nlink = BigInt(e[8]);
+    this.ino = BigInt(e[9]);
+    this.dev = BigInt(e[10]);
+  }
+  private is(type: number): boolean {
+    return (this.mode & S_IFMT) === BigInt(type);
+  }
+  isFile() {
+    return this.is(fs.constants.S_IFREG);
+  }
+  isDirectory() {
+    return this.is(fs.constants.S_IFDIR);
+  }
+  isSymbolicLink() {
+    return this.is(fs.constants.S_IFLNK);
+  }
+  isCharacterDevice() {
+    return this.is(fs.constants.S_IFCHR);
+  }
+  isBlockDevice() {
+    return this.is(fs.constants.S_IFBLK);
+  }
+  isFIFO() {
+    return this.is(fs.constants.S_IFIFO);
+  }
+  isSocket() {
+    return this.is(fs.constants.S_IFSOCK);
+  }
+}
 
 export interface TreeNode {
   /** path relative to the walked root, '.' for the root itself */
   rel: string;
-  st: fs.BigIntStats;
+  st: NodeStat;
   /** raw xattrs, when asked for and present */
   xattrs?: Map<string, Buffer>;
   /** symlink target */
   link?: string;
 }
 
-const NS = 1_000_000_000n;
 
 export function readXattrs(abs: string): Map<string, Buffer> | undefined {
   const names = native.llistxattr(abs);
@@ -46,9 +102,24 @@ export function statNode(root: string, rel: string, withXattrs = true): TreeNode
   return node;
 }
 
-/** Sorted children names of a directory of the tree. */
-export function childNames(root: string, rel: string): string[] {
-  return fs.readdirSync(rel === '.' ? root : path.join(root, rel)).sort();
+/** The children of a directory of the tree, sorted by name: one native call for all of them. */
+export function childNodes(root: string, rel: string, withXattrs = true): TreeNode[] {
+  return native.scanDir(rel === '.' ? root : path.join(root, rel), withXattrs).map((e) => {
+    const node: TreeNode = { rel: joinRel(rel, e[0]), st: new ScanStat(e) };
+    if (e[11] !== undefined) node.link = e[11];
+    if (e[12] !== undefined) node.xattrs = new Map(e[12]);
+    return node;
+  });
+}
+
+const SURROGATE = /[\uD800-\uDFFF]/;
+
+/** Name order of the walk: UTF-8 byte order, as scanDir sorts. JS's own < compares UTF-16
+ *  units, which differs only when a name holds characters beyond U+FFFF. */
+export function compareNames(a: string, b: string): number {
+  if (a === b) return 0;
+  if (SURROGATE.test(a) || SURROGATE.test(b)) return Buffer.compare(Buffer.from(a), Buffer.from(b));
+  return a < b ? -1 : 1;
 }
 
 export function joinRel(dir: string, name: string): string {
@@ -65,15 +136,13 @@ export function* walkTree(root: string, opts: { xattrs?: boolean; includeRoot?: 
 }
 
 export function* walkBelow(root: string, dir: string, withXattrs = true): Generator<TreeNode> {
-  for (const name of childNames(root, dir)) {
-    const node = statNode(root, joinRel(dir, name), withXattrs);
-    if (!node) continue; // removed while we walked
+  for (const node of childNodes(root, dir, withXattrs)) {
     yield node;
     if (node.st.isDirectory()) yield* walkBelow(root, node.rel, withXattrs);
   }
 }
 
-export function entryType(st: fs.BigIntStats): EntryType | undefined {
+export function entryType(st: NodeStat): EntryType | undefined {
   if (st.isFile()) return 'file';
   if (st.isDirectory()) return 'dir';
   if (st.isSymbolicLink()) return 'symlink';
@@ -105,7 +174,7 @@ export function entryFromNode(node: TreeNode, mapOwner?: OwnerMapper): TarEntry 
     uid,
     gid,
     size: type === 'file' ? Number(st.size) : 0,
-    mtime: { sec: Number(st.mtimeNs / NS), nsec: Number(st.mtimeNs % NS) },
+    mtime: { sec: Number(st.mtimeNs / NS_PER_SEC), nsec: Number(st.mtimeNs % NS_PER_SEC) },
   };
   if (type === 'symlink') e.linkname = node.link;
   if (type === 'char' || type === 'block') {
@@ -117,6 +186,6 @@ export function entryFromNode(node: TreeNode, mapOwner?: OwnerMapper): TarEntry 
 }
 
 /** Key that identifies a file across hardlinks. */
-export function inodeKey(st: fs.BigIntStats): string {
+export function inodeKey(st: NodeStat): string {
   return `${st.dev}:${st.ino}`;
 }
