@@ -10,6 +10,7 @@
         "native/fsops.cc",
         "native/apply_batch.cc",
         "native/write_segments.cc",
+        "native/mount.cc",
         "native/hash.cc",
         "native/scan.cc"
       ],

@@ -173,6 +173,20 @@ export interface Native {
   applyBatchSync(rootFd: number, ops: ApplyOp[]): BatchResult;
   /** write segments to outFd on a worker thread; `data` holds the bytes segments */
   writeSegments(outFd: number, data: Buffer, segments: TarSegment[], opts: WriteOptions): Promise<WriteResult>;
+  /** mount(2); a null source, fstype or data is passed as NULL. flags from mountFlags */
+  mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
+  /** umount2(2); flags from mountFlags (MNT_DETACH, ...) */
+  umount2(target: string, flags: number): void;
+  mountFlags: {
+    MS_RDONLY: number;
+    MS_NOSUID: number;
+    MS_NODEV: number;
+    MS_REC: number;
+    MS_PRIVATE: number;
+    MNT_FORCE: number;
+    MNT_DETACH: number;
+    UMOUNT_NOFOLLOW: number;
+  };
   constants: {
     RESOLVE_NO_XDEV: number;
     RESOLVE_NO_MAGICLINKS: number;

@@ -4,6 +4,7 @@
 #include "batch.h"
 #include "fsops.h"
 #include "hash.h"
+#include "mount.h"
 #include "scan.h"
 
 namespace layers {
@@ -12,6 +13,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitFsOps(env, exports);
   InitApplyBatch(env, exports);
   InitWriteSegments(env, exports);
+  InitMount(env, exports);
   InitScan(env, exports);
   Sha256::Init(env);
   exports.Set("sha256", Napi::Function::New(env, NewSha256, "sha256"));

@@ -1,0 +1,88 @@
+// The direct Diff of an overlay layer: its diff dir already holds exactly its changes against
+// its nearest lower, in overlayfs's form. Written as a tar it only needs the whiteouts turned
+// back into the AUFS form layer tars use: a char 0/0 device <dir>/<name> becomes '<dir>/.wh.<name>'
+// and a directory with trusted.overlay.opaque=y is followed by '<dir>/.wh..wh..opq'.
+import fs from 'node:fs';
+import path from 'node:path';
+import { containerMapper } from '../../lib/idmap.ts';
+import { OVERLAY_XATTR_PREFIX } from '../../lib/tar/ops.ts';
+import { walkTree, type TreeNode } from '../../lib/tar/tree.ts';
+import { opaqueName, whiteoutName } from '../../lib/tar/whiteout.ts';
+import { nodeItem, writeTar, type TarItem } from '../../lib/tar/write.ts';
+import type { Change, DiffOptions } from '../driver.ts';
+
+const OPAQUE_XATTR = 'trusted.overlay.opaque';
+
+export function isWhiteout(node: TreeNode): boolean {
+  return node.st.isCharacterDevice() && node.st.rdev === 0n;
+}
+
+export function isOpaque(node: TreeNode): boolean {
+  return node.st.isDirectory() && node.xattrs?.get(OPAQUE_XATTR)?.toString() === 'y';
+}
+
+/** Tar items for an overlay diff dir, whiteouts in AUFS form (as the peer writes them) and no trusted.overlay.* xattrs. */
+export function* overlayDiffItems(diffDir: string, opts: DiffOptions = {}): Generator<TarItem> {
+  const mapOwner = containerMapper(opts.idMappings);
+  const seen = new Map<string, string>();
+  for (const node of walkTree(diffDir)) {
+    const item = nodeItem(node, seen, mapOwner);
+    if (!item) continue;
+    const e = item.entry;
+    if (isWhiteout(node)) {
+      // owner and time of the device; an empty 0600 file, as the peer makes it
+      yield { entry: { name: whiteoutName(node.rel), type: 'file', mode: 0o600, uid: e.uid, gid: e.gid, size: 0, mtime: e.mtime } };
+      continue;
+    }
+    if (e.xattrs) {
+      const kept = [...e.xattrs].filter(([k]) => !k.startsWith(OVERLAY_XATTR_PREFIX));
+      e.xattrs = kept.length ? new Map(kept) : undefined;
+    }
+    yield item;
+    // the marker takes the directory's owner and permission bits; no time, as the peer writes it
+    if (isOpaque(node))
+      yield { entry: { name: opaqueName(node.rel), type: 'file', mode: e.mode & 0o777, uid: e.uid, gid: e.gid, size: 0, mtime: { sec: 0, nsec: 0 } } };
+  }
+}
+
+export async function writeOverlayDiff(diffDir: string, fd: number, opts: DiffOptions = {}): Promise<void> {
+  await writeTar(diffDir, overlayDiffItems(diffDir, opts), fd);
+}
+
+/**
+ * The change list the direct Diff stands for, against the parent's full tree `base` (undefined
+ * for a base layer): a whiteout is a Delete, what the parent also has is a Modify, the rest an
+ * Add; an opaque directory deletes what the parent had in it and the layer does not.
+ */
+export function overlayChanges(diffDir: string, base: string | undefined): Change[] {
+  const out: Change[] = [];
+  // directories the parent has as real directories: only below them is a lookup in base meaningful
+  const baseDirs = new Set<string>(['.']);
+  for (const node of walkTree(diffDir)) {
+    const p = '/' + node.rel;
+    if (isWhiteout(node)) {
+      out.push({ path: p, kind: 'Delete' });
+      continue;
+    }
+    const old = base !== undefined && baseDirs.has(path.posix.dirname(node.rel)) ? fs.lstatSync(path.join(base, node.rel), { throwIfNoEntry: false }) : undefined;
+    out.push({ path: p, kind: old ? 'Modify' : 'Add' });
+    if (!old?.isDirectory() || !node.st.isDirectory()) continue;
+    baseDirs.add(node.rel);
+    if (!isOpaque(node)) continue;
+    const own = new Set(fs.readdirSync(path.join(diffDir, node.rel)));
+    for (const name of fs.readdirSync(path.join(base!, node.rel))) if (!own.has(name)) out.push({ path: `${p}/${name}`, kind: 'Delete' });
+  }
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/**
+ * Copy up every name of a multiply linked file (an open for writing does it; with index=on it is
+ * a link to the inode already copied up). Without it, later mounts without the index would show
+ * the names the walk did not touch with their lower, unshifted owners.
+ */
+export function copyUpHardlinks(merged: string): void {
+  for (const node of walkTree(merged, { xattrs: false })) {
+    if (!node.st.isFile() || node.st.nlink < 2n) continue;
+    fs.closeSync(fs.openSync(path.join(merged, node.rel), fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW));
+  }
+}

@@ -1,0 +1,313 @@
+// The overlay driver on ext4 and xfs loop filesystems: the peer's layout, mounts 1, 2 and 128
+// deep, whiteouts and opaque dirs on disk and back in Diff, round trips of every entry kind,
+// and the same diff/ tree as containers-storage makes from the same tar. Every mount a test
+// makes is released by a teardown, pass or fail.
+import test, { type ExecutionContext } from 'ava';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import tarStream from 'tar-stream';
+import { OverlayDriver } from '../../drivers/overlay/index.ts';
+import { native } from '../../lib/native.ts';
+import { canMount, loopFs } from '../fixtures/fs.ts';
+import { makeTree } from '../fixtures/store.ts';
+import { makeRichTree, snapshotTree } from '../fixtures/tree.ts';
+
+const KINDS = ['ext4', 'xfs'] as const;
+const map = (host: number) => ({ uidmap: [{ container_id: 0, host_id: host, size: 65536 }], gidmap: [{ container_id: 0, host_id: host, size: 65536 }] });
+
+interface Env {
+  base: string;
+  d: OverlayDriver;
+}
+
+/** A driver on a fresh loop filesystem; its mounts are released before the filesystem goes. */
+function setup(t: ExecutionContext, kind: (typeof KINDS)[number], size = 512 << 20): Env {
+  const base = loopFs(t, kind, size);
+  const d = new OverlayDriver(path.join(base, 'root', 'overlay'));
+  t.teardown(() => d.cleanup());
+  return { base, d };
+}
+
+/** A tar of a tree made by fill, written next to the store: PAX, so ns times and xattrs are in it. */
+function tarOf(env: Env, name: string, fill: (dir: string) => void): string {
+  const dir = path.join(env.base, `${name}-src`);
+  fs.mkdirSync(dir);
+  fill(dir);
+  const out = path.join(env.base, `${name}.tar`);
+  execFileSync('tar', ['--format=posix', '--xattrs', '--xattrs-include=*', '--numeric-owner', '-C', dir, '-cf', out, '.']);
+  return out;
+}
+
+/** Whiteout devices' times left out: the peer leaves them at the time of extraction, we give them the tar entry's. */
+function withoutWhiteoutTimes(snap: ReturnType<typeof snapshotTree>): ReturnType<typeof snapshotTree> {
+  for (const f of Object.values(snap)) if (f.type === 'char' && f.rdev === '0') f.mtimeNs = '-';
+  return snap;
+}
+
+async function apply(d: OverlayDriver, id: string, tar: string): Promise<void> {
+  const fd = fs.openSync(tar, 'r');
+  try {
+    await d.applyDiff(id, undefined, fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+async function diffTo(env: Env, id: string, parent: string | undefined, name: string): Promise<string> {
+  const out = path.join(env.base, name);
+  const fd = fs.openSync(out, 'w');
+  try {
+    await env.d.diff(id, parent, fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return out;
+}
+
+/** [name, type, mode] of every entry of a tar, read by tar-stream (not our codec). */
+async function tarEntries(file: string): Promise<Array<[string, string, number]>> {
+  const out: Array<[string, string, number]> = [];
+  const ex = tarStream.extract();
+  ex.on('entry', (h, stream, next) => {
+    out.push([h.name.replace(/^\.\//, '').replace(/\/$/, ''), h.type, h.mode ?? 0]);
+    stream.on('end', next);
+    stream.resume();
+  });
+  const done = new Promise<void>((resolve, reject) => {
+    ex.on('finish', resolve);
+    ex.on('error', reject);
+  });
+  ex.end(fs.readFileSync(file));
+  await done;
+  return out;
+}
+
+for (const kind of KINDS) {
+  test(`layout as containers/storage: diff, work, merged, link, lower, empty and l/ links (${kind})`, async (t) => {
+    if (!canMount) return t.pass('needs root to mount');
+    const { d } = setup(t, kind);
+    await d.create('a', undefined, { idMappings: map(2000) });
+    await d.create('b', 'a');
+    await d.create('c', 'b');
+    const entries = (id: string) => fs.readdirSync(d.dir(id)).sort();
+    t.deepEqual(entries('a'), ['diff', 'empty', 'link', 'merged', 'work']);
+    t.deepEqual(entries('c'), ['diff', 'link', 'lower', 'merged', 'work']);
+    const link = (id: string) => fs.readFileSync(path.join(d.dir(id), 'link'), 'utf8');
+    for (const id of ['a', 'b', 'c']) {
+      t.regex(link(id), /^[A-Z2-7]{26}$/);
+      t.is(fs.readlinkSync(path.join(d.home, 'l', link(id))), `../${id}/diff`);
+    }
+    t.is(fs.readFileSync(path.join(d.dir('c'), 'lower'), 'utf8'), `l/${link('b')}:l/${link('a')}`);
+    const root = fs.statSync(d.diffDir('a'));
+    t.deepEqual([root.mode & 0o7777, root.uid, root.gid], [0o555, 2000, 2000]);
+    const child = fs.statSync(d.diffDir('c'));
+    t.deepEqual([child.mode & 0o7777, child.uid], [0o555, 2000]);
+
+    // the peer's own layout on the same filesystem kind has the same entries and modes
+    const proot = path.join(path.dirname(d.home), '..', 'peer');
+    const cs = (...args: string[]) =>
+      execFileSync('containers-storage', ['-g', path.join(proot, 'root'), '-R', path.join(proot, 'run'), '-s', 'overlay', ...args], { encoding: 'utf8' }).trim();
+    t.teardown(() => void cs('shutdown'));
+    const pa = cs('create-layer').split('\n').pop()!;
+    const pb = cs('create-layer', pa).split('\n').pop()!;
+    const home = path.join(proot, 'root', 'overlay');
+    const facts = (dir: string) => fs.readdirSync(dir).sort().map((n) => [n, (fs.lstatSync(path.join(dir, n)).mode & 0o170777).toString(8)]);
+    t.deepEqual(facts(d.dir('a')), facts(path.join(home, pa)));
+    t.deepEqual(facts(d.dir('b')), facts(path.join(home, pb)));
+  });
+
+  test(`mounts one and two deep show the right files; read-only mounts have no upper (${kind})`, async (t) => {
+    if (!canMount) return t.pass('needs root to mount');
+    const env = setup(t, kind);
+    const { d } = env;
+    await d.create('a', undefined);
+    await apply(d, 'a', tarOf(env, 'a', makeTree));
+    const ma = await d.mount('a');
+    t.is(ma, path.join(d.dir('a'), 'merged'));
+    t.is(fs.readFileSync(path.join(ma, 'etc/hostname'), 'utf8'), 'layers\n');
+    t.is(await d.mount('a'), ma, 'a second mount finds the first');
+    fs.writeFileSync(path.join(ma, 'new'), 'written through the mount');
+    await d.unmount('a');
+    t.false(d.isMounted('a'));
+    t.is(fs.readFileSync(path.join(d.diffDir('a'), 'new'), 'utf8'), 'written through the mount');
+
+    await d.create('b', 'a');
+    const mb = await d.mount('b');
+    t.is(fs.readFileSync(path.join(mb, 'bin/tool')).length, 100_000);
+    fs.rmSync(path.join(mb, 'etc/hostname'));
+    fs.writeFileSync(path.join(mb, 'etc/motd'), 'hi');
+    await d.unmount('b');
+    const wh = fs.lstatSync(path.join(d.diffDir('b'), 'etc/hostname'));
+    t.true(wh.isCharacterDevice() && wh.rdev === 0, 'the deletion is a char 0/0 whiteout');
+    t.deepEqual(await d.changes('b', 'a'), [
+      { path: '/etc', kind: 'Modify' },
+      { path: '/etc/hostname', kind: 'Delete' },
+      { path: '/etc/motd', kind: 'Add' },
+    ]);
+    t.is(await d.diffSize('b', 'a'), 2);
+
+    await d.create('c', 'b');
+    const mc = await d.mount('c', { readOnly: true });
+    t.false(fs.existsSync(path.join(mc, 'etc/hostname')));
+    t.is(fs.readFileSync(path.join(mc, 'etc/motd'), 'utf8'), 'hi');
+    t.throws(() => fs.writeFileSync(path.join(mc, 'x'), 'x'), { code: 'EROFS' });
+    await d.unmount('c');
+
+    // lost l/ links and link files are made again on mount
+    const linkB = fs.readFileSync(path.join(d.dir('b'), 'link'), 'utf8');
+    fs.rmSync(path.join(d.home, 'l', linkB));
+    fs.rmSync(path.join(d.dir('a'), 'link'));
+    const again = await d.mount('c');
+    t.is(fs.readFileSync(path.join(again, 'bin/tool-link')).length, 100_000);
+    t.is(fs.readlinkSync(path.join(d.home, 'l', linkB)), '../b/diff');
+    t.regex(fs.readFileSync(path.join(d.dir('a'), 'link'), 'utf8'), /^[A-Z2-7]{26}$/);
+  });
+
+  test(`128 lowers fit in one page of mount data; more are refused naming the limit (${kind})`, async (t) => {
+    if (!canMount) return t.pass('needs root to mount');
+    const { d } = setup(t, kind);
+    // 64-char ids as the store makes them: the longest upperdir/workdir paths
+    const ids = Array.from({ length: 140 }, (_, i) => i.toString(16).padStart(64, '0'));
+    for (let i = 0; i < ids.length; i++) {
+      await d.create(ids[i], i ? ids[i - 1] : undefined);
+      fs.writeFileSync(path.join(d.diffDir(ids[i]), `f${i}`), String(i));
+      if (i > 0) native.mknod(path.join(d.diffDir(ids[i]), `f${i - 1}`), fs.constants.S_IFCHR, 0, 0);
+    }
+    const top = ids[128]; // 128 lowers below it
+    const m = await d.mount(top);
+    t.deepEqual(fs.readdirSync(m), ['f128']);
+    fs.writeFileSync(path.join(m, 'up'), 'up');
+    await d.unmount(top);
+    const ro = await d.mount(ids[127], { readOnly: true });
+    t.deepEqual(fs.readdirSync(ro), ['f127']);
+    await d.unmount(ids[127]);
+    await t.throwsAsync(d.mount(ids[139]), { message: /139 lower layers, over the kernel's limit of one page \(4095 bytes\)/ });
+    t.false(d.isMounted(ids[139]));
+  });
+
+  test(`deletions and opaque dirs in a tar become whiteouts on disk and the same entries in Diff (${kind})`, async (t) => {
+    if (!canMount) return t.pass('needs root to mount');
+    const env = setup(t, kind);
+    const { d } = env;
+    await d.create('p', undefined);
+    await apply(
+      d,
+      'p',
+      tarOf(env, 'p', (dir) => {
+        fs.mkdirSync(path.join(dir, 'opq'));
+        fs.writeFileSync(path.join(dir, 'opq/hidden'), 'h');
+        fs.writeFileSync(path.join(dir, 'gone'), 'g');
+        fs.writeFileSync(path.join(dir, 'kept'), 'k');
+      }),
+    );
+    await d.create('c', 'p');
+    const tar = tarOf(env, 'c', (dir) => {
+      fs.writeFileSync(path.join(dir, '.wh.gone'), '');
+      fs.mkdirSync(path.join(dir, 'opq'));
+      fs.writeFileSync(path.join(dir, 'opq/.wh..wh..opq'), '');
+      fs.writeFileSync(path.join(dir, 'opq/new'), 'n');
+    });
+    await apply(d, 'c', tar);
+    const wh = fs.lstatSync(path.join(d.diffDir('c'), 'gone'));
+    t.true(wh.isCharacterDevice());
+    t.is(wh.rdev, 0);
+    t.is(native.lgetxattr(path.join(d.diffDir('c'), 'opq'), 'trusted.overlay.opaque')?.toString(), 'y');
+    const m = await d.mount('c', { readOnly: true });
+    t.deepEqual(fs.readdirSync(m).sort(), ['kept', 'opq']);
+    t.deepEqual(fs.readdirSync(path.join(m, 'opq')), ['new']);
+    await d.unmount('c');
+
+    const out = await diffTo(env, 'c', 'p', 'c-diff.tar');
+    const names = (await tarEntries(out)).map(([n, type, mode]) => `${n} ${type}${n.includes('.wh.') ? ' ' + mode.toString(8) : ''}`);
+    t.deepEqual(names, ['.wh.gone file 600', 'opq directory', 'opq/.wh..wh..opq file 755', 'opq/new file']);
+    t.deepEqual(
+      (await tarEntries(out)).map(([n]) => n).sort(),
+      (await tarEntries(tar)).map(([n]) => n).filter((n) => n !== '' && n !== '.').sort(),
+    );
+    t.deepEqual(await d.changes('c', 'p'), [
+      { path: '/gone', kind: 'Delete' },
+      { path: '/opq', kind: 'Modify' },
+      { path: '/opq/hidden', kind: 'Delete' },
+      { path: '/opq/new', kind: 'Add' },
+    ]);
+    t.is(await d.diffSize('c', 'p'), 1);
+
+    // against another parent the diff is naive (mounted trees compared): the grandparent-relative view
+    const naive = await tarEntries(await diffTo(env, 'c', undefined, 'c-full.tar'));
+    t.deepEqual(naive.map(([n]) => n).sort(), ['kept', 'opq', 'opq/new']);
+  });
+
+  test(`hardlinks, xattrs, devices and ns times survive apply -> diff -> apply (${kind})`, async (t) => {
+    if (!canMount) return t.pass('needs root to mount');
+    const env = setup(t, kind);
+    const { d } = env;
+    await d.create('a', undefined);
+    await apply(d, 'a', tarOf(env, 'rich', makeRichTree));
+    const out = await diffTo(env, 'a', undefined, 'a.tar');
+    await d.create('b', undefined);
+    await apply(d, 'b', out);
+    t.deepEqual(snapshotTree(d.diffDir('b')), snapshotTree(d.diffDir('a')));
+    t.deepEqual(snapshotTree(d.diffDir('a')), snapshotTree(path.join(env.base, 'rich-src')));
+  });
+
+  test(`the same tar gives the same diff/ tree as containers-storage --storage-driver overlay (${kind})`, async (t) => {
+    if (!canMount) return t.pass('needs root to mount');
+    const env = setup(t, kind);
+    const { d } = env;
+    const base = tarOf(env, 'rich', makeRichTree);
+    const top = tarOf(env, 'top', (dir) => {
+      fs.mkdirSync(path.join(dir, 'sub'));
+      fs.writeFileSync(path.join(dir, 'sub/.wh..wh..opq'), '');
+      fs.writeFileSync(path.join(dir, 'sub/fresh'), 'fresh');
+      fs.writeFileSync(path.join(dir, '.wh.b511'), '');
+      fs.mkdirSync(path.join(dir, 'hard'));
+      fs.writeFileSync(path.join(dir, 'hard/.wh.two'), '');
+    });
+    const proot = path.join(env.base, 'peer');
+    const cs = (...args: string[]) =>
+      execFileSync('containers-storage', ['-g', path.join(proot, 'root'), '-R', path.join(proot, 'run'), '-s', 'overlay', ...args], { encoding: 'utf8' }).trim();
+    t.teardown(() => void cs('shutdown'));
+    const pa = cs('create-layer').split('\n').pop()!;
+    cs('applydiff', '-f', base, pa);
+    const pb = cs('create-layer', pa).split('\n').pop()!;
+    cs('applydiff', '-f', top, pb);
+    await d.create('a', undefined);
+    await apply(d, 'a', base);
+    await d.create('b', 'a');
+    await apply(d, 'b', top);
+    const peerDiff = (id: string) => path.join(proot, 'root', 'overlay', id, 'diff');
+    t.deepEqual(snapshotTree(d.diffDir('a')), snapshotTree(peerDiff(pa)));
+    t.deepEqual(withoutWhiteoutTimes(snapshotTree(d.diffDir('b'))), withoutWhiteoutTimes(snapshotTree(peerDiff(pb))));
+  });
+
+  test(`createFromTemplate is a child of the template; updateIdMappings shifts the merged view (${kind})`, async (t) => {
+    if (!canMount) return t.pass('needs root to mount');
+    const env = setup(t, kind);
+    const { d } = env;
+    await d.create('t', undefined);
+    await apply(d, 't', tarOf(env, 't', makeTree));
+    await d.createFromTemplate('n', 't', undefined, undefined, undefined);
+    const linkT = fs.readFileSync(path.join(d.dir('t'), 'link'), 'utf8');
+    t.is(fs.readFileSync(path.join(d.dir('n'), 'lower'), 'utf8'), `l/${linkT}`);
+    t.deepEqual(fs.readdirSync(d.diffDir('n')), [], 'nothing is copied');
+    await d.updateIdMappings('n', undefined, map(100000));
+    t.false(d.isMounted('n'), 'the shift unmounts what it mounted');
+    const m = await d.mount('n', { readOnly: true });
+    t.is(fs.statSync(path.join(m, 'etc/hostname')).uid, 100000);
+    t.is(fs.lstatSync(path.join(m, 'bin/alias')).gid, 100000);
+    t.is(fs.statSync(path.join(m, 'bin/tool-link')).uid, 100000);
+    t.is(fs.statSync(m).uid, 100000);
+    const tool = fs.statSync(path.join(m, 'bin/tool'));
+    t.is(tool.nlink, 2);
+    await d.unmount('n');
+    t.is(fs.statSync(path.join(d.diffDir('t'), 'etc/hostname')).uid, 0, 'the template is untouched');
+    // against its notional parent (none) the diff is the whole shifted tree
+    const names = (await tarEntries(await diffTo(env, 'n', undefined, 'n.tar'))).map(([n]) => n);
+    t.true(names.includes('bin/tool') && names.includes('etc/hostname'));
+    await d.remove('n');
+    t.false(await d.exists('n'));
+    t.true(await d.exists('t'));
+    t.is(fs.readlinkSync(path.join(d.home, 'l', linkT)), '../t/diff');
+  });
+}
