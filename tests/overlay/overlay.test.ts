@@ -162,6 +162,9 @@ for (const kind of KINDS) {
     t.is(fs.readFileSync(path.join(again, 'bin/tool-link')).length, 100_000);
     t.is(fs.readlinkSync(path.join(d.home, 'l', linkB)), '../b/diff');
     t.regex(fs.readFileSync(path.join(d.dir('a'), 'link'), 'utf8'), /^[A-Z2-7]{26}$/);
+    await d.mount('a');
+    await d.cleanup();
+    t.false(d.isMounted('a') || d.isMounted('c'), 'cleanup unmounts everything the driver mounted');
   });
 
   test(`128 lowers fit in one page of mount data; more are refused naming the limit (${kind})`, async (t) => {
@@ -279,6 +282,20 @@ for (const kind of KINDS) {
     const peerDiff = (id: string) => path.join(proot, 'root', 'overlay', id, 'diff');
     t.deepEqual(snapshotTree(d.diffDir('a')), snapshotTree(peerDiff(pa)));
     t.deepEqual(withoutWhiteoutTimes(snapshotTree(d.diffDir('b'))), withoutWhiteoutTimes(snapshotTree(peerDiff(pb))));
+
+    // and this driver reads the peer's store: mounts its layers and diffs them as its own
+    const peer = new OverlayDriver(path.join(proot, 'root', 'overlay'));
+    t.teardown(() => peer.cleanup());
+    const m = await peer.mount(pb, { readOnly: true });
+    t.deepEqual(fs.readdirSync(path.join(m, 'sub')), ['fresh']);
+    t.false(fs.existsSync(path.join(m, 'b511')));
+    t.deepEqual(fs.readdirSync(path.join(m, 'hard')), ['one']);
+    await peer.unmount(pb);
+    const ours = await diffTo(env, 'b', 'a', 'ours.tar');
+    const out = path.join(env.base, 'theirs.tar');
+    const fd = fs.openSync(out, 'w');
+    await peer.diff(pb, pa, fd).finally(() => fs.closeSync(fd));
+    t.deepEqual(await tarEntries(out), await tarEntries(ours));
   });
 
   test(`createFromTemplate is a child of the template; updateIdMappings shifts the merged view (${kind})`, async (t) => {
