@@ -35,7 +35,8 @@ export interface WriteTarResult {
   entries: number;
 }
 
-/** Bytes of headers that make a batch worth handing to the native side. */
+/** Header bytes per batch. Two batch buffers of this size are reused in turn (one being written
+ *  by the native side while the next is filled), so memory stays flat however many files. */
 const BATCH_BYTES = 4 << 20;
 const BATCH_ENTRIES = 4096;
 
@@ -43,31 +44,26 @@ export async function writeTar(root: string, items: Iterable<TarItem>, outFd: nu
   const rootFd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
   const result: WriteTarResult = { bytes: {}, written: 0, entries: 0 };
   const base = opts.outOffset ?? -1;
+  const buffers = [Buffer.allocUnsafe(BATCH_BYTES), Buffer.allocUnsafe(BATCH_BYTES)];
+  let data = buffers[0];
+  let used = 0; // bytes of data filled
   let offset = 0; // bytes of tar planned so far
   let flushedTo = 0; // bytes of tar handed to the native side
-  let chunks: Buffer[] = [];
-  let chunkBytes = 0;
   let segments: TarSegment[] = [];
   let pending: Promise<void> = Promise.resolve();
 
-  const addBytes = (b: Buffer) => {
-    segments.push({ kind: 'bytes', offset: chunkBytes, length: b.length });
-    chunks.push(b);
-    chunkBytes += b.length;
-    offset += b.length;
-  };
   const flush = async () => {
     if (segments.length === 0) return;
-    const data = chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, chunkBytes);
+    const batch = data.subarray(0, used);
     const segs = segments;
     const at = base < 0 ? -1 : base + flushedTo;
     flushedTo = offset;
-    chunks = [];
-    chunkBytes = 0;
     segments = [];
-    await pending; // writes go out in order
+    await pending; // writes go out in order, and the other buffer is free again
+    data = data === buffers[0] ? buffers[1] : buffers[0];
+    used = 0;
     pending = native
-      .writeSegments(outFd, data, segs, { rootFd, outOffset: at, method: opts.method ?? 'auto' })
+      .writeSegments(outFd, batch, segs, { rootFd, outOffset: at, method: opts.method ?? 'auto' })
       .then(
         (r) => {
           for (const [m, n] of Object.entries(r.bytes)) result.bytes[m as CopyMethod] = (result.bytes[m as CopyMethod] ?? 0) + (n ?? 0);
@@ -79,22 +75,32 @@ export async function writeTar(root: string, items: Iterable<TarItem>, outFd: nu
       );
     pending.catch(() => undefined); // handled when awaited; until then it must not count as unhandled
   };
+  /** append header bytes (or `zeros` zero bytes) to the batch, flushing first when it is full */
+  const addBytes = async (b: Buffer | undefined, zeros = 0) => {
+    const len = b ? b.length : zeros;
+    if (used + len > data.length) await flush();
+    if (len > data.length) data = Buffer.allocUnsafe(len); // a header with huge PAX records: a buffer of its own
+    if (b) b.copy(data, used);
+    else data.fill(0, used, used + len);
+    segments.push({ kind: 'bytes', offset: used, length: len });
+    used += len;
+    offset += len;
+  };
 
   try {
     for (const { entry, bodyPath } of items) {
-      const header = encodeHeader(entry, opts.align ? { alignTo: { offset, block: opts.align } } : undefined);
-      addBytes(header);
+      await addBytes(encodeHeader(entry, opts.align ? { alignTo: { offset, block: opts.align } } : undefined));
       if (entry.type === 'file' && entry.size > 0) {
         if (bodyPath === undefined) throw new Error(`writeTar: entry ${entry.name} has a body but no file`);
         segments.push({ kind: 'file', path: bodyPath, size: entry.size });
         offset += entry.size;
         const pad = padding(entry.size);
-        if (pad) addBytes(Buffer.alloc(pad));
+        if (pad) await addBytes(undefined, pad);
       }
       result.entries++;
-      if (chunkBytes >= BATCH_BYTES || segments.length >= BATCH_ENTRIES) await flush();
+      if (segments.length >= BATCH_ENTRIES) await flush();
     }
-    addBytes(END_OF_ARCHIVE);
+    await addBytes(END_OF_ARCHIVE);
     await flush();
     await pending;
   } finally {
