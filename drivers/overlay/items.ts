@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { containerMapper } from '../../lib/idmap.ts';
+import { LayersError } from '../../lib/errors.ts';
 import { OVERLAY_XATTR_PREFIX } from '../../lib/tar/ops.ts';
 import { walkTree, type TreeNode } from '../../lib/tar/tree.ts';
 import { opaqueName, whiteoutName } from '../../lib/tar/whiteout.ts';
@@ -12,6 +13,7 @@ import { nodeItem, writeTar, type TarItem } from '../../lib/tar/write.ts';
 import type { Change, DiffOptions } from '../driver.ts';
 
 const OPAQUE_XATTR = 'trusted.overlay.opaque';
+const METACOPY_XATTR = 'trusted.overlay.metacopy';
 
 export function isWhiteout(node: TreeNode): boolean {
   return node.st.isCharacterDevice() && node.st.rdev === 0n;
@@ -34,6 +36,9 @@ export function* overlayDiffItems(diffDir: string, opts: DiffOptions = {}): Gene
       yield { entry: { name: whiteoutName(node.rel), type: 'file', mode: 0o600, uid: e.uid, gid: e.gid, size: 0, mtime: e.mtime } };
       continue;
     }
+    // a metacopy upper (a peer that mounted with metacopy=on) holds metadata only: its data is in a lower
+    if (e.type === 'file' && node.xattrs?.has(METACOPY_XATTR))
+      throw new LayersError('EDRIVER', `overlay: ${path.join(diffDir, node.rel)} is a metacopy file whose data lives in a lower layer; diffs of metacopy layers are not supported`);
     if (e.xattrs) {
       const kept = [...e.xattrs].filter(([k]) => !k.startsWith(OVERLAY_XATTR_PREFIX));
       e.xattrs = kept.length ? new Map(kept) : undefined;

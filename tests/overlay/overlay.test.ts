@@ -236,6 +236,11 @@ for (const kind of KINDS) {
     ]);
     t.is(await d.diffSize('c', 'p'), 1);
 
+    // a metacopy upper (made by a peer mounting with metacopy=on) has no data of its own: refused, not written empty
+    native.lsetxattr(path.join(d.diffDir('c'), 'opq/new'), 'trusted.overlay.metacopy', Buffer.alloc(0));
+    await t.throwsAsync(diffTo(env, 'c', 'p', 'metacopy.tar'), { message: /opq\/new is a metacopy file/ });
+    native.lremovexattr(path.join(d.diffDir('c'), 'opq/new'), 'trusted.overlay.metacopy');
+
     // against another parent the diff is naive (mounted trees compared): the grandparent-relative view
     const naive = await tarEntries(await diffTo(env, 'c', undefined, 'c-full.tar'));
     t.deepEqual(naive.map(([n]) => n).sort(), ['kept', 'opq', 'opq/new']);
