@@ -14,7 +14,10 @@ const tarTool = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '.
 const MB = 1 << 20;
 
 function run(args: string[], nodeFlags: string[] = []): { maxRSS: number; bytes: Record<string, number> } {
-  const out = execFileSync(process.execPath, [...nodeFlags, '--import', 'tsx', tarTool, ...args], { encoding: 'utf8' });
+  // without c8's NODE_V8_COVERAGE: recording coverage takes memory of its own, growing with the run
+  const env = { ...process.env };
+  delete env.NODE_V8_COVERAGE;
+  const out = execFileSync(process.execPath, [...nodeFlags, '--import', 'tsx', tarTool, ...args], { encoding: 'utf8', env });
   return JSON.parse(out.trim().split('\n').pop()!);
 }
 
