@@ -6,6 +6,7 @@
         "native/addon.cc",
         "native/errors.cc",
         "native/copy.cc",
+        "native/xattr.cc",
         "native/resolve.cc",
         "native/fsops.cc",
         "native/apply_batch.cc",

@@ -1,4 +1,4 @@
-// The addon's entry point: registers each concern's functions.
+// The addon's entry point: registers each concern's functions (lib/native.ts is the contract).
 #include <napi.h>
 
 #include "batch.h"
@@ -10,14 +10,14 @@
 namespace layers {
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  InitCopy(env, exports);
+  InitXattr(env, exports);
   InitFsOps(env, exports);
   InitApplyBatch(env, exports);
   InitWriteSegments(env, exports);
   InitMount(env, exports);
   InitScan(env, exports);
-  Sha256::Init(env);
-  exports.Set("sha256", Napi::Function::New(env, NewSha256, "sha256"));
-  exports.Set("hashRange", Napi::Function::New(env, HashRange, "hashRange"));
+  Sha256::Init(env, exports);
   return exports;
 }
 

@@ -15,6 +15,7 @@
 #include "copy.h"
 #include "errors.h"
 #include "hash.h"
+#include "js.h"
 #include "resolve.h"
 
 namespace layers {
@@ -49,14 +50,6 @@ struct Result {
 
 uint32_t U32(Napi::Object o, const char* k) { return o.Get(k).As<Napi::Number>().Uint32Value(); }
 
-struct timespec Ts(Napi::Value v) {
-  Napi::Object o = v.As<Napi::Object>();
-  struct timespec t;
-  t.tv_sec = o.Get("sec").As<Napi::Number>().Int64Value();
-  t.tv_nsec = o.Get("nsec").As<Napi::Number>().Int64Value();
-  return t;
-}
-
 Op Parse(Napi::Object o, std::vector<Napi::ObjectReference>& keep) {
   Op op;
   std::string k = o.Get("op").As<Napi::String>().Utf8Value();
@@ -80,9 +73,9 @@ Op Parse(Napi::Object o, std::vector<Napi::ObjectReference>& keep) {
   Napi::Value mt = o.Get("mtime");
   if (mt.IsObject()) {
     op.hasTimes = true;
-    op.times[1] = Ts(mt);
+    op.times[1] = TimespecOf(mt);
     Napi::Value at = o.Get("atime");
-    op.times[0] = at.IsObject() ? Ts(at) : op.times[1];
+    op.times[0] = at.IsObject() ? TimespecOf(at) : op.times[1];
   }
   Napi::Value xa = o.Get("xattrs");
   if (xa.IsArray()) {
@@ -137,12 +130,8 @@ void SetXattrsAt(int dirfd, const std::string& base, const Op& op) {
 }
 
 [[noreturn]] void Truncated(const Op& op, uint64_t got, uint64_t want) {
-  SysError e;
-  e.code = "ETARTRUNCATED";
-  e.syscall = "copy";
-  e.path = op.path;
-  e.message = "the body ends early: " + std::to_string(got) + " of " + std::to_string(want) + " bytes";
-  throw e;
+  FailWith("ETARTRUNCATED", ENODATA, "read", op.path,
+           "the input ends inside the body: " + std::to_string(got) + " of " + std::to_string(want) + " bytes");
 }
 
 class Runner {
@@ -209,9 +198,14 @@ class Runner {
     }
   }
 
-  void Reset() {
-    parents_.Reset();
-    targets_.Reset();
+  // Forget cached parent directories when the op just run may have removed or replaced one.
+  // Not done in the middle of an op: its own parent fds are still in use there.
+  void AfterOp(const Op& op) {
+    if (removed_ || op.kind == Kind::Remove || op.kind == Kind::Clear) {
+      parents_.Reset();
+      targets_.Reset();
+    }
+    removed_ = false;
   }
 
  private:
@@ -221,7 +215,7 @@ class Runner {
     if (make() == 0) return;
     if (errno != EEXIST) Fail(errno, syscall, op.path);
     RemoveAt(dir, base, op.path);
-    targets_.Reset();  // a cached directory may just have gone
+    removed_ = true;
     if (make() != 0) Fail(errno, syscall, op.path);
   }
 
@@ -268,6 +262,7 @@ class Runner {
       if (fstatat(dir, base.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) Fail(errno, "fstatat", op.path);
       if (!S_ISDIR(st.st_mode)) {
         RemoveAt(dir, base, op.path);
+        removed_ = true;
         if (mkdirat(dir, base.c_str(), 0700) != 0) Fail(errno, "mkdirat", op.path);
       }
     }
@@ -288,6 +283,7 @@ class Runner {
   ParentCache targets_;
   CopyTarget tgt_;
   bool tgtKnown_ = false;
+  bool removed_ = false;  // this op removed something that may have been a cached directory
   std::vector<char> buf_;
 };
 
@@ -296,8 +292,7 @@ void RunAll(int rootFd, const std::vector<Op>& ops, Result& r) {
   for (size_t i = 0; i < ops.size(); i++) {
     try {
       run.Run(ops[i], r);
-      // a removal or replacement may have taken a cached parent directory with it
-      if (ops[i].kind == Kind::Remove || ops[i].kind == Kind::Clear) run.Reset();
+      run.AfterOp(ops[i]);
     } catch (SysError& e) {
       e.index = static_cast<long>(i);
       if (e.path.empty()) e.path = ops[i].path;
@@ -334,7 +329,7 @@ class ApplyWorker : public Napi::AsyncWorker {
       RunAll(root_, ops_, result_);
     } catch (const SysError& e) {
       err_ = e;
-      SetError("x");
+      SetError(e.syscall);  // OnError rejects with err_, not this
     }
   }
   void OnOK() override { deferred_.Resolve(ResultJs(Env(), result_)); }

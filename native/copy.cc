@@ -1,7 +1,9 @@
 #include "copy.h"
 
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <linux/magic.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <sys/vfs.h>
@@ -11,8 +13,9 @@
 #include <cerrno>
 #include <cstring>
 
-#include "errors.h"
+#include "fsops.h"
 #include "hash.h"
+#include "js.h"
 
 #ifndef XFS_SUPER_MAGIC
 #define XFS_SUPER_MAGIC 0x58465342
@@ -26,6 +29,11 @@ Method ParseMethod(const char* s) {
   for (int i = 0; i < kMethods; i++)
     if (std::strcmp(s, kMethodNames[i]) == 0) return static_cast<Method>(i);
   return kAuto;
+}
+
+static bool IsPipe(int fd) {
+  struct stat st;
+  return fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
 }
 
 bool IsStream(int fd) {
@@ -85,24 +93,28 @@ void WriteFull(int fd, int64_t off, const char* src, uint64_t len) {
   }
 }
 
-static bool IsPipe(int fd) {
-  struct stat st;
-  return fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode);
+// The next method to try when `m` cannot do this copy: copy_file_range -> splice (input pipe)
+// or sendfile (output at its position: pipe, socket, O_APPEND) -> read/write.
+static Method Fallback(Method m, bool inPipe, int64_t outOff) {
+  if (m == kCopyFileRange && inPipe) return kSplice;
+  if (m == kCopyFileRange && outOff < 0) return kSendfile;
+  return kReadWrite;
 }
 
 uint64_t CopyRange(int in, int64_t inOff, int out, int64_t outOff, uint64_t len, Method want, const CopyTarget& tgt,
                    std::vector<char>& buf, CopyStats& stats, Sha256* hash) {
+  bool inPipe = inOff < 0 && IsPipe(in);
   Method m = want;
   if (hash) {
-    m = kReadWrite;
+    m = kReadWrite;  // the bytes must pass through this process to be hashed
   } else if (m == kAuto || m == kFiclone) {
-    if (inOff < 0 && IsPipe(in)) m = kSplice;
+    if (inPipe) m = kSplice;
     else if (tgt.outIsStream || outOff < 0) m = kSendfile;
     else if (tgt.alignedOnly && ((inOff % tgt.block) != 0 || (outOff % tgt.block) != 0)) m = kReadWrite;
     else m = kCopyFileRange;
   }
   uint64_t done = 0;
-  bool first = true;
+  bool first = true;  // no bytes moved by the current method yet
   const size_t kChunk = 1 << 30;
   while (done < len) {
     size_t want_n = static_cast<size_t>(std::min<uint64_t>(len - done, kChunk));
@@ -113,7 +125,7 @@ uint64_t CopyRange(int in, int64_t inOff, int out, int64_t outOff, uint64_t len,
         n = copy_file_range(in, inOff >= 0 ? &io : nullptr, out, outOff >= 0 ? &oo : nullptr, want_n, 0);
         break;
       case kSendfile:
-        if (outOff >= 0) {  // sendfile writes at the output's position: no offsets there
+        if (outOff >= 0) {  // sendfile writes at the output's position: it cannot take an offset
           m = kReadWrite;
           continue;
         }
@@ -123,7 +135,7 @@ uint64_t CopyRange(int in, int64_t inOff, int out, int64_t outOff, uint64_t len,
         n = splice(in, inOff >= 0 ? &io : nullptr, out, outOff >= 0 ? &oo : nullptr, want_n, SPLICE_F_MOVE);
         break;
       default: {
-        if (buf.size() < (1u << 20)) buf.resize(1 << 20);
+        if (buf.size() < kBufferSize) buf.resize(kBufferSize);
         size_t chunk = static_cast<size_t>(std::min<uint64_t>(len - done, buf.size()));
         uint64_t r = ReadFull(in, inOff >= 0 ? io : -1, buf.data(), chunk);
         if (r == 0) return done;
@@ -137,20 +149,21 @@ uint64_t CopyRange(int in, int64_t inOff, int out, int64_t outOff, uint64_t len,
     }
     if (n < 0) {
       if (errno == EINTR) continue;
-      if (errno == EAGAIN) {
+      if (errno == EAGAIN) {  // a non-blocking pipe or socket that is full or empty for now
         usleep(1000);
         continue;
       }
       if (FallbackErrno(errno)) {
-        m = (m == kCopyFileRange && outOff < 0) ? kSendfile : kReadWrite;
+        m = Fallback(m, inPipe, outOff);
         continue;
       }
       Fail(errno, m == kCopyFileRange ? "copy_file_range" : m == kSendfile ? "sendfile" : "splice");
     }
     if (n == 0) {
-      // some filesystems answer 0 where they cannot do it: let the buffered path decide whether this is EOF
-      if (first && m != kReadWrite) {
-        m = kReadWrite;
+      // some filesystems answer 0 where they cannot do the copy: let the next method decide
+      // whether this really is the end of the input
+      if (first) {
+        m = Fallback(m, inPipe, outOff);
         continue;
       }
       return done;
@@ -160,6 +173,40 @@ uint64_t CopyRange(int in, int64_t inOff, int out, int64_t outOff, uint64_t len,
     done += static_cast<uint64_t>(n);
   }
   return done;
+}
+
+namespace {
+
+Napi::Value CopyRangeJs(const Napi::CallbackInfo& info) {
+  return Guard(info.Env(), [&]() -> Napi::Value {
+    int in = IntArg(info, 0), out = IntArg(info, 2);
+    Method m = info.Length() > 5 && info[5].IsString() ? ParseMethod(StrArg(info, 5).c_str()) : kAuto;
+    CopyTarget t = ProbeTarget(out);
+    std::vector<char> buf;
+    CopyStats s;
+    uint64_t n = CopyRange(in, I64Arg(info, 1), out, I64Arg(info, 3), static_cast<uint64_t>(I64Arg(info, 4)), m, t, buf, s);
+    int used = kReadWrite;  // what an empty copy reports
+    for (int i = 0; i < kMethods; i++)
+      if (s.bytes[i] > s.bytes[used]) used = i;
+    Napi::Object r = Napi::Object::New(info.Env());
+    r.Set("bytes", Napi::Number::New(info.Env(), static_cast<double>(n)));
+    r.Set("method", kMethodNames[used]);
+    return r;
+  });
+}
+
+Napi::Value Ficlone(const Napi::CallbackInfo& info) {
+  return Guard(info.Env(), [&]() -> Napi::Value {
+    if (ioctl(IntArg(info, 1), FICLONE, IntArg(info, 0)) != 0) Fail(errno, "ioctl(FICLONE)");
+    return info.Env().Undefined();
+  });
+}
+
+}  // namespace
+
+void InitCopy(Napi::Env env, Napi::Object exports) {
+  exports.Set("copyRange", Napi::Function::New(env, CopyRangeJs, "copyRange"));
+  exports.Set("ficlone", Napi::Function::New(env, Ficlone, "ficlone"));
 }
 
 }  // namespace layers

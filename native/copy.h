@@ -15,6 +15,9 @@ enum Method { kAuto = -1, kFiclone = 0, kCopyFileRange, kSendfile, kSplice, kRea
 extern const char* const kMethodNames[kMethods];
 Method ParseMethod(const char* s);  // "auto", "copy_file_range", ... ; kAuto when unknown
 
+// The read/write path's buffer: big enough that syscalls cost nothing next to the copying.
+constexpr size_t kBufferSize = 1 << 20;
+
 struct CopyStats {
   uint64_t bytes[kMethods] = {};
 };

@@ -3,5 +3,7 @@
 #include <napi.h>
 
 namespace layers {
-void InitFsOps(Napi::Env env, Napi::Object exports);
+void InitFsOps(Napi::Env env, Napi::Object exports);  // mknod, lchown, lutimes, openat2, fstatfs, constants
+void InitXattr(Napi::Env env, Napi::Object exports);  // l{get,set,list,remove}xattr
+void InitCopy(Napi::Env env, Napi::Object exports);   // copyRange, ficlone
 }

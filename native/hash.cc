@@ -9,15 +9,9 @@
 
 namespace layers {
 
-Napi::FunctionReference* Sha256::ctor_ = nullptr;
-
-Napi::Value ctor_value(Napi::Env env);
-
-Napi::Function Sha256::Init(Napi::Env env) {
-  Napi::Function f = DefineClass(env, "Sha256", {InstanceMethod("update", &Sha256::JsUpdate), InstanceMethod("digest", &Sha256::JsDigest)});
-  ctor_ = new Napi::FunctionReference(Napi::Persistent(f));
-  return f;
-}
+// The class constructor lives in the env's instance data (not a static), so the addon also
+// works when loaded in more than one environment (worker threads).
+static Napi::FunctionReference* Ctor(Napi::Env env) { return env.GetInstanceData<Napi::FunctionReference>(); }
 
 Sha256::Sha256(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Sha256>(info) {
   ctx_ = EVP_MD_CTX_new();
@@ -32,14 +26,10 @@ void Sha256::Update(const void* data, size_t len) {
   if (len) EVP_DigestUpdate(ctx_, data, len);
 }
 
-Napi::Value Sha256::New(Napi::Env env) { return ctor_->New({}); }
-
-Napi::Value ctor_value(Napi::Env env) { return Sha256::New(env); }
-
 Sha256* Sha256::Unwrap(Napi::Value v) {
-  if (!v.IsObject() || !ctor_) return nullptr;
+  if (!v.IsObject()) return nullptr;
   Napi::Object o = v.As<Napi::Object>();
-  if (!o.InstanceOf(ctor_->Value())) return nullptr;
+  if (!o.InstanceOf(Ctor(v.Env())->Value())) return nullptr;
   return Napi::ObjectWrap<Sha256>::Unwrap(o);
 }
 
@@ -66,10 +56,6 @@ Napi::Value Sha256::JsDigest(const Napi::CallbackInfo& info) {
   return Napi::String::New(info.Env(), s);
 }
 
-Napi::Value NewSha256(const Napi::CallbackInfo& info) {
-  return ctor_value(info.Env());
-}
-
 namespace {
 
 class HashWorker : public Napi::AsyncWorker {
@@ -94,7 +80,7 @@ class HashWorker : public Napi::AsyncWorker {
         if (errno == EINTR) continue;
         err_.err = errno;
         err_.syscall = "pread";
-        SetError("x");
+        SetError(err_.syscall);  // OnError rejects with err_, not this
         return;
       }
       if (n == 0) break;
@@ -123,6 +109,8 @@ class HashWorker : public Napi::AsyncWorker {
 
 }  // namespace
 
+Napi::Value NewSha256(const Napi::CallbackInfo& info) { return Ctor(info.Env())->New({}); }
+
 Napi::Value HashRange(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Sha256* h = Sha256::Unwrap(info[3]);
@@ -132,6 +120,13 @@ Napi::Value HashRange(const Napi::CallbackInfo& info) {
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;
+}
+
+void Sha256::Init(Napi::Env env, Napi::Object exports) {
+  Napi::Function f = DefineClass(env, "Sha256", {InstanceMethod("update", &Sha256::JsUpdate), InstanceMethod("digest", &Sha256::JsDigest)});
+  env.SetInstanceData(new Napi::FunctionReference(Napi::Persistent(f)));
+  exports.Set("sha256", Napi::Function::New(env, NewSha256, "sha256"));
+  exports.Set("hashRange", Napi::Function::New(env, HashRange, "hashRange"));
 }
 
 }  // namespace layers

@@ -10,22 +10,17 @@ namespace layers {
 
 class Sha256 : public Napi::ObjectWrap<Sha256> {
  public:
-  static Napi::Function Init(Napi::Env env);
+  static void Init(Napi::Env env, Napi::Object exports);  // exports sha256() and hashRange()
   explicit Sha256(const Napi::CallbackInfo& info);
   ~Sha256() override;
   void Update(const void* data, size_t len);  // any thread, one at a time
   static Sha256* Unwrap(Napi::Value v);        // nullptr when v is not a Sha256
-  static Napi::Value New(Napi::Env env);
 
  private:
   Napi::Value JsUpdate(const Napi::CallbackInfo& info);
   Napi::Value JsDigest(const Napi::CallbackInfo& info);
   EVP_MD_CTX* ctx_ = nullptr;
   bool done_ = false;
-  static Napi::FunctionReference* ctor_;
 };
-
-Napi::Value NewSha256(const Napi::CallbackInfo& info);
-Napi::Value HashRange(const Napi::CallbackInfo& info);
 
 }  // namespace layers

@@ -25,18 +25,24 @@ constexpr size_t kCoalesce = 1 << 20;
 constexpr uint64_t kSmallBody = 64 << 10;  // read into the coalescing buffer rather than copied on its own
 constexpr size_t kMaxDeferred = 1024;      // open fds held for the clone pass
 
+// A range of a file's bytes: the whole body, or one data range of a sparse file.
+struct Range {
+  uint64_t offset, length;
+};
+
 struct Segment {
   bool isFile = false;
   uint64_t offset = 0, length = 0;  // bytes segment: range in data
   std::string path;
   int fd = -1;
   uint64_t size = 0;
+  std::vector<Range> ranges;  // what of the file the body holds, in order: [{0, size}] unless sparse
 };
 
+// A block-aligned bulk left as a hole in the first pass, cloned in the second.
 struct Deferred {
   int fd;
-  bool owned;
-  int64_t dst;
+  int64_t src, dst;
   uint64_t len;
   std::string path;
 };
@@ -65,10 +71,7 @@ class Writer {
     buf_.reserve(kCoalesce);
   }
 
-  ~Writer() {
-    for (auto& d : deferred_)
-      if (d.owned) close(d.fd);
-  }
+  ~Writer() { CloseHeld(); }
 
   void Write(const std::vector<Segment>& segs) {
     for (size_t i = 0; i < segs.size(); i++) {
@@ -131,65 +134,75 @@ class Writer {
   }
 
   [[noreturn]] void Shrank(const std::string& path, uint64_t has) {
-    SysError e;
-    e.code = "ESHRANK";
-    e.syscall = "read";
-    e.path = path;
-    e.message = "the file is shorter than when it was listed (" + std::to_string(has) + " bytes now)";
-    throw e;
+    FailWith("ESHRANK", ENODATA, "read", path,
+             "the file is shorter than when it was listed (it ends at byte " + std::to_string(has) + ")");
   }
 
   void File(const Segment& s) {
     bool owned = s.fd < 0;
     int fd = owned ? Openat2(root_, s.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) : s.fd;
     if (fd < 0) Fail(errno, "openat2", s.path);
-    bool keepOpen = false;
+    size_t deferredBefore = deferred_.size();
     try {
       struct stat st;
       if (fstat(fd, &st) != 0) Fail(errno, "fstat", s.path);
-      if (static_cast<uint64_t>(st.st_size) < s.size) Shrank(s.path, static_cast<uint64_t>(st.st_size));
-      uint64_t here = bufStart_ + buf_.size();  // tar offset of this body
-      if (twoPass_) {
-        uint64_t bulk = (At(here) % tgt_.block == 0) ? s.size - s.size % static_cast<uint64_t>(tgt_.block) : 0;
-        if (bulk > 0) {
-          // leave a hole for the bulk; write the tail after it in this pass
-          Flush();
-          deferred_.push_back({fd, owned, At(here), bulk, s.path});
-          keepOpen = true;
-          bufStart_ = here + bulk;
-          pos_ = bufStart_;
-          AppendFrom(fd, static_cast<int64_t>(bulk), s.size - bulk, s.path);
-          if (deferred_.size() >= kMaxDeferred) {
-            Flush();
-            Clone();
-          }
-        } else {
-          AppendFrom(fd, 0, s.size, s.path);
-        }
-      } else if (s.size <= kSmallBody && (method_ == kAuto)) {
-        AppendFrom(fd, 0, s.size, s.path);
-      } else {
-        Flush();
-        uint64_t got = CopyRange(fd, 0, out_, At(here), s.size, method_, tgt_, copyBuf_, stats);
-        if (got < s.size) Shrank(s.path, got);
-        bufStart_ = here + s.size;
-        pos_ = bufStart_;
-      }
+      for (const Range& r : s.ranges)
+        if (static_cast<uint64_t>(st.st_size) < r.offset + r.length) Shrank(s.path, static_cast<uint64_t>(st.st_size));
+      for (const Range& r : s.ranges) Body(fd, r, s.path);
     } catch (...) {
-      if (owned && !keepOpen) close(fd);
+      if (owned && deferred_.size() == deferredBefore) close(fd);
+      else if (owned) held_.push_back(fd);
       throw;
     }
-    if (owned && !keepOpen) close(fd);
+    if (!owned) return;
+    if (deferred_.size() == deferredBefore) {
+      close(fd);
+      return;
+    }
+    held_.push_back(fd);  // until its bulk is cloned
+    if (held_.size() >= kMaxDeferred) {
+      Flush();
+      Clone();
+    }
+  }
+
+  // One range of a file into the tar at the current offset.
+  void Body(int fd, const Range& r, const std::string& path) {
+    uint64_t here = bufStart_ + buf_.size();  // tar offset of these bytes
+    int64_t src = static_cast<int64_t>(r.offset);
+    if (twoPass_) {
+      bool aligned = At(here) % tgt_.block == 0 && src % tgt_.block == 0;
+      uint64_t bulk = aligned ? r.length - r.length % static_cast<uint64_t>(tgt_.block) : 0;
+      if (bulk == 0) return AppendFrom(fd, src, r.length, path);
+      // leave a hole for the bulk; write the tail after it in this pass
+      Flush();
+      deferred_.push_back({fd, src, At(here), bulk, path});
+      bufStart_ = here + bulk;
+      pos_ = bufStart_;
+      AppendFrom(fd, src + static_cast<int64_t>(bulk), r.length - bulk, path);
+    } else if (r.length <= kSmallBody && method_ == kAuto) {
+      AppendFrom(fd, src, r.length, path);
+    } else {
+      Flush();
+      uint64_t got = CopyRange(fd, src, out_, At(here), r.length, method_, tgt_, copyBuf_, stats);
+      if (got < r.length) Shrank(path, r.offset + got);
+      bufStart_ = here + r.length;
+      pos_ = bufStart_;
+    }
   }
 
   void Clone() {
-    for (auto& d : deferred_) {
-      uint64_t got = CopyRange(d.fd, 0, out_, d.dst, d.len, kCopyFileRange, tgt_, copyBuf_, stats);
-      if (got < d.len) Shrank(d.path, got);
-      if (d.owned) close(d.fd);
-      d.owned = false;
+    for (const auto& d : deferred_) {
+      uint64_t got = CopyRange(d.fd, d.src, out_, d.dst, d.len, kCopyFileRange, tgt_, copyBuf_, stats);
+      if (got < d.len) Shrank(d.path, static_cast<uint64_t>(d.src) + got);
     }
     deferred_.clear();
+    CloseHeld();
+  }
+
+  void CloseHeld() {
+    for (int fd : held_) close(fd);
+    held_.clear();
   }
 
   int out_;
@@ -203,6 +216,7 @@ class Writer {
   uint64_t pos_ = 0;       // tar bytes written or planned so far
   std::vector<char> buf_, copyBuf_;
   std::vector<Deferred> deferred_;
+  std::vector<int> held_;  // fds we opened that deferred_ still reads
 };
 
 struct Job {
@@ -237,6 +251,23 @@ Job ParseJob(const Napi::CallbackInfo& info) {
       Napi::Value fd = o.Get("fd");
       if (fd.IsNumber()) s.fd = fd.As<Napi::Number>().Int32Value();
       s.size = static_cast<uint64_t>(o.Get("size").As<Napi::Number>().Int64Value());
+      Napi::Value sp = o.Get("sparse");
+      if (sp.IsArray()) {
+        Napi::Array m = sp.As<Napi::Array>();
+        uint64_t total = 0;
+        for (uint32_t k = 0; k < m.Length(); k++) {
+          Napi::Object r = m.Get(k).As<Napi::Object>();
+          Range range{static_cast<uint64_t>(r.Get("offset").As<Napi::Number>().Int64Value()),
+                      static_cast<uint64_t>(r.Get("length").As<Napi::Number>().Int64Value())};
+          total += range.length;
+          if (range.length) s.ranges.push_back(range);
+        }
+        if (total != s.size)
+          throw Napi::RangeError::New(info.Env(), "writeSegments: the sparse map of '" + s.path + "' holds " + std::to_string(total) +
+                                                      " bytes, not its size " + std::to_string(s.size));
+      } else if (s.size > 0) {
+        s.ranges.push_back({0, s.size});
+      }
     } else {
       throw Napi::TypeError::New(info.Env(), "writeSegments: unknown segment kind '" + kind + "'");
     }
@@ -260,7 +291,7 @@ class WriteWorker : public Napi::AsyncWorker {
       written_ = w.written();
     } catch (const SysError& e) {
       err_ = e;
-      SetError("x");
+      SetError(e.syscall);  // OnError rejects with err_, not this
     }
   }
   void OnOK() override {
