@@ -8,12 +8,18 @@ import path from 'node:path';
 export type CopyMethod = 'ficlone' | 'copy_file_range' | 'sendfile' | 'splice' | 'readwrite';
 export type CopyRequest = 'auto' | CopyMethod;
 
-/** Errors thrown by the addon look like Node's own fs errors. */
+/** Errors thrown by the addon look like Node's own fs errors, message included:
+ *  "ENOENT: no such file or directory, openat2 'a/b'". Two codes are the addon's own, both with
+ *  errno ENODATA: 'ETARTRUNCATED' (apply batch: the input ended inside a body) and 'ESHRANK'
+ *  (writeSegments: a file is shorter than its size, or a sparse range lies past its end).
+ *  Libuv names EOPNOTSUPP 'ENOTSUP', as Node does. */
 export interface NativeError extends Error {
   code: string; // 'ENOENT', 'EXDEV', ...
   errno: number; // positive errno
   syscall: string; // 'openat2', 'copy_file_range', ...
-  path?: string; // the path (relative to the batch root for batch ops) the failure concerns
+  /** the path (relative to the batch root for batch ops) the failure concerns; for a hardlink
+   *  whose target cannot be resolved, the target */
+  path?: string;
   index?: number; // for batch calls: the index of the op or segment that failed
 }
 
@@ -30,7 +36,9 @@ export interface Timespec {
 /** One operation of an apply batch. Paths are relative to the batch root, already normalized
  *  (no '.', '..' or empty components, no leading '/'); the addon resolves each parent directory
  *  with openat2(RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) and acts on the last component with
- *  *at() calls that never follow it, so no op can touch anything outside the root.
+ *  *at() calls that never follow it, so no op can touch anything outside the root; an escape
+ *  attempt fails with EXDEV from openat2. Missing parent directories of a created entry are
+ *  made (0755, owned like the root), as tar does. 
  *  An existing entry at the path that is not a directory, or that is a directory where a
  *  non-directory is wanted, is removed first (recursively). An existing directory where a
  *  directory is wanted is kept; its owner, mode and xattrs are updated. Owner is set before mode
@@ -80,7 +88,7 @@ export type ApplyOp =
     }
   /** remove whatever is at path, recursively; a missing path is not an error */
   | { op: 'remove'; path: string }
-  /** remove every child of the directory at path (opaque directory on a full-tree driver) */
+  /** remove every child of the directory at path (opaque directory on a full-tree driver); '.' is the root */
   | { op: 'clear'; path: string }
   /** set times without following a symlink */
   | { op: 'times'; path: string; mtime: Timespec; atime?: Timespec };
@@ -144,13 +152,17 @@ export type ScanEntry = [
 export interface Native {
   /** every child of a directory (not following a final symlink), sorted by name bytes */
   scanDir(path: string, withXattrs: boolean): ScanEntry[];
-  /** a new running sha256 */
+  /** a new running sha256; not to be updated from JS while a hashRange or batch is feeding it */
   sha256(): Sha256;
   /** feed `length` bytes of fd from `offset` to hash on a worker thread (length -1: to EOF); resolves to the bytes hashed */
   hashRange(fd: number, offset: number, length: number, hash: Sha256): Promise<number>;
   /** copy `length` bytes; offsets of -1 mean "the fd's position". Returns fewer bytes only at EOF of the input.
    *  'auto' tries copy_file_range, then sendfile (output pipe/socket) or splice (input pipe), then read/write;
-   *  the fallbacks are taken on EXDEV, ENOSYS, EOPNOTSUPP, EINVAL, EPERM, EIO, EBADF or a first call that copies 0. */
+   *  the fallbacks are taken on EXDEV, ENOSYS, EOPNOTSUPP, EINVAL, EPERM, EIO, EBADF or a first call that copies 0.
+   *  'auto' starts with splice for a pipe input read at its position, with sendfile for an output written at its
+   *  position, and on btrfs/xfs with read/write unless both offsets are block-aligned. A forced method still
+   *  falls back when it cannot run; 'ficlone' here means 'auto' (use ficlone() for a whole-file clone).
+   *  `method` is the one that moved the bytes. */
   copyRange(inFd: number, inOffset: number, outFd: number, outOffset: number, length: number, method?: CopyRequest): CopyResult;
   /** FICLONE: whole-file reflink of src into dst */
   ficlone(srcFd: number, dstFd: number): void;
@@ -164,7 +176,7 @@ export interface Native {
   lchown(path: string, uid: number, gid: number): void;
   /** utimensat(AT_SYMLINK_NOFOLLOW) with nanoseconds */
   lutimes(path: string, atime: Timespec, mtime: Timespec): void;
-  /** openat2(2); dirfd may be AT_FDCWD (-100). Returns the new fd. */
+  /** openat2(2); dirfd may be AT_FDCWD (-100). O_CLOEXEC is always added. Returns the new fd. */
   openat2(dirfd: number, path: string, flags: number, mode: number, resolve: number): number;
   fstatfs(fd: number): StatFs;
   /** run an apply batch on a worker thread beneath rootFd */
