@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { native, type ApplyOp, type NativeError } from '../../lib/native.ts';
 import { dirOn, tempDir, type FsKind } from '../fixtures/fs.ts';
-import { fdOf, fifoWithCat, randomFile, sha256 } from './helpers.ts';
+import { closeEarly, fdOf, fifoWithCat, randomFile, sha256 } from './helpers.ts';
 
 const CAPABILITY = Buffer.from('01000002000400000000000000000000000000ff', 'hex');
 const T1 = { sec: 1_600_000_000, nsec: 123_456_789 };
@@ -237,7 +237,7 @@ test('pipe input: bodies read in order from the fd position (splice), or read/wr
   fs.writeFileSync(path.join(dir, 'stream'), Buffer.concat([a, b, a.subarray(0, 12_288)]));
   const { root, rootFd } = rootOf(t, dir);
 
-  const plain = fifoWithCat(dir, 'p1', { from: path.join(dir, 'stream') });
+  const plain = fifoWithCat(t, dir, 'p1', { from: path.join(dir, 'stream') });
   const in1 = fdOf(t, plain.fifo, 'r');
   const file = (p: string, size: number): ApplyOp & { op: 'file' } => ({ op: 'file', path: p, mode: 0o644, uid: 0, gid: 0, mtime: T1, srcFd: in1, srcOffset: -1, size });
   const r1 = native.applyBatchSync(rootFd, [
@@ -253,7 +253,7 @@ test('pipe input: bodies read in order from the fd position (splice), or read/wr
   t.true(s.subarray(4096, 12_288).equals(a.subarray(0, 8192)));
   t.true(s.subarray(1 << 19, (1 << 19) + 4096).equals(a.subarray(8192, 12_288)));
 
-  const hashed = fifoWithCat(dir, 'p2', { from: path.join(dir, 'stream') });
+  const hashed = fifoWithCat(t, dir, 'p2', { from: path.join(dir, 'stream') });
   const in2 = fdOf(t, hashed.fifo, 'r');
   const hash = native.sha256();
   const r2 = native.applyBatchSync(rootFd, [
@@ -264,11 +264,11 @@ test('pipe input: bodies read in order from the fd position (splice), or read/wr
   hash.update(a.subarray(0, 12_288)); // the caller feeds what the batch does not read
   t.is(hash.digest(), sha256(fs.readFileSync(path.join(dir, 'stream'))));
   t.true(fs.readFileSync(path.join(root, 'hb')).equals(b));
-  fs.closeSync(in2);
+  closeEarly(in2);
   await hashed.done;
 
   // a pipe that ends early
-  const cut = fifoWithCat(dir, 'p3', { from: path.join(dir, 'b') });
+  const cut = fifoWithCat(t, dir, 'p3', { from: path.join(dir, 'b') });
   const in3 = fdOf(t, cut.fifo, 'r');
   const err = t.throws(() => native.applyBatchSync(rootFd, [{ ...file('cut', b.length + 1), srcFd: in3 }])) as NativeError;
   t.is(err.code, 'ETARTRUNCATED');

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { native, type NativeError } from '../../lib/native.ts';
 import { dirOn, tempDir, type FsKind } from '../fixtures/fs.ts';
-import { fdOf, fifoWithCat, randomFile, sharedBytes } from './helpers.ts';
+import { closeEarly, fdOf, fifoWithCat, randomFile, sharedBytes } from './helpers.ts';
 
 const MiB = 1 << 20;
 
@@ -72,15 +72,15 @@ test('into a pipe: sendfile; from a pipe: splice', async (t) => {
   const dir = tempDir(t);
   const data = randomFile(path.join(dir, 'src'), 2 * MiB + 3);
 
-  const out = fifoWithCat(dir, 'out', { to: path.join(dir, 'drained') });
+  const out = fifoWithCat(t, dir, 'out', { to: path.join(dir, 'drained') });
   const w = fdOf(t, out.fifo, 'w');
   const src = fdOf(t, path.join(dir, 'src'), 'r');
   t.deepEqual(native.copyRange(src, 0, w, -1, data.length), { bytes: data.length, method: 'sendfile' });
-  fs.closeSync(w);
+  closeEarly(w);
   t.is(await out.done, 0);
   t.true(fs.readFileSync(path.join(dir, 'drained')).equals(data));
 
-  const inp = fifoWithCat(dir, 'in', { from: path.join(dir, 'src') });
+  const inp = fifoWithCat(t, dir, 'in', { from: path.join(dir, 'src') });
   const r = fdOf(t, inp.fifo, 'r');
   const dst = fdOf(t, path.join(dir, 'spliced'), 'w');
   const got = native.copyRange(r, -1, dst, 0, data.length + 1000); // asks for more than there is

@@ -20,13 +20,17 @@ export function sha256(b: Buffer): string {
   return 'sha256:' + createHash('sha256').update(b).digest('hex');
 }
 
-/** a fifo with `cat` on the other end: it writes `from` into it, or reads it into `to` */
-export function fifoWithCat(dir: string, name: string, opts: { from: string } | { to: string }): { fifo: string; done: Promise<number>; child: ChildProcess } {
+/** a fifo with `cat` on the other end: it writes `from` into it, or reads it into `to`;
+ *  killed when the test ends if it is still waiting on the fifo */
+export function fifoWithCat(t: { teardown(fn: () => void): void }, dir: string, name: string, opts: { from: string } | { to: string }): { fifo: string; done: Promise<number>; child: ChildProcess } {
   const fifo = path.join(dir, name);
   execFileSync('mkfifo', [fifo]);
   const cmd = 'from' in opts ? `exec cat "$1" > "$2"` : `exec cat "$2" > "$1"`;
   const child = spawn('sh', ['-c', cmd, 'sh', 'from' in opts ? opts.from : opts.to, fifo], { stdio: 'ignore' });
   const done = new Promise<number>((resolve) => child.once('exit', (code) => resolve(code ?? -1)));
+  t.teardown(() => {
+    if (child.exitCode === null && child.signalCode === null) child.kill();
+  });
   return { fifo, done, child };
 }
 
@@ -42,14 +46,29 @@ export function sharedBytes(p: string): number {
   return shared;
 }
 
+// Tests in a file run concurrently in one process and fd numbers are reused at once, so a
+// teardown must never close a number that was closed early and handed to another test since.
+const owners = new Map<number, { open: boolean }>();
+
+/** an fd closed when the test ends, unless closeEarly closed it first */
 export function fdOf(t: { teardown(fn: () => void): void }, p: string, flags: string | number, mode?: number): number {
   const fd = fs.openSync(p, flags, mode);
+  const owner = { open: true };
+  owners.set(fd, owner);
   t.teardown(() => {
-    try {
-      fs.closeSync(fd);
-    } catch {
-      /* already closed by the test */
-    }
+    if (!owner.open) return;
+    owner.open = false;
+    if (owners.get(fd) === owner) owners.delete(fd);
+    fs.closeSync(fd);
   });
   return fd;
+}
+
+/** close an fdOf fd now (a pipe's writer, so the reader sees EOF) */
+export function closeEarly(fd: number): void {
+  const owner = owners.get(fd);
+  if (!owner?.open) throw new Error(`closeEarly: fd ${fd} is not an open fdOf fd`);
+  owner.open = false;
+  owners.delete(fd);
+  fs.closeSync(fd);
 }

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { native, type NativeError, type TarSegment } from '../../lib/native.ts';
 import { dirOn, tempDir, type FsKind } from '../fixtures/fs.ts';
-import { fdOf, fifoWithCat, randomFile, sharedBytes } from './helpers.ts';
+import { closeEarly, fdOf, fifoWithCat, randomFile, sharedBytes } from './helpers.ts';
 
 const MiB = 1 << 20;
 
@@ -92,10 +92,10 @@ test('into a pipe: sendfile for big bodies, and the reader sees the exact stream
   fs.mkdirSync(root);
   const big = randomFile(path.join(dir, 'x'), 2 * MiB);
   const p = plan(root, [['big', big], ['tiny', Buffer.from('t')]]);
-  const sink = fifoWithCat(dir, 'fifo', { to: path.join(dir, 'drained') });
+  const sink = fifoWithCat(t, dir, 'fifo', { to: path.join(dir, 'drained') });
   const w = fdOf(t, sink.fifo, 'w');
   const r = await native.writeSegments(w, p.data, p.segments, { rootFd: rootFdOf(t, root), outOffset: -1 });
-  fs.closeSync(w);
+  closeEarly(w);
   t.is(await sink.done, 0);
   t.deepEqual(r.bytes, { sendfile: big.length, readwrite: 1 });
   t.true(fs.readFileSync(path.join(dir, 'drained')).equals(p.expected));
