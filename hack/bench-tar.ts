@@ -39,6 +39,11 @@ const usedMiB = (mnt: string) => {
 };
 
 const rows: string[][] = [['fs', 'operation', 'GNU tar', 'ours', 'ratio', 'notes']];
+/** keep a row for the table, and print it now: a long run that fails later keeps what it measured */
+const row = (r: string[]) => {
+  rows.push(r);
+  console.error(r.join(' | '));
+};
 const base = fs.mkdtempSync(path.join(os.tmpdir(), 'layers-bench-'));
 try {
   for (const kind of kinds) {
@@ -47,7 +52,7 @@ try {
     const mnt = path.join(dir, 'mnt');
     fs.mkdirSync(mnt, { recursive: true });
     fs.writeFileSync(img, '');
-    fs.truncateSync(img, total * 4 + (1 << 30));
+    fs.truncateSync(img, total * 6 + (2 << 30));
     const mkfs = { ext4: ['mkfs.ext4', '-q', '-F'], btrfs: ['mkfs.btrfs', '-q', '-f'], xfs: ['mkfs.xfs', '-q', '-f', '-m', 'reflink=1'] }[kind];
     sh(mkfs[0], [...mkfs.slice(1), img]);
     const loop = sh('losetup', ['--find', '--show', img]).trim();
@@ -81,9 +86,10 @@ try {
             settle(mnt);
             space = usedMiB(mnt) - before;
           }
+          clean(gnuTar, out);
           const om = median(o.map((x) => x.ms));
           const last = o[o.length - 1];
-          rows.push([kind, label, `${median(g).toFixed(0)} ms`, `${om.toFixed(0)} ms`, (median(g) / om).toFixed(2), `${JSON.stringify(last.bytes)}; new space ${space.toFixed(0)} MiB; peak RSS ${(last.maxRSS / 2 ** 20).toFixed(0)} MiB`]);
+          row([kind, label, `${median(g).toFixed(0)} ms`, `${om.toFixed(0)} ms`, (median(g) / om).toFixed(2), `${JSON.stringify(last.bytes)}; new space ${space.toFixed(0)} MiB; peak RSS ${(last.maxRSS / 2 ** 20).toFixed(0)} MiB`]);
         };
         const extractRow = (label: string, from: string) => {
           const gx = path.join(mnt, 'gx');
@@ -104,7 +110,7 @@ try {
           }
           clean(gx, ox);
           const om = median(o.map((x) => x.ms));
-          rows.push([kind, label, `${median(g).toFixed(0)} ms`, `${om.toFixed(0)} ms`, (median(g) / om).toFixed(2), `new space ${space.toFixed(0)} MiB; peak RSS ${(o[o.length - 1].maxRSS / 2 ** 20).toFixed(0)} MiB`]);
+          row([kind, label, `${median(g).toFixed(0)} ms`, `${om.toFixed(0)} ms`, (median(g) / om).toFixed(2), `new space ${space.toFixed(0)} MiB; peak RSS ${(o[o.length - 1].maxRSS / 2 ** 20).toFixed(0)} MiB`]);
         };
         createRow('create tar', ourTar);
         if (kind !== 'ext4') createRow('create tar, 4 KiB-aligned', alignedTar, ['--align']);
