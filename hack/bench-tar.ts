@@ -52,7 +52,7 @@ try {
     const mnt = path.join(dir, 'mnt');
     fs.mkdirSync(mnt, { recursive: true });
     fs.writeFileSync(img, '');
-    fs.truncateSync(img, total * 6 + (2 << 30));
+    fs.truncateSync(img, total * 6 + 2 * 2 ** 30);
     const mkfs = { ext4: ['mkfs.ext4', '-q', '-F'], btrfs: ['mkfs.btrfs', '-q', '-f'], xfs: ['mkfs.xfs', '-q', '-f', '-m', 'reflink=1'] }[kind];
     sh(mkfs[0], [...mkfs.slice(1), img]);
     const loop = sh('losetup', ['--find', '--show', img]).trim();
