@@ -18,8 +18,9 @@ export interface TarItem {
 }
 
 export interface WriteTarOptions {
-  /** start each body at a multiple of this many bytes (4096 lets btrfs and xfs reflink bodies);
-   *  such a tar is 0.6-1.3 % larger and its digest differs from a 512-aligned one */
+  /** start each body of at least ALIGN_MIN_BODY bytes at a multiple of this many bytes (4096
+   *  lets btrfs and xfs reflink bodies); such a tar is slightly larger and its digest differs
+   *  from a 512-aligned one */
   align?: number;
   /** force a copy method (tests, benchmarks); default: picked per filesystem */
   method?: CopyRequest;
@@ -39,6 +40,9 @@ export interface WriteTarResult {
  *  by the native side while the next is filled), so memory stays flat however many files. */
 const BATCH_BYTES = 4 << 20;
 const BATCH_ENTRIES = 4096;
+/** Bodies smaller than this are not aligned: a clone call costs more than copying them
+ *  (measured on btrfs: 50 000 files of ~21 KB, all aligned, wrote 1.6x slower than unaligned). */
+export const ALIGN_MIN_BODY = 64 << 10;
 
 export async function writeTar(root: string, items: Iterable<TarItem>, outFd: number, opts: WriteTarOptions = {}): Promise<WriteTarResult> {
   const rootFd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
@@ -89,7 +93,8 @@ export async function writeTar(root: string, items: Iterable<TarItem>, outFd: nu
 
   try {
     for (const { entry, bodyPath } of items) {
-      await addBytes(encodeHeader(entry, opts.align ? { alignTo: { offset, block: opts.align } } : undefined));
+      const align = opts.align && entry.type === 'file' && entry.size >= ALIGN_MIN_BODY;
+      await addBytes(encodeHeader(entry, align ? { alignTo: { offset, block: opts.align! } } : undefined));
       if (entry.type === 'file' && entry.size > 0) {
         if (bodyPath === undefined) throw new Error(`writeTar: entry ${entry.name} has a body but no file`);
         segments.push({ kind: 'file', path: bodyPath, size: entry.size });

@@ -7,7 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { extractTar } from '../../lib/tar/extract.ts';
 import { treeItems, writeTar } from '../../lib/tar/write.ts';
-import { encodeHeader, END_OF_ARCHIVE, padding } from '../../lib/tar/header.ts';
+import { encodeHeader, END_OF_ARCHIVE, padding, readEntry } from '../../lib/tar/header.ts';
+import { FileSource } from '../../lib/tar/source.ts';
 import type { TarEntry } from '../../lib/tar/types.ts';
 import { dirOn, loopFs, tempDir, type FsKind } from '../fixtures/fs.ts';
 import { makeRichTree, snapshotTree, CAPABILITY, LONG_NAME } from '../fixtures/tree.ts';
@@ -79,13 +80,26 @@ test('btrfs and xfs: an aligned tar reflinks bodies both ways and reports copy_f
     // 64 files of 1 MiB + a tail: the aligned bulk of each reflinks, the tail is buffered
     const body = Buffer.alloc((1 << 20) + 100, 7);
     for (let i = 0; i < 64; i++) fs.writeFileSync(path.join(src, `f${i}`), body.fill(i, 0, 1));
+    // a small body is not worth a clone: its header is not padded
+    fs.writeFileSync(path.join(src, 'small'), Buffer.alloc(1000, 3));
     const tarPath = path.join(mnt, 'aligned.tar');
     const w = await ourTar(src, tarPath, { align: 4096 });
     t.true((w.bytes.copy_file_range ?? 0) >= 64 << 20, `${kind}: ${JSON.stringify(w.bytes)}`);
+    const fd = fs.openSync(tarPath, 'r');
+    const source = new FileSource(fd);
+    const starts = new Map<string, [number, number]>();
+    for (let e = readEntry(source); e; e = readEntry(source)) {
+      starts.set(e.name, [e.headerOffset, e.dataOffset]);
+      source.skip(e.size + padding(e.size));
+    }
+    fs.closeSync(fd);
+    for (let i = 0; i < 64; i++) t.is(starts.get(`f${i}`)![1] % 4096, 0, `f${i} starts on a block`);
+    const [h, d] = starts.get('small')!;
+    t.true(d - h <= 1536, `small's header is ${d - h} bytes: not padded`);
     const out = path.join(mnt, 'out');
     fs.mkdirSync(out);
     const r = await ourExtract(tarPath, out);
-    t.is(r.size, 64 * body.length);
+    t.is(r.size, 64 * body.length + 1000);
     t.deepEqual(snapshotTree(out), snapshotTree(src));
     // GNU tar reads the aligned tar too
     const gnu = path.join(mnt, 'gnu');
