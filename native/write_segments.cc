@@ -50,7 +50,7 @@ struct Deferred {
 class Writer {
  public:
   Writer(int out, const char* data, int rootFd, int64_t outOffset, Method method)
-      : out_(out), data_(data), root_(rootFd), method_(method) {
+      : out_(out), data_(data), parents_(rootFd), method_(method) {
     tgt_ = ProbeTarget(out);
     if (!tgt_.outIsStream && outOffset < 0) {
       // "at the fd's position": use it as the base for positional writes, unless O_APPEND
@@ -140,8 +140,15 @@ class Writer {
 
   void File(const Segment& s) {
     bool owned = s.fd < 0;
-    int fd = owned ? Openat2(root_, s.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS) : s.fd;
-    if (fd < 0) Fail(errno, "openat2", s.path);
+    // the parent is resolved beneath the root once per directory (consecutive bodies share it);
+    // the file itself is opened without following a symlink
+    int fd = s.fd;
+    if (owned) {
+      std::string base;
+      int dir = parents_.Parent(s.path, base);
+      fd = openat(dir, base.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+      if (fd < 0) Fail(errno, "openat", s.path);
+    }
     size_t deferredBefore = deferred_.size();
     try {
       struct stat st;
@@ -207,7 +214,7 @@ class Writer {
 
   int out_;
   const char* data_;
-  int root_;
+  ParentCache parents_;
   Method method_;
   CopyTarget tgt_;
   int64_t base_ = -1;
