@@ -1,6 +1,6 @@
 // The tar engine end to end: our writer and extractor against GNU tar in both directions on
 // ext4, btrfs and xfs; the copy path the addon reports; pipes; id mapping; hostile tars.
-import test from 'ava';
+import test, { type ExecutionContext } from 'ava';
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
@@ -18,6 +18,31 @@ const GNU_C = ['--format=pax', '--xattrs', '--xattrs-include=*', '--numeric-owne
 
 function sha256File(p: string): string {
   return 'sha256:' + createHash('sha256').update(fs.readFileSync(p)).digest('hex');
+}
+
+/** An fd reading `file` through a pipe (a child writes it into a fifo); closed and the child
+ *  ended when the test ends. */
+function pipeOf(t: ExecutionContext, file: string): number {
+  const fifo = path.join(path.dirname(file), `fifo-${path.basename(file)}`);
+  execFileSync('mkfifo', [fifo]);
+  const cat = spawn('sh', ['-c', `cat "${file}" > "${fifo}"`]);
+  const fd = fs.openSync(fifo, 'r'); // blocks until the child opens the other end
+  t.teardown(() => {
+    fs.closeSync(fd);
+    cat.kill();
+  });
+  return fd;
+}
+
+/** A temp dir with a rich tree in src and an empty out. */
+function richSrc(t: ExecutionContext): { dir: string; src: string; out: string } {
+  const dir = tempDir(t);
+  const src = path.join(dir, 'src');
+  const out = path.join(dir, 'out');
+  fs.mkdirSync(src);
+  fs.mkdirSync(out);
+  makeRichTree(src);
+  return { dir, src, out };
 }
 
 async function ourTar(src: string, out: string, opts: Parameters<typeof writeTar>[3] = {}) {
@@ -123,12 +148,7 @@ test('on btrfs copy_file_range moves only block-aligned bulks; everything else i
 });
 
 test('writing into a pipe uses sendfile and GNU tar reads the stream', async (t) => {
-  const dir = tempDir(t);
-  const src = path.join(dir, 'src');
-  const out = path.join(dir, 'out');
-  fs.mkdirSync(src);
-  fs.mkdirSync(out);
-  makeRichTree(src);
+  const { dir, src, out } = richSrc(t);
   const fifo = path.join(dir, 'fifo');
   execFileSync('mkfifo', [fifo]);
   // -B: a pipe may hand over short reads; GNU tar reblocks them by default only on stdin
@@ -147,27 +167,12 @@ test('writing into a pipe uses sendfile and GNU tar reads the stream', async (t)
 });
 
 test('extracting from a pipe gives the same tree and the digest of the stream', async (t) => {
-  const dir = tempDir(t);
-  const src = path.join(dir, 'src');
-  const out = path.join(dir, 'out');
-  fs.mkdirSync(src);
-  fs.mkdirSync(out);
-  makeRichTree(src);
+  const { dir, src, out } = richSrc(t);
   const tarPath = path.join(dir, 'in.tar');
   execFileSync('tar', [...GNU_C, '-cf', tarPath, '-C', src, '.']);
-  // a child process writes the tar into a pipe we read from (fd 3 of a helper shell is awkward; use a fifo)
-  const fifo = path.join(dir, 'fifo');
-  execFileSync('mkfifo', [fifo]);
-  const cat = spawn('sh', ['-c', `cat "${tarPath}" > "${fifo}"`]);
-  const fd = fs.openSync(fifo, 'r');
-  try {
-    const res = await extractTar(fd, out, { whiteouts: 'keep' });
-    t.is(res.digest, sha256File(tarPath));
-    t.is(res.tarSize, fs.statSync(tarPath).size);
-  } finally {
-    fs.closeSync(fd);
-    cat.kill();
-  }
+  const res = await extractTar(pipeOf(t, tarPath), out, { whiteouts: 'keep' });
+  t.is(res.digest, sha256File(tarPath));
+  t.is(res.tarSize, fs.statSync(tarPath).size);
   t.deepEqual(snapshotTree(out), snapshotTree(src));
 });
 
@@ -288,19 +293,10 @@ test('a truncated body and a header that lies about its size are errors, never a
   t.regex(err2!.message, /liar/);
 
   // the same truncated tar through a pipe
-  const fifo = path.join(dir, 'fifo');
-  execFileSync('mkfifo', [fifo]);
-  const cat = spawn('sh', ['-c', `cat "${cut}" > "${fifo}"`]);
-  const fd = fs.openSync(fifo, 'r');
   const root3 = path.join(dir, 'r3');
   fs.mkdirSync(root3);
-  try {
-    const err3 = await t.throwsAsync(extractTar(fd, root3, { whiteouts: 'keep' }));
-    t.regex(err3!.message, /big/);
-  } finally {
-    fs.closeSync(fd);
-    cat.kill();
-  }
+  const err3 = await t.throwsAsync(extractTar(pipeOf(t, cut), root3, { whiteouts: 'keep' }));
+  t.regex(err3!.message, /big/);
 });
 
 test('long names, big ids, ns times and binary xattrs survive our own round trip byte for byte', async (t) => {
