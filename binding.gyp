@@ -13,7 +13,8 @@
         "native/write_segments.cc",
         "native/mount.cc",
         "native/hash.cc",
-        "native/scan.cc"
+        "native/scan.cc",
+        "native/btrfs.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "_GNU_SOURCE", "_FILE_OFFSET_BITS=64"],

@@ -1,11 +1,12 @@
-// Graph drivers by name. Each lives in <root>/<name>; btrfs is still to come.
+// Graph drivers by name. Each lives in <root>/<name>.
 import path from 'node:path';
 import { LayersError } from '../lib/errors.ts';
 import type { Driver } from './driver.ts';
+import { BtrfsDriver } from './btrfs/index.ts';
 import { OverlayDriver } from './overlay/index.ts';
 import { VfsDriver } from './vfs/index.ts';
 
-export const driverNames = ['vfs', 'overlay'] as const;
+export const driverNames = ['vfs', 'overlay', 'btrfs'] as const;
 export type DriverName = (typeof driverNames)[number];
 
 /** The driver `name` with its home under root. */
@@ -16,7 +17,7 @@ export function openDriver(name: string, root: string): Driver {
     case 'overlay':
       return new OverlayDriver(path.join(root, 'overlay'));
     case 'btrfs':
-      throw new LayersError('EDRIVER', `driver "${name}" is not available yet; use --storage-driver vfs`);
+      return new BtrfsDriver(path.join(root, 'btrfs'));
     default:
       throw new LayersError('EDRIVER', `unknown storage driver "${name}" (known: ${driverNames.join(', ')})`);
   }

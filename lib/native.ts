@@ -189,6 +189,17 @@ export interface Native {
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
   /** umount2(2); flags from mountFlags (MNT_DETACH, ...) */
   umount2(target: string, flags: number): void;
+  /** BTRFS_IOC_SUBVOL_CREATE: a new empty subvolume `name` in directory `dir` */
+  btrfsSubvolCreate(dir: string, name: string): void;
+  /** BTRFS_IOC_SNAP_CREATE_V2: a snapshot of the subvolume at `src` as `name` in `dir` */
+  btrfsSnapshot(src: string, dir: string, name: string, readOnly?: boolean): void;
+  /** BTRFS_IOC_SNAP_DESTROY of subvolume `name` in `dir`; ENOTEMPTY while it holds another subvolume */
+  btrfsSubvolDelete(dir: string, name: string): void;
+  /** whether path (not followed if a symlink) is a directory on btrfs with inode 256, a subvolume root */
+  btrfsIsSubvolume(path: string): boolean;
+  /** the subvolume's read-only property (BTRFS_IOC_SUBVOL_GETFLAGS / SETFLAGS) */
+  btrfsGetReadOnly(path: string): boolean;
+  btrfsSetReadOnly(path: string, readOnly: boolean): void;
   mountFlags: {
     MS_RDONLY: number;
     MS_NOSUID: number;

@@ -2,6 +2,7 @@
 #include <napi.h>
 
 #include "batch.h"
+#include "btrfs.h"
 #include "fsops.h"
 #include "hash.h"
 #include "mount.h"
@@ -17,6 +18,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitWriteSegments(env, exports);
   InitMount(env, exports);
   InitScan(env, exports);
+  InitBtrfs(env, exports);
   Sha256::Init(env, exports);
   return exports;
 }

@@ -1,0 +1,156 @@
+// The btrfs driver (DESIGN.md section 3): every layer is a subvolume, <home>/subvolumes/<id>. A
+// base layer is a fresh subvolume, a child a writable snapshot of its parent, a template copy a
+// snapshot of the template: O(1), and the data stays shared until it is written. Nothing is
+// mounted: the subvolume's directory is the layer's view. Diffs are naive (the layer's tree
+// against its parent's subvolume).
+import fs from 'node:fs';
+import path from 'node:path';
+import { toHost, type IdMappings } from '../../lib/idmap.ts';
+import { LayersError } from '../../lib/errors.ts';
+import type { ApplyDiffOptions, ApplyDiffResult, Change, CreateOptions, DiffOptions, Driver } from '../driver.ts';
+import { removeTree } from '../vfs/index.ts';
+
+// Loaded on first use, as in the other drivers: commands that only read or write records do not
+// need the native addon.
+const naive = () => import('../naive/index.ts');
+const nativeAddon = async () => (await import('../../lib/native.ts')).native;
+const walk = async () => (await import('../../lib/tar/tree.ts')).walkTree;
+
+/** statfs f_type of btrfs (checked with Node's statfs so that opening the driver does not load the addon) */
+const BTRFS_SUPER_MAGIC = 0x9123683e;
+/** The inode number of every subvolume's root directory (BTRFS_FIRST_FREE_OBJECTID). */
+const SUBVOL_ROOT_INO = 256n;
+/** A base layer's root before any tar sets it, as containers/storage makes it. */
+const BASE_ROOT_MODE = 0o555;
+
+export class BtrfsDriver implements Driver {
+  readonly name = 'btrfs' as const;
+  readonly home: string;
+  private readonly subvolumes: string;
+
+  constructor(home: string) {
+    this.home = home;
+    this.subvolumes = path.join(home, 'subvolumes');
+    // checked on the nearest existing ancestor, so a wrong root fails before anything is made there
+    let probe = home;
+    while (!fs.existsSync(probe)) probe = path.dirname(probe);
+    const type = fs.statfsSync(probe).type;
+    if (type !== BTRFS_SUPER_MAGIC)
+      throw new LayersError(
+        'EDRIVER',
+        `btrfs: ${home} is not on a btrfs filesystem (statfs type 0x${type.toString(16)}); the btrfs driver needs its root on btrfs`,
+      );
+    fs.mkdirSync(this.subvolumes, { recursive: true, mode: 0o700 });
+  }
+
+  dir(id: string): string {
+    return path.join(this.subvolumes, id);
+  }
+
+  private existing(id: string): string {
+    const d = this.dir(id);
+    if (!fs.existsSync(d)) throw new LayersError('EDRIVER', `btrfs: layer ${id} has no subvolume ${d}`);
+    return d;
+  }
+
+  async create(id: string, parent: string | undefined, opts: CreateOptions = {}): Promise<void> {
+    const n = await nativeAddon();
+    if (parent) {
+      // the snapshot's root keeps the parent's owner, mode, xattrs and times
+      n.btrfsSnapshot(this.existing(parent), this.subvolumes, id);
+      return;
+    }
+    const m = opts.idMappings;
+    const uid = toHost(m?.uidmap ?? [], 0);
+    const gid = toHost(m?.gidmap ?? [], 0);
+    if (uid === undefined || gid === undefined) throw new LayersError('EUSAGE', `btrfs: the id mappings of layer ${id} have no root (container id 0)`);
+    n.btrfsSubvolCreate(this.subvolumes, id);
+    const d = this.dir(id);
+    fs.chownSync(d, uid, gid);
+    fs.chmodSync(d, BASE_ROOT_MODE);
+  }
+
+  async createFromTemplate(
+    id: string,
+    template: string,
+    _templateMappings: IdMappings | undefined,
+    _parent: string | undefined,
+    _parentMappings: IdMappings | undefined,
+  ): Promise<void> {
+    // a writable snapshot: the store shifts its owners afterwards with updateIdMappings, which
+    // unshares only the metadata it changes
+    (await nativeAddon()).btrfsSnapshot(this.existing(template), this.subvolumes, id);
+  }
+
+  async updateIdMappings(id: string, from: IdMappings | undefined, to: IdMappings | undefined): Promise<void> {
+    await (await naive()).chownTree(this.existing(id), from, to);
+  }
+
+  /**
+   * Delete the layer's subvolume and every subvolume made inside it (a container may have made
+   * some), deepest first, as the kernel refuses to delete a subvolume that holds another. Each is
+   * made writable first: a read-only subvolume cannot lose a nested one, and the peer's tools may
+   * have left a read-only snapshot.
+   */
+  async remove(id: string): Promise<void> {
+    const d = this.dir(id);
+    if (!fs.existsSync(d)) return;
+    const n = await nativeAddon();
+    // a directory that is no subvolume (made by another tool or by hand) goes as a plain tree
+    if (!n.btrfsIsSubvolume(d)) return removeTree(d);
+    const subvols = [d];
+    // walkTree yields parents before their children, so the reverse order is deepest first
+    for (const node of (await walk())(d, { xattrs: false })) {
+      if (!node.st.isDirectory() || node.st.ino !== SUBVOL_ROOT_INO) continue;
+      const abs = path.join(d, node.rel);
+      if (n.btrfsIsSubvolume(abs)) subvols.push(abs);
+    }
+    for (const s of subvols) if (n.btrfsGetReadOnly(s)) n.btrfsSetReadOnly(s, false);
+    for (const s of subvols.reverse()) n.btrfsSubvolDelete(path.dirname(s), path.basename(s));
+  }
+
+  async exists(id: string): Promise<boolean> {
+    return fs.existsSync(this.dir(id));
+  }
+
+  async mount(id: string): Promise<string> {
+    return this.existing(id);
+  }
+
+  async unmount(_id: string): Promise<void> {
+    // nothing is mounted: the subvolume's directory is its view
+  }
+
+  async diff(id: string, parent: string | undefined, fd: number, opts: DiffOptions = {}): Promise<void> {
+    await (await naive()).treeDiff(this.existing(id), parent ? this.existing(parent) : undefined, fd, opts);
+  }
+
+  /** Returns the whole ExtractResult (digest, tar size, owners), which the store records. */
+  async applyDiff(id: string, _parent: string | undefined, fd: number, opts: ApplyDiffOptions = {}): Promise<ApplyDiffResult> {
+    return (await naive()).applyTar(this.existing(id), fd, { whiteouts: 'delete', idMappings: opts.idMappings });
+  }
+
+  async changes(id: string, parent: string | undefined): Promise<Change[]> {
+    return (await naive()).treeChanges(this.existing(id), parent ? this.existing(parent) : undefined);
+  }
+
+  async diffSize(id: string, parent: string | undefined): Promise<number> {
+    return (await naive()).treeDiffSize(this.existing(id), parent ? this.existing(parent) : undefined);
+  }
+
+  /** The peer prints its libbtrfs build and library versions; ours has none, so it says what it uses. */
+  async status(): Promise<Array<[string, string]>> {
+    const s = fs.statfsSync(this.home);
+    return [
+      ['Backing Filesystem', 'btrfs'],
+      ['Layers As', 'subvolumes (children and template copies are snapshots)'],
+      ['Quota', 'not used'],
+      ['Space Total', String(s.blocks * s.bsize)],
+      ['Space Available', String(s.bavail * s.bsize)],
+    ];
+  }
+
+  async cleanup(): Promise<void> {
+    // nothing mounted, nothing to release
+  }
+}

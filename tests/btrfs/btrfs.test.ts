@@ -1,0 +1,247 @@
+// The btrfs driver on a loop-mounted btrfs of its own per test: layers are subvolumes, children
+// and template copies are snapshots (checked by inode, by btrfs's own accounting and against the
+// peer containers-storage), removal gets through nested and read-only subvolumes, and a root
+// that is not on btrfs is refused with an error that says so.
+import test from 'ava';
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { BtrfsDriver } from '../../drivers/btrfs/index.ts';
+import { openDriver } from '../../drivers/index.ts';
+import { isLayersError } from '../../lib/errors.ts';
+import { native } from '../../lib/native.ts';
+import { loopFs } from '../fixtures/fs.ts';
+import { makeTree, runCli } from '../fixtures/store.ts';
+import { makeBulkTree, makeRichTree, snapshotTree } from '../fixtures/tree.ts';
+
+const MiB = 1 << 20;
+const GNU_X = ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-p'];
+const map = (host: number) => ({ uidmap: [{ container_id: 0, host_id: host, size: 65536 }], gidmap: [{ container_id: 0, host_id: host, size: 65536 }] });
+
+function richTar(dir: string): { src: string; tar: string } {
+  const src = path.join(dir, 'src');
+  fs.mkdirSync(src);
+  makeRichTree(src);
+  const tar = path.join(dir, 'rich.tar');
+  execFileSync('tar', ['--format=pax', '--xattrs', '--xattrs-include=*', '--numeric-owner', '-cf', tar, '-C', src, '.']);
+  return { src, tar };
+}
+
+function extract(tarPath: string, dir: string): string {
+  fs.mkdirSync(dir);
+  execFileSync('tar', [...GNU_X, '-xf', tarPath, '-C', dir]);
+  return dir;
+}
+
+async function withFd<T>(file: string, flags: string, f: (fd: number) => Promise<T>): Promise<T> {
+  const fd = fs.openSync(file, flags);
+  try {
+    return await f(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** `btrfs filesystem du -s --raw`: [total, exclusive] bytes of the tree at p */
+function btrfsDu(p: string): [number, number] {
+  const out = execFileSync('btrfs', ['filesystem', 'du', '-s', '--raw', p], { encoding: 'utf8' }).trim().split('\n').pop()!;
+  const [total, exclusive] = out.trim().split(/\s+/).map(Number);
+  return [total, exclusive];
+}
+
+test('a base layer is a fresh 0555 subvolume owned by the mapping root; a child is a snapshot of its parent', async (t) => {
+  const mnt = loopFs(t, 'btrfs', 256 * MiB);
+  const d = new BtrfsDriver(path.join(mnt, 'btrfs'));
+  await d.create('a', undefined);
+  await d.create('b', undefined, { idMappings: map(3000) });
+  const a = path.join(mnt, 'btrfs/subvolumes/a');
+  t.is(await d.mount('a'), a);
+  t.true(native.btrfsIsSubvolume(a));
+  const sa = fs.statSync(a);
+  t.deepEqual([sa.mode & 0o7777, sa.uid, sa.gid], [0o555, 0, 0]);
+  const sb = fs.statSync(await d.mount('b'));
+  t.deepEqual([sb.uid, sb.gid], [3000, 3000]);
+  t.true(await d.exists('a'));
+  t.false(await d.exists('zz'));
+  await t.throwsAsync(d.mount('zz'), { message: /btrfs: layer zz has no subvolume/ });
+
+  makeTree(a);
+  await d.create('c', 'a');
+  const c = await d.mount('c');
+  t.true(native.btrfsIsSubvolume(c));
+  t.deepEqual(snapshotTree(c), snapshotTree(a));
+  t.deepEqual(await d.changes('c', 'a'), []);
+  fs.writeFileSync(path.join(c, 'etc/hostname'), 'x');
+  fs.rmSync(path.join(c, 'bin/alias'));
+  fs.writeFileSync(path.join(c, 'new'), 'abc');
+  t.deepEqual(await d.changes('c', 'a'), [
+    { path: '/bin', kind: 'Modify' },
+    { path: '/bin/alias', kind: 'Delete' },
+    { path: '/etc', kind: 'Modify' },
+    { path: '/etc/hostname', kind: 'Modify' },
+    { path: '/new', kind: 'Add' },
+  ]);
+  t.is(await d.diffSize('c', 'a'), 4);
+  // the parent did not change
+  t.is(fs.readFileSync(path.join(a, 'etc/hostname'), 'utf8'), 'layers\n');
+
+  const status = new Map(await d.status());
+  t.is(status.get('Backing Filesystem'), 'btrfs');
+  t.true(Number(status.get('Space Available')) > 0);
+});
+
+test('applyDiff of a GNU tar gives its tree; the diff extracts to the same tree; a child diff carries whiteouts', async (t) => {
+  const mnt = loopFs(t, 'btrfs', 256 * MiB);
+  const { src, tar } = richTar(mnt);
+  const d = new BtrfsDriver(path.join(mnt, 'btrfs'));
+  await d.create('base', undefined);
+  const res = await withFd(tar, 'r', (fd) => d.applyDiff('base', undefined, fd));
+  t.is(res.tarSize, fs.statSync(tar).size);
+  const base = await d.mount('base');
+  t.deepEqual(snapshotTree(base), snapshotTree(src));
+
+  const out = path.join(mnt, 'base-diff.tar');
+  await withFd(out, 'w', (fd) => d.diff('base', undefined, fd));
+  t.deepEqual(snapshotTree(extract(out, path.join(mnt, 'x-base'))), snapshotTree(src));
+
+  await d.create('child', 'base');
+  const child = await d.mount('child');
+  fs.rmSync(path.join(child, 'b513'));
+  fs.writeFileSync(path.join(child, 'sub/dir/added'), 'added\n');
+  const childOut = path.join(mnt, 'child-diff.tar');
+  await withFd(childOut, 'w', (fd) => d.diff('child', 'base', fd));
+  const names = execFileSync('tar', ['-tf', childOut], { encoding: 'utf8' }).split('\n').filter(Boolean).sort();
+  t.deepEqual(names, ['.wh.b513', 'sub/', 'sub/dir/', 'sub/dir/added']);
+});
+
+test('createFromTemplate snapshots the template; updateIdMappings shifts every owner of the copy only', async (t) => {
+  const mnt = loopFs(t, 'btrfs', 256 * MiB);
+  const d = new BtrfsDriver(path.join(mnt, 'btrfs'));
+  await d.create('t', undefined);
+  const td = await d.mount('t');
+  makeTree(td);
+  fs.lchownSync(path.join(td, 'etc/hostname'), 1000, 100);
+  await d.createFromTemplate('n', 't', undefined, undefined, undefined);
+  const nd = await d.mount('n');
+  t.true(native.btrfsIsSubvolume(nd));
+  t.deepEqual(snapshotTree(nd), snapshotTree(td));
+  await d.updateIdMappings('n', undefined, map(100000));
+  t.deepEqual([fs.statSync(nd).uid, fs.statSync(nd).gid], [100000, 100000]);
+  t.deepEqual([fs.statSync(path.join(nd, 'etc/hostname')).uid, fs.statSync(path.join(nd, 'etc/hostname')).gid], [101000, 100100]);
+  t.is(fs.lstatSync(path.join(nd, 'bin/alias')).gid, 100000);
+  t.is(fs.statSync(path.join(nd, 'tmp')).mode & 0o7777, 0o1777);
+  t.is(fs.statSync(path.join(td, 'etc/hostname')).uid, 1000);
+  t.is(fs.statSync(td).uid, 0);
+});
+
+test('remove deletes nested subvolumes deepest first, read-only ones included', async (t) => {
+  const mnt = loopFs(t, 'btrfs', 256 * MiB);
+  const d = new BtrfsDriver(path.join(mnt, 'btrfs'));
+  const subvols = path.join(mnt, 'btrfs/subvolumes');
+  await d.create('l', undefined);
+  const l = await d.mount('l');
+  makeTree(l);
+  // what a container might do: a subvolume inside the layer, another inside that, a read-only snapshot
+  native.btrfsSubvolCreate(path.join(l, 'etc'), 'nested');
+  native.btrfsSubvolCreate(path.join(l, 'etc/nested'), 'deeper');
+  fs.writeFileSync(path.join(l, 'etc/nested/deeper/f'), 'f');
+  native.btrfsSnapshot(l, path.join(l, 'bin'), 'ro-snap', true);
+  t.true(native.btrfsGetReadOnly(path.join(l, 'bin/ro-snap')));
+  // and the layer itself made read-only
+  native.btrfsSetReadOnly(l, true);
+  t.throws(() => fs.writeFileSync(path.join(l, 'x'), 'x'), { code: 'EROFS' });
+  await d.remove('l');
+  t.false(await d.exists('l'));
+  await d.remove('l');
+
+  // a read-only snapshot as the layer (as a peer tool may leave one)
+  await d.create('p', undefined);
+  native.btrfsSnapshot(await d.mount('p'), subvols, 'ro', true);
+  await d.remove('ro');
+  t.false(await d.exists('ro'));
+  t.deepEqual(fs.readdirSync(subvols), ['p']);
+  const listed = execFileSync('btrfs', ['subvolume', 'list', mnt], { encoding: 'utf8' }).trim().split('\n');
+  t.is(listed.length, 1, listed.join('\n'));
+
+  // errors come through the addon's errors, naming the call and the path
+  const err = t.throws(() => native.btrfsSubvolDelete(subvols, 'missing')) as NodeJS.ErrnoException;
+  t.is(err.code, 'ENOENT');
+  t.is(err.syscall, 'BTRFS_IOC_SNAP_DESTROY');
+  t.is(err.path, path.join(subvols, 'missing'));
+});
+
+test('a root not on btrfs is refused with an error that says so, by the driver and by the CLI', async (t) => {
+  const mnt = loopFs(t, 'ext4', 32 * MiB);
+  const err = t.throws(() => openDriver('btrfs', path.join(mnt, 'root')));
+  t.true(isLayersError(err, 'EDRIVER'));
+  t.regex(err!.message, /is not on a btrfs filesystem/);
+  t.false(fs.existsSync(path.join(mnt, 'root/btrfs')));
+  const r = await runCli(['-g', path.join(mnt, 'store'), '-R', path.join(mnt, 'run'), '--driver', 'btrfs', 'layers']);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /not on a btrfs filesystem/);
+});
+
+test('a child and a template copy of a 256 MiB layer each add under 1 MiB', async (t) => {
+  t.timeout(3 * 60_000);
+  const mnt = loopFs(t, 'btrfs', 1 << 30);
+  const d = new BtrfsDriver(path.join(mnt, 'btrfs'));
+  await d.create('p', undefined);
+  makeBulkTree(await d.mount('p'), 64, 256 * MiB);
+  const used = () => {
+    execFileSync('sync', ['-f', mnt]);
+    const s = fs.statfsSync(mnt);
+    return (s.blocks - s.bfree) * s.bsize;
+  };
+  let before = used();
+  await d.create('c', 'p');
+  const child = used() - before;
+  t.true(child < MiB, `the child added ${(child / MiB).toFixed(2)} MiB`);
+  before = used();
+  await d.createFromTemplate('t', 'p', undefined, undefined, undefined);
+  const template = used() - before;
+  t.true(template < MiB, `the template copy added ${(template / MiB).toFixed(2)} MiB`);
+  for (const id of ['c', 't']) {
+    const [total, exclusive] = btrfsDu(await d.mount(id));
+    t.true(total >= 250 * MiB, `${id}: total ${total}`);
+    t.true(exclusive < MiB, `${id}: exclusive ${exclusive}`);
+  }
+});
+
+test('the same tar applied by containers-storage and by layers (btrfs) gives identical trees, and both diffs extract alike', async (t) => {
+  const mnt = loopFs(t, 'btrfs', 256 * MiB);
+  const { src, tar } = richTar(mnt);
+  const peerG = ['-g', path.join(mnt, 'peer'), '-R', path.join(mnt, 'peer-run'), '-s', 'btrfs'];
+  const peer = (args: string[]) => execFileSync('containers-storage', [...peerG, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  // the peer bind-mounts its driver home on itself; its shutdown takes that mount away again
+  t.teardown(() => {
+    try {
+      peer(['shutdown']);
+    } catch {
+      /* the loop filesystem's teardown unmounts lazily what is left */
+    }
+  });
+  const ours = (args: string[]) => runCli(['-g', path.join(mnt, 'ours'), '-R', path.join(mnt, 'ours-run'), '--driver', 'btrfs', ...args]);
+  const firstLine = (s: string) => s.trim().split('\n')[0];
+
+  const peerId = firstLine(peer(['import-layer', '-f', tar, '-n', 'base']));
+  const o = await ours(['import-layer', '-f', tar, '-n', 'base']);
+  t.is(o.code, 0, o.stderr);
+  const ourTree = path.join(mnt, 'ours/btrfs/subvolumes', firstLine(o.stdout));
+  const peerTree = path.join(mnt, 'peer/btrfs/subvolumes', peerId);
+  t.true(native.btrfsIsSubvolume(ourTree));
+  t.true(native.btrfsIsSubvolume(peerTree));
+  t.deepEqual(snapshotTree(ourTree), snapshotTree(peerTree));
+  t.deepEqual(snapshotTree(ourTree), snapshotTree(src));
+
+  const ourDiff = path.join(mnt, 'ours.tar');
+  const peerDiff = path.join(mnt, 'peer.tar');
+  const od = await ours(['diff', '-f', ourDiff, 'base']);
+  t.is(od.code, 0, od.stderr);
+  peer(['diff', '-u', '-f', peerDiff, 'base']);
+  t.deepEqual(snapshotTree(extract(ourDiff, path.join(mnt, 'x-ours'))), snapshotTree(extract(peerDiff, path.join(mnt, 'x-peer'))));
+
+  const status = await ours(['status']);
+  t.is(status.code, 0, status.stderr);
+  t.regex(status.stdout, /Driver Name: btrfs/);
+  t.regex(status.stdout, /Backing Filesystem: btrfs/);
+});
