@@ -110,7 +110,7 @@ uint64_t CopyRange(int in, int64_t inOff, int out, int64_t outOff, uint64_t len,
   } else if (m == kAuto || m == kFiclone) {
     if (inPipe) m = kSplice;
     else if (tgt.outIsStream || outOff < 0) m = kSendfile;
-    else if (tgt.alignedOnly && ((inOff % tgt.block) != 0 || (outOff % tgt.block) != 0)) m = kReadWrite;
+    else if (tgt.alignedOnly && ((inOff % tgt.block) != 0 || (outOff % tgt.block) != 0 || len < kMinClone)) m = kReadWrite;
     else m = kCopyFileRange;
   }
   uint64_t done = 0;

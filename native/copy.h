@@ -23,6 +23,11 @@ struct CopyStats {
 };
 
 // What is known of the destination, probed once per call or batch.
+// Below this, a clone on btrfs/xfs costs more than copying the bytes (it waits on writeback of
+// the destination first): measured on btrfs, 50 000 bodies of ~21 KB, the ~5 % that landed
+// aligned and were cloned made writing a tar 1.2x slower than GNU tar's plain copy.
+constexpr uint64_t kMinClone = 64 << 10;
+
 struct CopyTarget {
   bool alignedOnly = false;  // btrfs/xfs: copy_file_range only at block-aligned offsets
   int64_t block = 4096;
