@@ -200,6 +200,12 @@ export interface Native {
   /** the subvolume's read-only property (BTRFS_IOC_SUBVOL_GETFLAGS / SETFLAGS) */
   btrfsGetReadOnly(path: string): boolean;
   btrfsSetReadOnly(path: string, readOnly: boolean): void;
+  /** BTRFS_IOC_QUOTA_CTL(ENABLE) on the filesystem holding path; a no-op when quotas are on */
+  btrfsQuotaEnable(path: string): void;
+  /** BTRFS_IOC_QGROUP_LIMIT: cap the bytes the subvolume at path references */
+  btrfsQgroupLimit(path: string, maxReferenced: number): void;
+  /** BTRFS_IOC_FS_INFO: the filesystem's uuid, as /sys/fs/btrfs/<uuid> names it */
+  btrfsFsid(path: string): string;
   mountFlags: {
     MS_RDONLY: number;
     MS_NOSUID: number;

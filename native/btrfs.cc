@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <string>
 
@@ -132,6 +133,51 @@ Napi::Value SetReadOnly(const Napi::CallbackInfo& info) {
   });
 }
 
+// btrfsQuotaEnable(path): turn on quota groups for the filesystem holding path (a no-op when
+// they are on); the kernel starts the rescan that accounts what is already there
+Napi::Value QuotaEnable(const Napi::CallbackInfo& info) {
+  return Guard(info.Env(), [&]() -> Napi::Value {
+    std::string p = StrArg(info, 0);
+    Fd d(OpenDir(p));
+    struct btrfs_ioctl_quota_ctl_args args;
+    std::memset(&args, 0, sizeof args);
+    args.cmd = BTRFS_QUOTA_CTL_ENABLE;
+    if (ioctl(d.fd, BTRFS_IOC_QUOTA_CTL, &args) != 0) Fail(errno, "BTRFS_IOC_QUOTA_CTL", p);
+    return info.Env().Undefined();
+  });
+}
+
+// btrfsQgroupLimit(path, bytes): cap what the subvolume at path may reference (its own qgroup,
+// id 0 meaning "the subvolume of this fd")
+Napi::Value QgroupLimit(const Napi::CallbackInfo& info) {
+  return Guard(info.Env(), [&]() -> Napi::Value {
+    std::string p = StrArg(info, 0);
+    Fd d(OpenDir(p));
+    struct btrfs_ioctl_qgroup_limit_args args;
+    std::memset(&args, 0, sizeof args);
+    args.lim.flags = BTRFS_QGROUP_LIMIT_MAX_RFER;
+    args.lim.max_rfer = static_cast<__u64>(I64Arg(info, 1));
+    if (ioctl(d.fd, BTRFS_IOC_QGROUP_LIMIT, &args) != 0) Fail(errno, "BTRFS_IOC_QGROUP_LIMIT", p);
+    return info.Env().Undefined();
+  });
+}
+
+// btrfsFsid(path): the filesystem's uuid as /sys/fs/btrfs/ names it
+Napi::Value Fsid(const Napi::CallbackInfo& info) {
+  return Guard(info.Env(), [&]() -> Napi::Value {
+    std::string p = StrArg(info, 0);
+    Fd d(OpenDir(p));
+    struct btrfs_ioctl_fs_info_args args;
+    std::memset(&args, 0, sizeof args);
+    if (ioctl(d.fd, BTRFS_IOC_FS_INFO, &args) != 0) Fail(errno, "BTRFS_IOC_FS_INFO", p);
+    char out[37];
+    const unsigned char* u = args.fsid;
+    std::snprintf(out, sizeof out, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", u[0], u[1], u[2], u[3],
+                  u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13], u[14], u[15]);
+    return Napi::String::New(info.Env(), out);
+  });
+}
+
 }  // namespace
 
 void InitBtrfs(Napi::Env env, Napi::Object exports) {
@@ -141,6 +187,9 @@ void InitBtrfs(Napi::Env env, Napi::Object exports) {
   exports.Set("btrfsIsSubvolume", Napi::Function::New(env, IsSubvolume, "btrfsIsSubvolume"));
   exports.Set("btrfsGetReadOnly", Napi::Function::New(env, GetReadOnly, "btrfsGetReadOnly"));
   exports.Set("btrfsSetReadOnly", Napi::Function::New(env, SetReadOnly, "btrfsSetReadOnly"));
+  exports.Set("btrfsQuotaEnable", Napi::Function::New(env, QuotaEnable, "btrfsQuotaEnable"));
+  exports.Set("btrfsQgroupLimit", Napi::Function::New(env, QgroupLimit, "btrfsQgroupLimit"));
+  exports.Set("btrfsFsid", Napi::Function::New(env, Fsid, "btrfsFsid"));
 }
 
 }  // namespace layers

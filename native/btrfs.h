@@ -1,5 +1,5 @@
-// btrfs subvolume ioctls for the btrfs driver: create, snapshot, delete, the read-only flag, and
-// whether a path is a subvolume root.
+// btrfs ioctls for the btrfs driver: subvolume create, snapshot, delete, the read-only flag,
+// whether a path is a subvolume root, and quota groups for size limits.
 #pragma once
 #include <napi.h>
 

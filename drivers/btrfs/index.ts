@@ -23,6 +23,17 @@ const SUBVOL_ROOT_INO = 256n;
 /** A base layer's root before any tar sets it, as containers/storage makes it. */
 const BASE_ROOT_MODE = 0o555;
 
+/**
+ * The bytes of a `size=` storage option, read as the peer reads it (docker's RAMInBytes):
+ * a number with an optional k/m/g/t/p suffix, binary multiples, optional "i" and "b".
+ */
+export function parseSize(value: string): number {
+  const m = /^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$/i.exec(value.trim());
+  if (!m) throw new LayersError('EUSAGE', `btrfs: invalid size "${value}": want a number of bytes with an optional k, m, g, t or p suffix`);
+  const exp = m[2] ? 'kmgtp'.indexOf(m[2].toLowerCase()) + 1 : 0;
+  return Math.floor(Number(m[1]) * 1024 ** exp);
+}
+
 export class BtrfsDriver implements Driver {
   readonly name = 'btrfs' as const;
   readonly home: string;
@@ -55,19 +66,32 @@ export class BtrfsDriver implements Driver {
 
   async create(id: string, parent: string | undefined, opts: CreateOptions = {}): Promise<void> {
     const n = await nativeAddon();
+    const size = sizeOption(opts);
     if (parent) {
       // the snapshot's root keeps the parent's owner, mode, xattrs and times
       n.btrfsSnapshot(this.existing(parent), this.subvolumes, id);
-      return;
+    } else {
+      const m = opts.idMappings;
+      const uid = toHost(m?.uidmap ?? [], 0);
+      const gid = toHost(m?.gidmap ?? [], 0);
+      if (uid === undefined || gid === undefined) throw new LayersError('EUSAGE', `btrfs: the id mappings of layer ${id} have no root (container id 0)`);
+      n.btrfsSubvolCreate(this.subvolumes, id);
+      const d = this.dir(id);
+      fs.chownSync(d, uid, gid);
+      fs.chmodSync(d, BASE_ROOT_MODE);
     }
-    const m = opts.idMappings;
-    const uid = toHost(m?.uidmap ?? [], 0);
-    const gid = toHost(m?.gidmap ?? [], 0);
-    if (uid === undefined || gid === undefined) throw new LayersError('EUSAGE', `btrfs: the id mappings of layer ${id} have no root (container id 0)`);
-    n.btrfsSubvolCreate(this.subvolumes, id);
-    const d = this.dir(id);
-    fs.chownSync(d, uid, gid);
-    fs.chmodSync(d, BASE_ROOT_MODE);
+    if (size !== undefined) await this.limit(id, size);
+  }
+
+  /**
+   * Cap what the layer's subvolume may reference, as the peer does for `size=`: quota groups are
+   * turned on for the whole filesystem the first time (they cost every write some accounting, so
+   * only when asked). A deleted subvolume's qgroup goes with it (Linux 6.9+).
+   */
+  private async limit(id: string, bytes: number): Promise<void> {
+    const n = await nativeAddon();
+    n.btrfsQuotaEnable(this.home);
+    n.btrfsQgroupLimit(this.dir(id), bytes);
   }
 
   async createFromTemplate(
@@ -76,10 +100,13 @@ export class BtrfsDriver implements Driver {
     _templateMappings: IdMappings | undefined,
     _parent: string | undefined,
     _parentMappings: IdMappings | undefined,
+    opts: CreateOptions = {},
   ): Promise<void> {
+    const size = sizeOption(opts);
     // a writable snapshot: the store shifts its owners afterwards with updateIdMappings, which
     // unshares only the metadata it changes
     (await nativeAddon()).btrfsSnapshot(this.existing(template), this.subvolumes, id);
+    if (size !== undefined) await this.limit(id, size);
   }
 
   async updateIdMappings(id: string, from: IdMappings | undefined, to: IdMappings | undefined): Promise<void> {
@@ -141,10 +168,13 @@ export class BtrfsDriver implements Driver {
   /** The peer prints its libbtrfs build and library versions; ours has none, so it says what it uses. */
   async status(): Promise<Array<[string, string]>> {
     const s = fs.statfsSync(this.home);
+    // the kernel lists a qgroups directory for the filesystem while quota groups are on
+    const fsid = (await nativeAddon()).btrfsFsid(this.home);
+    const quota = fs.existsSync(`/sys/fs/btrfs/${fsid}/qgroups`);
     return [
       ['Backing Filesystem', 'btrfs'],
       ['Layers As', 'subvolumes (children and template copies are snapshots)'],
-      ['Quota', 'not used'],
+      ['Quota', quota ? 'enabled' : 'disabled'],
       ['Space Total', String(s.blocks * s.bsize)],
       ['Space Available', String(s.bavail * s.bsize)],
     ];
@@ -153,4 +183,10 @@ export class BtrfsDriver implements Driver {
   async cleanup(): Promise<void> {
     // nothing mounted, nothing to release
   }
+}
+
+/** The layer's `size=` option in bytes, checked before anything is made. */
+function sizeOption(opts: CreateOptions): number | undefined {
+  const v = opts.storageOpt?.size;
+  return v === undefined ? undefined : parseSize(v);
 }

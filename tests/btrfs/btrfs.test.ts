@@ -5,8 +5,9 @@
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
-import { BtrfsDriver } from '../../drivers/btrfs/index.ts';
+import { BtrfsDriver, parseSize } from '../../drivers/btrfs/index.ts';
 import { openDriver } from '../../drivers/index.ts';
 import { isLayersError } from '../../lib/errors.ts';
 import { native } from '../../lib/native.ts';
@@ -244,4 +245,29 @@ test('the same tar applied by containers-storage and by layers (btrfs) gives ide
   t.is(status.code, 0, status.stderr);
   t.regex(status.stdout, /Driver Name: btrfs/);
   t.regex(status.stdout, /Backing Filesystem: btrfs/);
+});
+
+test('size= caps what a layer references with a qgroup limit; quotas are turned on only then', async (t) => {
+  const mnt = loopFs(t, 'btrfs', 256 * MiB);
+  const d = new BtrfsDriver(path.join(mnt, 'btrfs'));
+  await d.create('free', undefined);
+  t.is(new Map(await d.status()).get('Quota'), 'disabled');
+  await t.throwsAsync(d.create('bad', undefined, { storageOpt: { size: '8 apples' } }), { message: /btrfs: invalid size "8 apples"/ });
+  t.false(await d.exists('bad'));
+  await d.create('small', undefined, { storageOpt: { size: '8M' } });
+  t.is(new Map(await d.status()).get('Quota'), 'enabled');
+  const big = Buffer.alloc(16 * MiB, 1);
+  const small = await d.mount('small');
+  // libuv has no name for EDQUOT ('UNKNOWN'): the errno says it
+  const overQuota = (f: () => void) => t.is((t.throws(f) as NodeJS.ErrnoException).errno, -os.constants.errno.EDQUOT);
+  overQuota(() => fs.writeFileSync(path.join(small, 'big'), big));
+  fs.writeFileSync(path.join(await d.mount('free'), 'big'), big);
+  await d.createFromTemplate('copy', 'free', undefined, undefined, undefined, { storageOpt: { size: '4M' } });
+  // the snapshot references the template's 16 MiB already: any new data is over the limit
+  const copy = await d.mount('copy');
+  overQuota(() => fs.writeFileSync(path.join(copy, 'more'), Buffer.alloc(MiB, 2)));
+  await d.remove('small');
+  await d.remove('copy');
+  t.false(await d.exists('small'));
+  t.deepEqual([parseSize('100'), parseSize('8M'), parseSize('1.5g'), parseSize('10KiB'), parseSize('2 GB')], [100, 8 * MiB, 1.5 * 1024 * MiB, 10240, 2 * 1024 * MiB]);
 });
