@@ -116,8 +116,8 @@ export class BtrfsDriver implements Driver {
   /**
    * Delete the layer's subvolume and every subvolume made inside it (a container may have made
    * some), deepest first, as the kernel refuses to delete a subvolume that holds another. Each is
-   * made writable first: a read-only subvolume cannot lose a nested one, and the peer's tools may
-   * have left a read-only snapshot.
+   * made writable first: a read-only subvolume cannot lose a nested one, and a layer may have
+   * been made read-only (`btrfs property set ... ro true`) or be a read-only snapshot.
    */
   async remove(id: string): Promise<void> {
     const d = this.dir(id);
@@ -126,11 +126,13 @@ export class BtrfsDriver implements Driver {
     // a directory that is no subvolume (made by another tool or by hand) goes as a plain tree
     if (!n.btrfsIsSubvolume(d)) return removeTree(d);
     const subvols = [d];
+    // only subvolumes of this filesystem: another btrfs mounted inside is not the layer's to delete
+    const fsid = n.btrfsFsid(d);
     // walkTree yields parents before their children, so the reverse order is deepest first
     for (const node of (await walk())(d, { xattrs: false })) {
       if (!node.st.isDirectory() || node.st.ino !== SUBVOL_ROOT_INO) continue;
       const abs = path.join(d, node.rel);
-      if (n.btrfsIsSubvolume(abs)) subvols.push(abs);
+      if (n.btrfsIsSubvolume(abs) && n.btrfsFsid(abs) === fsid) subvols.push(abs);
     }
     for (const s of subvols) if (n.btrfsGetReadOnly(s)) n.btrfsSetReadOnly(s, false);
     for (const s of subvols.reverse()) n.btrfsSubvolDelete(path.dirname(s), path.basename(s));

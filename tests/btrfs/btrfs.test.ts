@@ -171,6 +171,25 @@ test('remove deletes nested subvolumes deepest first, read-only ones included', 
   t.is(err.path, path.join(subvols, 'missing'));
 });
 
+test('remove leaves alone another btrfs mounted inside the layer', async (t) => {
+  const mnt = loopFs(t, 'btrfs', 128 * MiB);
+  const other = loopFs(t, 'btrfs', 128 * MiB);
+  fs.writeFileSync(path.join(other, 'keep'), 'keep');
+  const d = new BtrfsDriver(path.join(mnt, 'btrfs'));
+  await d.create('l', undefined);
+  const inside = path.join(await d.mount('l'), 'mnt');
+  fs.mkdirSync(inside);
+  execFileSync('mount', ['--bind', other, inside]);
+  t.teardown(() => {
+    // gone already when the layer's deletion detached it
+    if (fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${inside} `)) execFileSync('umount', ['-l', inside]);
+  });
+  t.true(native.btrfsIsSubvolume(inside));
+  await d.remove('l');
+  t.false(await d.exists('l'));
+  t.is(fs.readFileSync(path.join(other, 'keep'), 'utf8'), 'keep');
+});
+
 test('a root not on btrfs is refused with an error that says so, by the driver and by the CLI', async (t) => {
   const mnt = loopFs(t, 'ext4', 32 * MiB);
   const err = t.throws(() => openDriver('btrfs', path.join(mnt, 'root')));
