@@ -10,9 +10,10 @@ import path from 'node:path';
 import { BtrfsDriver, parseSize } from '../../drivers/btrfs/index.ts';
 import { openDriver } from '../../drivers/index.ts';
 import { isLayersError } from '../../lib/errors.ts';
+import { openStore } from '../../lib/index.ts';
 import { native } from '../../lib/native.ts';
 import { loopFs } from '../fixtures/fs.ts';
-import { makeTree, runCli } from '../fixtures/store.ts';
+import { gnuTar, makeTree, runCli } from '../fixtures/store.ts';
 import { makeBulkTree, makeRichTree, snapshotTree } from '../fixtures/tree.ts';
 
 const MiB = 1 << 20;
@@ -133,6 +134,24 @@ test('createFromTemplate snapshots the template; updateIdMappings shifts every o
   t.is(fs.statSync(path.join(nd, 'tmp')).mode & 0o7777, 0o1777);
   t.is(fs.statSync(path.join(td, 'etc/hostname')).uid, 1000);
   t.is(fs.statSync(td).uid, 0);
+});
+
+test('through the store: a child with other id mappings is a snapshot of its parent with every owner shifted', async (t) => {
+  const mnt = loopFs(t, 'btrfs', 128 * MiB);
+  const src = path.join(mnt, 'src');
+  fs.mkdirSync(src);
+  makeTree(src);
+  fs.lchownSync(path.join(src, 'etc/hostname'), 1000, 100);
+  const store = await openStore({ root: path.join(mnt, 'root'), runroot: path.join(mnt, 'run'), driver: 'btrfs' });
+  const base = await store.createLayer({ names: ['base'] }, gnuTar(src, path.join(mnt, 'base.tar')));
+  const child = await store.createLayer({ parent: 'base', uidmap: map(5000).uidmap, gidmap: map(5000).gidmap });
+  const bd = path.join(mnt, 'root/btrfs/subvolumes', base.id);
+  const cd = path.join(mnt, 'root/btrfs/subvolumes', child.id);
+  t.true(native.btrfsIsSubvolume(cd));
+  t.deepEqual([fs.statSync(path.join(cd, 'etc/hostname')).uid, fs.statSync(path.join(cd, 'etc/hostname')).gid], [6000, 5100]);
+  t.is(fs.lstatSync(path.join(cd, 'bin/alias')).uid, 5000);
+  t.is(fs.statSync(path.join(bd, 'etc/hostname')).uid, 1000);
+  t.is(fs.statSync(path.join(bd, 'bin/tool')).uid, 0);
 });
 
 test('remove deletes nested subvolumes deepest first, read-only ones included', async (t) => {
