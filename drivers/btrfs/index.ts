@@ -8,7 +8,7 @@ import path from 'node:path';
 import { toHost, type IdMappings } from '../../lib/idmap.ts';
 import { LayersError } from '../../lib/errors.ts';
 import type { ApplyDiffOptions, ApplyDiffResult, Change, CreateOptions, DiffOptions, Driver } from '../driver.ts';
-import { removeTree } from '../vfs/index.ts';
+import { removeTree } from '../naive/remove.ts';
 
 // Loaded on first use, as in the other drivers: commands that only read or write records do not
 // need the native addon.

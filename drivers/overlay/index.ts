@@ -14,7 +14,7 @@ import path from 'node:path';
 import { toHost, type IdMappings } from '../../lib/idmap.ts';
 import { LayersError } from '../../lib/errors.ts';
 import type { ApplyDiffOptions, ApplyDiffResult, Change, CreateOptions, DiffOptions, Driver, MountOptions } from '../driver.ts';
-import { removeTree } from '../vfs/index.ts';
+import { removeTree } from '../naive/remove.ts';
 
 // Loaded on first use, as in the vfs driver: record-only commands do not need the native addon.
 const naive = () => import('../naive/index.ts');

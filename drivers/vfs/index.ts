@@ -6,6 +6,7 @@ import path from 'node:path';
 import { toHost, type IdMappings } from '../../lib/idmap.ts';
 import { LayersError } from '../../lib/errors.ts';
 import type { ApplyDiffOptions, ApplyDiffResult, Change, CreateOptions, DiffOptions, Driver } from '../driver.ts';
+import { removeTree } from '../naive/remove.ts';
 
 // Loaded on first use: the shared helpers load the native addon, which commands that only read
 // or write records (layers, layer, names, metadata, status) do not need.
@@ -123,26 +124,4 @@ export class VfsDriver implements Driver {
   async cleanup(): Promise<void> {
     // nothing mounted, nothing to release
   }
-}
-
-/**
- * rm -r that also gets through directories without write permission (a base layer's root is
- * 0555; an unprivileged owner cannot unlink inside it until it is made writable).
- */
-export function removeTree(dir: string): void {
-  try {
-    fs.rmSync(dir, { recursive: true, force: true });
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code !== 'EACCES' && code !== 'EPERM') throw err;
-    makeDirsWritable(dir);
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-
-function makeDirsWritable(dir: string): void {
-  const st = fs.lstatSync(dir);
-  if (!st.isDirectory()) return;
-  fs.chmodSync(dir, (st.mode & 0o7777) | 0o700);
-  for (const name of fs.readdirSync(dir)) makeDirsWritable(path.join(dir, name));
 }
