@@ -50,6 +50,7 @@ CopyTarget ProbeTarget(int outFd) {
     // btrfs and xfs flush and wait on the destination's dirty block at every copy_file_range
     // call, even when they then cannot reflink: there it only pays at aligned offsets.
     t.alignedOnly = sf.f_type == BTRFS_SUPER_MAGIC || sf.f_type == XFS_SUPER_MAGIC;
+    if (sf.f_type == BTRFS_SUPER_MAGIC) t.minClone = kMinCloneBtrfs;
     if (sf.f_bsize > 0) t.block = sf.f_bsize;
   }
   return t;
@@ -110,7 +111,7 @@ uint64_t CopyRange(int in, int64_t inOff, int out, int64_t outOff, uint64_t len,
   } else if (m == kAuto || m == kFiclone) {
     if (inPipe) m = kSplice;
     else if (tgt.outIsStream || outOff < 0) m = kSendfile;
-    else if (tgt.alignedOnly && ((inOff % tgt.block) != 0 || (outOff % tgt.block) != 0 || len < kMinClone)) m = kReadWrite;
+    else if (tgt.alignedOnly && ((inOff % tgt.block) != 0 || (outOff % tgt.block) != 0 || len < tgt.minClone)) m = kReadWrite;
     else m = kCopyFileRange;
   }
   uint64_t done = 0;

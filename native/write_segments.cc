@@ -178,7 +178,7 @@ class Writer {
     uint64_t here = bufStart_ + buf_.size();  // tar offset of these bytes
     int64_t src = static_cast<int64_t>(r.offset);
     if (twoPass_) {
-      bool aligned = At(here) % tgt_.block == 0 && src % tgt_.block == 0 && r.length >= kMinClone;
+      bool aligned = At(here) % tgt_.block == 0 && src % tgt_.block == 0 && r.length >= tgt_.minClone;
       uint64_t bulk = aligned ? r.length - r.length % static_cast<uint64_t>(tgt_.block) : 0;
       if (bulk == 0) return AppendFrom(fd, src, r.length, path);
       // leave a hole for the bulk; write the tail after it in this pass
