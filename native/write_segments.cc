@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <string>
 #include <utility>
@@ -24,6 +25,10 @@ namespace {
 constexpr size_t kCoalesce = 1 << 20;
 constexpr uint64_t kSmallBody = 64 << 10;  // read into the coalescing buffer rather than copied on its own
 constexpr size_t kMaxDeferred = 1024;      // open fds held for the clone pass
+// A deferred clone splits the coalesced buffer around a hole (one more flush and write) and adds
+// a clone call: for bodies under this it costs more than it saves on any filesystem (xfs: a tar
+// of 50 000 ~21 KB files took 1070 ms with the ~5 % aligned ones cloned, 675 ms without).
+constexpr uint64_t kMinDeferredClone = 64 << 10;
 
 // A range of a file's bytes: the whole body, or one data range of a sparse file.
 struct Range {
@@ -178,7 +183,7 @@ class Writer {
     uint64_t here = bufStart_ + buf_.size();  // tar offset of these bytes
     int64_t src = static_cast<int64_t>(r.offset);
     if (twoPass_) {
-      bool aligned = At(here) % tgt_.block == 0 && src % tgt_.block == 0 && r.length >= tgt_.minClone;
+      bool aligned = At(here) % tgt_.block == 0 && src % tgt_.block == 0 && r.length >= std::max(tgt_.minClone, kMinDeferredClone);
       uint64_t bulk = aligned ? r.length - r.length % static_cast<uint64_t>(tgt_.block) : 0;
       if (bulk == 0) return AppendFrom(fd, src, r.length, path);
       // leave a hole for the bulk; write the tail after it in this pass
