@@ -7,12 +7,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { toHost, type IdMappings } from '../../lib/idmap.ts';
 import { LayersError } from '../../lib/errors.ts';
-import type { ApplyDiffOptions, ApplyDiffResult, Change, CreateOptions, DiffOptions, Driver } from '../driver.ts';
+import type { CreateOptions, Driver } from '../driver.ts';
 import { removeTree } from '../naive/remove.ts';
+import { FullTreeDriver, naive } from '../naive/full-tree.ts';
 
 // Loaded on first use, as in the other drivers: commands that only read or write records do not
 // need the native addon.
-const naive = () => import('../naive/index.ts');
 const nativeAddon = async () => (await import('../../lib/native.ts')).native;
 const walk = async () => (await import('../../lib/tar/tree.ts')).walkTree;
 
@@ -34,12 +34,14 @@ export function parseSize(value: string): number {
   return Math.floor(Number(m[1]) * 1024 ** exp);
 }
 
-export class BtrfsDriver implements Driver {
+export class BtrfsDriver extends FullTreeDriver implements Driver {
   readonly name = 'btrfs' as const;
   readonly home: string;
+  protected readonly what = 'subvolume';
   private readonly subvolumes: string;
 
   constructor(home: string) {
+    super();
     this.home = home;
     this.subvolumes = path.join(home, 'subvolumes');
     // checked on the nearest existing ancestor, so a wrong root fails before anything is made there
@@ -56,12 +58,6 @@ export class BtrfsDriver implements Driver {
 
   dir(id: string): string {
     return path.join(this.subvolumes, id);
-  }
-
-  private existing(id: string): string {
-    const d = this.dir(id);
-    if (!fs.existsSync(d)) throw new LayersError('EDRIVER', `btrfs: layer ${id} has no subvolume ${d}`);
-    return d;
   }
 
   async create(id: string, parent: string | undefined, opts: CreateOptions = {}): Promise<void> {
@@ -109,10 +105,6 @@ export class BtrfsDriver implements Driver {
     if (size !== undefined) await this.limit(id, size);
   }
 
-  async updateIdMappings(id: string, from: IdMappings | undefined, to: IdMappings | undefined): Promise<void> {
-    await (await naive()).chownTree(this.existing(id), from, to);
-  }
-
   /**
    * Delete the layer's subvolume and every subvolume made inside it (a container may have made
    * some), deepest first, as the kernel refuses to delete a subvolume that holds another. Each is
@@ -138,35 +130,6 @@ export class BtrfsDriver implements Driver {
     for (const s of subvols.reverse()) n.btrfsSubvolDelete(path.dirname(s), path.basename(s));
   }
 
-  async exists(id: string): Promise<boolean> {
-    return fs.existsSync(this.dir(id));
-  }
-
-  async mount(id: string): Promise<string> {
-    return this.existing(id);
-  }
-
-  async unmount(_id: string): Promise<void> {
-    // nothing is mounted: the subvolume's directory is its view
-  }
-
-  async diff(id: string, parent: string | undefined, fd: number, opts: DiffOptions = {}): Promise<void> {
-    await (await naive()).treeDiff(this.existing(id), parent ? this.existing(parent) : undefined, fd, opts);
-  }
-
-  /** Returns the whole ExtractResult (digest, tar size, owners), which the store records. */
-  async applyDiff(id: string, _parent: string | undefined, fd: number, opts: ApplyDiffOptions = {}): Promise<ApplyDiffResult> {
-    return (await naive()).applyTar(this.existing(id), fd, { whiteouts: 'delete', idMappings: opts.idMappings });
-  }
-
-  async changes(id: string, parent: string | undefined): Promise<Change[]> {
-    return (await naive()).treeChanges(this.existing(id), parent ? this.existing(parent) : undefined);
-  }
-
-  async diffSize(id: string, parent: string | undefined): Promise<number> {
-    return (await naive()).treeDiffSize(this.existing(id), parent ? this.existing(parent) : undefined);
-  }
-
   /** The peer prints its libbtrfs build and library versions; ours has none, so it says what it uses. */
   async status(): Promise<Array<[string, string]>> {
     const s = fs.statfsSync(this.home);
@@ -182,9 +145,6 @@ export class BtrfsDriver implements Driver {
     ];
   }
 
-  async cleanup(): Promise<void> {
-    // nothing mounted, nothing to release
-  }
 }
 
 /** The layer's `size=` option in bytes, checked before anything is made. */

@@ -5,12 +5,12 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { toHost, type IdMappings } from '../../lib/idmap.ts';
 import { LayersError } from '../../lib/errors.ts';
-import type { ApplyDiffOptions, ApplyDiffResult, Change, CreateOptions, DiffOptions, Driver } from '../driver.ts';
+import type { CreateOptions, Driver } from '../driver.ts';
 import { removeTree } from '../naive/remove.ts';
+import { FullTreeDriver, naive } from '../naive/full-tree.ts';
 
 // Loaded on first use: the shared helpers load the native addon, which commands that only read
 // or write records (layers, layer, names, metadata, status) do not need.
-const naive = () => import('../naive/index.ts');
 
 /** A base layer's root before any tar sets it, as containers/storage makes it. */
 const BASE_ROOT_MODE = 0o555;
@@ -26,12 +26,14 @@ const FS_NAMES: Record<number, string> = {
   0x2fc12fc1: 'zfs',
 };
 
-export class VfsDriver implements Driver {
+export class VfsDriver extends FullTreeDriver implements Driver {
   readonly name = 'vfs' as const;
   readonly home: string;
+  protected readonly what = 'directory';
   private readonly dirs: string;
 
   constructor(home: string) {
+    super();
     this.home = home;
     this.dirs = path.join(home, 'dir');
     fs.mkdirSync(this.dirs, { recursive: true, mode: 0o700 });
@@ -39,12 +41,6 @@ export class VfsDriver implements Driver {
 
   dir(id: string): string {
     return path.join(this.dirs, id);
-  }
-
-  private existing(id: string): string {
-    const d = this.dir(id);
-    if (!fs.existsSync(d)) throw new LayersError('EDRIVER', `vfs: layer ${id} has no directory ${d}`);
-    return d;
   }
 
   async create(id: string, parent: string | undefined, opts: CreateOptions = {}): Promise<void> {
@@ -79,41 +75,8 @@ export class VfsDriver implements Driver {
     await (await naive()).copyTree(td, d);
   }
 
-  async updateIdMappings(id: string, from: IdMappings | undefined, to: IdMappings | undefined): Promise<void> {
-    await (await naive()).chownTree(this.existing(id), from, to);
-  }
-
   async remove(id: string): Promise<void> {
     removeTree(this.dir(id));
-  }
-
-  async exists(id: string): Promise<boolean> {
-    return fs.existsSync(this.dir(id));
-  }
-
-  async mount(id: string): Promise<string> {
-    return this.existing(id);
-  }
-
-  async unmount(_id: string): Promise<void> {
-    // nothing is mounted: the layer's directory is its view
-  }
-
-  async diff(id: string, parent: string | undefined, fd: number, opts: DiffOptions = {}): Promise<void> {
-    await (await naive()).treeDiff(this.existing(id), parent ? this.existing(parent) : undefined, fd, opts);
-  }
-
-  /** Returns the whole ExtractResult (digest, tar size, owners), which the store records. */
-  async applyDiff(id: string, _parent: string | undefined, fd: number, opts: ApplyDiffOptions = {}): Promise<ApplyDiffResult> {
-    return (await naive()).applyTar(this.existing(id), fd, { whiteouts: 'delete', idMappings: opts.idMappings });
-  }
-
-  async changes(id: string, parent: string | undefined): Promise<Change[]> {
-    return (await naive()).treeChanges(this.existing(id), parent ? this.existing(parent) : undefined);
-  }
-
-  async diffSize(id: string, parent: string | undefined): Promise<number> {
-    return (await naive()).treeDiffSize(this.existing(id), parent ? this.existing(parent) : undefined);
   }
 
   async status(): Promise<Array<[string, string]>> {
@@ -121,7 +84,4 @@ export class VfsDriver implements Driver {
     return [['Backing Filesystem', FS_NAMES[type] ?? `0x${type.toString(16)}`]];
   }
 
-  async cleanup(): Promise<void> {
-    // nothing mounted, nothing to release
-  }
 }
