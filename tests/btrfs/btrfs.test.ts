@@ -236,13 +236,18 @@ test('a child and a template copy of a 1 GiB, 50 000-file layer each add under 1
   const child = used() - before;
   t.true(child < MiB, `the child added ${(child / MiB).toFixed(2)} MiB`);
   before = used();
-  const t0 = process.hrtime.bigint();
-  await d.createFromTemplate('t', 'p', undefined, undefined, undefined);
-  const ms = Number(process.hrtime.bigint() - t0) / 1e6;
-  // a snapshot copies nothing: its time does not depend on the 50 000 files
-  t.true(ms < 1000, `createFromTemplate took ${ms.toFixed(0)} ms`);
+  const snapshot = async (id: string) => {
+    const t0 = process.hrtime.bigint();
+    await d.createFromTemplate(id, 'p', undefined, undefined, undefined);
+    return Number(process.hrtime.bigint() - t0) / 1e6;
+  };
+  const times = [await snapshot('t')];
   const template = used() - before;
   t.true(template < MiB, `the template copy added ${(template / MiB).toFixed(2)} MiB`);
+  // a snapshot copies nothing, so its time does not grow with the 50 000 files; the best of
+  // three keeps a busy machine (other test files run beside this one) from deciding the result
+  times.push(await snapshot('t2'), await snapshot('t3'));
+  t.true(Math.min(...times) < 1000, `createFromTemplate took ${times.map((x) => x.toFixed(0)).join(', ')} ms`);
   for (const id of ['c', 't']) {
     const [total, exclusive] = btrfsDu(await d.mount(id));
     t.true(total >= 1000 * MiB, `${id}: total ${total}`);
