@@ -9,6 +9,7 @@ import { toHost, type IdMappings } from '../../lib/idmap.ts';
 import { LayersError } from '../../lib/errors.ts';
 import type { CreateOptions, Driver } from '../driver.ts';
 import { removeTree } from '../naive/remove.ts';
+import { FS_MAGIC, fsType } from '../naive/backing-fs.ts';
 import { FullTreeDriver, naive } from '../naive/full-tree.ts';
 
 // Loaded on first use, as in the other drivers: commands that only read or write records do not
@@ -16,8 +17,6 @@ import { FullTreeDriver, naive } from '../naive/full-tree.ts';
 const nativeAddon = async () => (await import('../../lib/native.ts')).native;
 const walk = async () => (await import('../../lib/tar/tree.ts')).walkTree;
 
-/** statfs f_type of btrfs (checked with Node's statfs so that opening the driver does not load the addon) */
-const BTRFS_SUPER_MAGIC = 0x9123683e;
 /** The inode number of every subvolume's root directory (BTRFS_FIRST_FREE_OBJECTID). */
 const SUBVOL_ROOT_INO = 256n;
 /** A base layer's root before any tar sets it, as containers/storage makes it. */
@@ -47,8 +46,8 @@ export class BtrfsDriver extends FullTreeDriver implements Driver {
     // checked on the nearest existing ancestor, so a wrong root fails before anything is made there
     let probe = home;
     while (!fs.existsSync(probe)) probe = path.dirname(probe);
-    const type = fs.statfsSync(probe).type;
-    if (type !== BTRFS_SUPER_MAGIC)
+    const type = fsType(probe);
+    if (type !== FS_MAGIC.btrfs)
       throw new LayersError(
         'EDRIVER',
         `btrfs: ${home} is not on a btrfs filesystem (statfs type 0x${type.toString(16)}); the btrfs driver needs its root on btrfs`,

@@ -15,6 +15,7 @@ import { toHost, type IdMappings } from '../../lib/idmap.ts';
 import { LayersError } from '../../lib/errors.ts';
 import type { ApplyDiffOptions, ApplyDiffResult, Change, CreateOptions, DiffOptions, Driver, MountOptions } from '../driver.ts';
 import { removeTree } from '../naive/remove.ts';
+import { backingFs, FS_MAGIC, fsType } from '../naive/backing-fs.ts';
 
 // Loaded on first use, as in the vfs driver: record-only commands do not need the native addon.
 const naive = () => import('../naive/index.ts');
@@ -28,15 +29,6 @@ const MOUNT_DATA_LIMIT = 4096 - 1;
 const LINK_DIR = 'l';
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 
-/** statfs f_type -> the name the peer prints as "Backing Filesystem" */
-const FS_NAMES: Record<number, string> = {
-  0x9123683e: 'btrfs',
-  0x58465342: 'xfs',
-  0xef53: 'extfs',
-  0x01021994: 'tmpfs',
-  0x794c7630: 'overlayfs',
-};
-const OVERLAYFS_MAGIC = 0x794c7630;
 
 /** A short name as the peer makes them: 26 base32 characters (128 random bits). */
 function newLinkName(): string {
@@ -74,7 +66,7 @@ export class OverlayDriver implements Driver {
     this.links = path.join(home, LINK_DIR);
     fs.mkdirSync(this.links, { recursive: true, mode: 0o700 });
     // overlayfs refuses an upper dir on overlayfs; say so now rather than at the first mount
-    if (fs.statfsSync(home).type === OVERLAYFS_MAGIC)
+    if (fsType(home) === FS_MAGIC.overlayfs)
       throw new LayersError('EDRIVER', `overlay: ${home} is on overlayfs, which cannot hold overlay upper layers; use --storage-driver vfs`);
   }
 
@@ -359,9 +351,8 @@ export class OverlayDriver implements Driver {
   }
 
   async status(): Promise<Array<[string, string]>> {
-    const type = fs.statfsSync(this.home).type;
     return [
-      ['Backing Filesystem', FS_NAMES[type] ?? `0x${type.toString(16)}`],
+      ['Backing Filesystem', backingFs(this.home)],
       ['Supports d_type', 'true'],
       ['Native Overlay Diff', 'true'],
       ['Using metacopy', 'false'],

@@ -7,6 +7,7 @@ import { toHost, type IdMappings } from '../../lib/idmap.ts';
 import { LayersError } from '../../lib/errors.ts';
 import type { CreateOptions, Driver } from '../driver.ts';
 import { removeTree } from '../naive/remove.ts';
+import { backingFs } from '../naive/backing-fs.ts';
 import { FullTreeDriver, naive } from '../naive/full-tree.ts';
 
 // Loaded on first use: the shared helpers load the native addon, which commands that only read
@@ -15,16 +16,6 @@ import { FullTreeDriver, naive } from '../naive/full-tree.ts';
 /** A base layer's root before any tar sets it, as containers/storage makes it. */
 const BASE_ROOT_MODE = 0o555;
 
-/** statfs f_type -> the name the peer's drivers print as "Backing Filesystem" */
-const FS_NAMES: Record<number, string> = {
-  0x9123683e: 'btrfs',
-  0x58465342: 'xfs',
-  0xef53: 'extfs',
-  0x01021994: 'tmpfs',
-  0x794c7630: 'overlayfs',
-  0x6969: 'nfs',
-  0x2fc12fc1: 'zfs',
-};
 
 export class VfsDriver extends FullTreeDriver implements Driver {
   readonly name = 'vfs' as const;
@@ -80,8 +71,7 @@ export class VfsDriver extends FullTreeDriver implements Driver {
   }
 
   async status(): Promise<Array<[string, string]>> {
-    const type = fs.statfsSync(this.home).type;
-    return [['Backing Filesystem', FS_NAMES[type] ?? `0x${type.toString(16)}`]];
+    return [['Backing Filesystem', backingFs(this.home)]];
   }
 
 }
