@@ -48,15 +48,20 @@ void SetName(char* dst, size_t cap, const std::string& name, const std::string& 
 
 std::string Join(const std::string& dir, const std::string& name) { return dir + "/" + name; }
 
+// The ioctls that name a subvolume inside a directory (create, delete) with btrfs_ioctl_vol_args.
+void VolIoctl(const std::string& dir, const std::string& name, unsigned long request, const char* requestName) {
+  std::string full = Join(dir, name);
+  Fd d(OpenDir(dir));
+  struct btrfs_ioctl_vol_args args;
+  std::memset(&args, 0, sizeof args);
+  SetName(args.name, sizeof args.name, name, full);
+  if (ioctl(d.fd, request, &args) != 0) Fail(errno, requestName, full);
+}
+
 // btrfsSubvolCreate(dir, name)
 Napi::Value SubvolCreate(const Napi::CallbackInfo& info) {
   return Guard(info.Env(), [&]() -> Napi::Value {
-    std::string dir = StrArg(info, 0), name = StrArg(info, 1), full = Join(dir, name);
-    Fd d(OpenDir(dir));
-    struct btrfs_ioctl_vol_args args;
-    std::memset(&args, 0, sizeof args);
-    SetName(args.name, sizeof args.name, name, full);
-    if (ioctl(d.fd, BTRFS_IOC_SUBVOL_CREATE, &args) != 0) Fail(errno, "BTRFS_IOC_SUBVOL_CREATE", full);
+    VolIoctl(StrArg(info, 0), StrArg(info, 1), BTRFS_IOC_SUBVOL_CREATE, "BTRFS_IOC_SUBVOL_CREATE");
     return info.Env().Undefined();
   });
 }
@@ -81,12 +86,7 @@ Napi::Value Snapshot(const Napi::CallbackInfo& info) {
 // btrfsSubvolDelete(dir, name): the subvolume must hold no other subvolume (ENOTEMPTY)
 Napi::Value SubvolDelete(const Napi::CallbackInfo& info) {
   return Guard(info.Env(), [&]() -> Napi::Value {
-    std::string dir = StrArg(info, 0), name = StrArg(info, 1), full = Join(dir, name);
-    Fd d(OpenDir(dir));
-    struct btrfs_ioctl_vol_args args;
-    std::memset(&args, 0, sizeof args);
-    SetName(args.name, sizeof args.name, name, full);
-    if (ioctl(d.fd, BTRFS_IOC_SNAP_DESTROY, &args) != 0) Fail(errno, "BTRFS_IOC_SNAP_DESTROY", full);
+    VolIoctl(StrArg(info, 0), StrArg(info, 1), BTRFS_IOC_SNAP_DESTROY, "BTRFS_IOC_SNAP_DESTROY");
     return info.Env().Undefined();
   });
 }
