@@ -34,26 +34,57 @@ function truncated(what: string, at: number, end: number, wanted: number): TarEr
   return new TarError('ETARTRUNCATED', `${what}: the tar ends at byte ${end}, inside it (wanted ${wanted} bytes at byte ${at})`, what, at);
 }
 
-/** A tar in a regular file: positional reads through a small read-ahead window (headers only). */
-export class FileSource implements BlockSource {
-  position: number;
-  readonly size: number;
+/** What both sources do alike, over the one primitive each has: `fill` copies up to `len`
+ *  bytes from the current position into `out` and advances the position. */
+abstract class Source {
+  position = 0;
+  abstract readonly size: number | undefined;
   readonly globals = new Map<string, Buffer>();
+  private readonly header = Buffer.allocUnsafe(BLOCK);
+
+  protected abstract fill(out: Buffer, len: number): number;
+
+  readBlock(): Buffer {
+    const got = this.fill(this.header, BLOCK);
+    return got === BLOCK ? this.header : this.header.subarray(0, got);
+  }
+
+  readUpTo(n: number): Buffer {
+    const out = Buffer.allocUnsafe(this.size === undefined ? n : Math.max(0, Math.min(n, this.size - this.position)));
+    const got = this.fill(out, out.length);
+    return got === out.length ? out : out.subarray(0, got);
+  }
+
+  read(n: number, what = 'header'): Buffer {
+    const at = this.position;
+    const b = this.readUpTo(n);
+    if (b.length < n) throw truncated(what, at, at + b.length, n);
+    return b;
+  }
+
+  advance(n: number): void {
+    this.position += n;
+  }
+}
+
+/** A tar in a regular file: positional reads through a small read-ahead window (headers only). */
+export class FileSource extends Source implements BlockSource {
+  readonly size: number;
   private readonly win = Buffer.allocUnsafe(WINDOW);
   private winStart = 0;
   private winLen = 0;
-  private readonly header = Buffer.allocUnsafe(BLOCK);
 
   constructor(
     private readonly fd: number,
     start = 0,
   ) {
+    super();
     this.position = start;
     this.size = fs.fstatSync(fd).size;
   }
 
   /** copy up to `len` bytes at the current position into `out`, through the window */
-  private fill(out: Buffer, len: number): number {
+  protected fill(out: Buffer, len: number): number {
     let got = 0;
     while (got < len) {
       const pos = this.position + got;
@@ -73,30 +104,8 @@ export class FileSource implements BlockSource {
     return got;
   }
 
-  readBlock(): Buffer {
-    const got = this.fill(this.header, BLOCK);
-    return got === BLOCK ? this.header : this.header.subarray(0, got);
-  }
-
-  readUpTo(n: number): Buffer {
-    const out = Buffer.allocUnsafe(Math.max(0, Math.min(n, this.size - this.position)));
-    const got = this.fill(out, out.length);
-    return got === out.length ? out : out.subarray(0, got);
-  }
-
-  read(n: number, what = 'header'): Buffer {
-    const at = this.position;
-    const b = this.readUpTo(n);
-    if (b.length < n) throw truncated(what, at, at + b.length, n);
-    return b;
-  }
-
   skip(n: number, what = 'entry'): void {
     if (this.position + n > this.size) throw truncated(what, this.position, this.size, n);
-    this.position += n;
-  }
-
-  advance(n: number): void {
     this.position += n;
   }
 }
@@ -107,24 +116,22 @@ const sleeper = new Int32Array(new SharedArrayBuffer(4));
 
 /** A tar coming through a pipe or socket: sequential reads, nothing read ahead (bodies are
  *  spliced by the native side straight from the fd, so the fd must stand at each body). */
-export class PipeSource implements BlockSource {
-  position = 0;
+export class PipeSource extends Source implements BlockSource {
   readonly size = undefined;
-  readonly globals = new Map<string, Buffer>();
   /** sees every byte this source reads itself (headers, padding, skipped bytes), in order,
    *  in a buffer that is reused after the call: hash or copy it there */
   private readonly onBytes?: (b: Buffer) => void;
   private readonly scratch = Buffer.allocUnsafe(WINDOW);
-  private readonly header = Buffer.allocUnsafe(BLOCK);
 
   constructor(
     private readonly fd: number,
     opts: { onBytes?: (b: Buffer) => void } = {},
   ) {
+    super();
     this.onBytes = opts.onBytes;
   }
 
-  private readInto(buf: Buffer, len: number): number {
+  protected fill(buf: Buffer, len: number): number {
     let got = 0;
     while (got < len) {
       let n: number;
@@ -145,35 +152,13 @@ export class PipeSource implements BlockSource {
     return got;
   }
 
-  readBlock(): Buffer {
-    const got = this.readInto(this.header, BLOCK);
-    return got === BLOCK ? this.header : this.header.subarray(0, got);
-  }
-
-  readUpTo(n: number): Buffer {
-    const out = Buffer.allocUnsafe(n);
-    const got = this.readInto(out, n);
-    return got === n ? out : out.subarray(0, got);
-  }
-
-  read(n: number, what = 'header'): Buffer {
-    const at = this.position;
-    const b = this.readUpTo(n);
-    if (b.length < n) throw truncated(what, at, at + b.length, n);
-    return b;
-  }
-
   skip(n: number, what = 'entry'): void {
     const at = this.position;
     let left = n;
     while (left > 0) {
-      const got = this.readInto(this.scratch, Math.min(left, this.scratch.length));
+      const got = this.fill(this.scratch, Math.min(left, this.scratch.length));
       if (got === 0) throw truncated(what, at, this.position, n);
       left -= got;
     }
-  }
-
-  advance(n: number): void {
-    this.position += n;
   }
 }
