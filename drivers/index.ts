@@ -9,13 +9,16 @@ import { VfsDriver } from './vfs/index.ts';
 export const driverNames = ['vfs', 'overlay', 'btrfs'] as const;
 export type DriverName = (typeof driverNames)[number];
 
-/** The driver `name` with its home under root. */
-export function openDriver(name: string, root: string): Driver {
+/**
+ * The driver `name` with its home under root; runroot (when given) holds what the driver keeps
+ * only until reboot (overlay: the cached answers of its kernel feature probes).
+ */
+export function openDriver(name: string, root: string, runroot?: string): Driver {
   switch (name) {
     case 'vfs':
       return new VfsDriver(path.join(root, 'vfs'));
     case 'overlay':
-      return new OverlayDriver(path.join(root, 'overlay'));
+      return new OverlayDriver(path.join(root, 'overlay'), runroot && path.join(runroot, 'overlay'));
     case 'btrfs':
       return new BtrfsDriver(path.join(root, 'btrfs'));
     default:

@@ -60,9 +60,12 @@ export class OverlayDriver implements Driver {
   readonly name = 'overlay' as const;
   readonly home: string;
   private readonly links: string;
+  /** <runroot>/overlay: cached feature probes (undefined: probe every time) */
+  readonly runHome: string | undefined;
 
-  constructor(home: string) {
+  constructor(home: string, runHome?: string) {
     this.home = home;
+    this.runHome = runHome;
     this.links = path.join(home, LINK_DIR);
     fs.mkdirSync(this.links, { recursive: true, mode: 0o700 });
     // overlayfs refuses an upper dir on overlayfs; say so now rather than at the first mount

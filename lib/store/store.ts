@@ -92,7 +92,7 @@ export class Store {
     this.tmpDir = path.join(this.root, 'tmp');
     const runLayers = path.join(this.runroot, `${name}-layers`);
     for (const d of [this.root, this.layersDir, this.tmpDir, this.runroot, runLayers]) fs.mkdirSync(d, { recursive: true, mode: 0o700 });
-    this.driver = openDriver(name, this.root);
+    this.driver = openDriver(name, this.root, this.runroot);
     this.layersFile = path.join(this.layersDir, 'layers.json');
     this.mounts = new MountRecords(runLayers);
     this.lock = new StoreLock(path.join(this.root, 'layers-store.lock'), async () => {
