@@ -43,6 +43,11 @@ export interface ApplyDiffResult {
 export interface DiffOptions {
   /** host -> container mappings applied to owners while writing */
   idMappings?: IdMappings;
+  /**
+   * the mappings of the layer compared with (default: idMappings): owners compare in container
+   * ids, so a layer shifted from its parent's mappings does not differ from it by owner alone
+   */
+  parentIdMappings?: IdMappings;
 }
 
 export interface DriverStatus {
@@ -72,8 +77,14 @@ export interface Driver {
   /** write the layer's changes against parent as an uncompressed tar to fd */
   diff(id: string, parent: string | undefined, fd: number, opts?: DiffOptions): Promise<void>;
   applyDiff(id: string, parent: string | undefined, fd: number, opts?: ApplyDiffOptions): Promise<ApplyDiffResult>;
-  changes(id: string, parent: string | undefined): Promise<Change[]>;
-  diffSize(id: string, parent: string | undefined): Promise<number>;
+  changes(id: string, parent: string | undefined, opts?: DiffOptions): Promise<Change[]>;
+  diffSize(id: string, parent: string | undefined, opts?: DiffOptions): Promise<number>;
+  /**
+   * Layers whose files stand on this one though their records may name another parent: a
+   * driver whose CreateFromTemplate keeps the template underneath (overlay) reports the copies,
+   * so the store never removes a template before them. Absent: there are none.
+   */
+  dependents?(id: string): Promise<string[]>;
   status(): Promise<Array<[string, string]>>;
   cleanup(): Promise<void>;
 }

@@ -2,6 +2,7 @@
 // tree and its parent's side by side in sorted order and report what was added, modified and
 // deleted. It streams: memory grows with the depth of the tree, not its size.
 import { childNodes, compareNames, walkBelow, type NodeStat, type TreeNode } from '../../lib/tar/tree.ts';
+import { isIdentity, OVERFLOW_ID, sameMappings, toContainer, type IdMappings } from '../../lib/idmap.ts';
 import type { ChangeKind } from '../driver.ts';
 
 export interface TreeChange {
@@ -16,16 +17,26 @@ export interface TreeChange {
  * As the peer does, a directory whose own metadata did not change is still reported (Modify)
  * when something inside it changed, so that its owner and mode travel with the diff.
  */
-export function* compareTrees(layer: string, parent: string | undefined): Generator<TreeChange> {
+export function* compareTrees(layer: string, parent: string | undefined, mappings: OwnerMappings = {}): Generator<TreeChange> {
   if (!parent) {
     for (const node of walkBelow(layer, '.')) yield { kind: 'Add', rel: node.rel, node };
     return;
   }
-  yield* compareDir(layer, parent, '.', []);
+  const changed = sameMappings(mappings.layer, mappings.parent ?? mappings.layer) ? changedOnDisk : changedInContainer(mappings);
+  yield* compareDir(layer, parent, '.', [], changed);
 }
 
+/** The id mappings of the two trees: owners compare as container ids when they differ. */
+export interface OwnerMappings {
+  layer?: IdMappings;
+  /** default: the layer's */
+  parent?: IdMappings;
+}
+
+type Changed = (a: TreeNode, b: TreeNode) => boolean;
+
 /** `pending`: ancestor directories not yet reported, reported as Modify before the first change below them. */
-function* compareDir(layer: string, parent: string, dir: string, pending: TreeNode[]): Generator<TreeChange> {
+function* compareDir(layer: string, parent: string, dir: string, pending: TreeNode[], changed: Changed): Generator<TreeChange> {
   const a = childNodes(layer, dir);
   const b = childNodes(parent, dir);
   let i = 0;
@@ -60,12 +71,12 @@ function* compareDir(layer: string, parent: string, dir: string, pending: TreeNo
     if (changed(node, old!)) {
       yield* flush(pending);
       yield { kind: 'Modify', rel, node };
-      if (bothDirs) yield* compareDir(layer, parent, rel, []);
+      if (bothDirs) yield* compareDir(layer, parent, rel, [], changed);
       continue;
     }
     if (bothDirs) {
       pending.push(node);
-      yield* compareDir(layer, parent, rel, pending);
+      yield* compareDir(layer, parent, rel, pending, changed);
       if (pending[pending.length - 1] === node) pending.pop();
     }
   }
@@ -78,10 +89,25 @@ function* flush(pending: TreeNode[]): Generator<TreeChange> {
 
 /** The peer's rule: type, mode, owner, rdev, link target and xattrs; size and mtime (with
  *  nanoseconds) for everything but directories, whose size and mtime say nothing reliable. */
-function changed(a: TreeNode, b: TreeNode): boolean {
+function changedOnDisk(a: TreeNode, b: TreeNode): boolean {
+  return a.st.uid !== b.st.uid || a.st.gid !== b.st.gid || changedBesidesOwner(a, b);
+}
+
+/** The same rule with each side's owner seen as the container sees it (an id outside the mappings as the overflow id). */
+function changedInContainer(m: OwnerMappings): Changed {
+  const seen = (map: IdMappings | undefined, which: 'uidmap' | 'gidmap', id: bigint | number) =>
+    isIdentity(map) ? Number(id) : (toContainer(map![which], Number(id)) ?? OVERFLOW_ID);
+  const parent = m.parent ?? m.layer;
+  return (a, b) =>
+    seen(m.layer, 'uidmap', a.st.uid) !== seen(parent, 'uidmap', b.st.uid) ||
+    seen(m.layer, 'gidmap', a.st.gid) !== seen(parent, 'gidmap', b.st.gid) ||
+    changedBesidesOwner(a, b);
+}
+
+function changedBesidesOwner(a: TreeNode, b: TreeNode): boolean {
   const x: NodeStat = a.st;
   const y: NodeStat = b.st;
-  if (x.mode !== y.mode || x.uid !== y.uid || x.gid !== y.gid || x.rdev !== y.rdev) return true;
+  if (x.mode !== y.mode || x.rdev !== y.rdev) return true;
   if (!x.isDirectory() && (x.size !== y.size || x.mtimeNs !== y.mtimeNs)) return true;
   if (a.link !== b.link) return true;
   return !sameXattrs(a.xattrs, b.xattrs);

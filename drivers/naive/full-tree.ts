@@ -49,12 +49,12 @@ export abstract class FullTreeDriver {
     return (await naive()).applyTar(this.existing(id), fd, { whiteouts: 'delete', idMappings: opts.idMappings });
   }
 
-  async changes(id: string, parent: string | undefined): Promise<Change[]> {
-    return (await naive()).treeChanges(this.existing(id), parent ? this.existing(parent) : undefined);
+  async changes(id: string, parent: string | undefined, opts: DiffOptions = {}): Promise<Change[]> {
+    return (await naive()).treeChanges(this.existing(id), parent ? this.existing(parent) : undefined, opts);
   }
 
-  async diffSize(id: string, parent: string | undefined): Promise<number> {
-    return (await naive()).treeDiffSize(this.existing(id), parent ? this.existing(parent) : undefined);
+  async diffSize(id: string, parent: string | undefined, opts: DiffOptions = {}): Promise<number> {
+    return (await naive()).treeDiffSize(this.existing(id), parent ? this.existing(parent) : undefined, opts);
   }
 
   async cleanup(): Promise<void> {

@@ -13,7 +13,7 @@ import { whiteoutName } from '../../lib/tar/whiteout.ts';
 import { entryOp } from '../../lib/tar/ops.ts';
 import { nativeToTarError } from '../../lib/tar/native-errors.ts';
 import type { Change, DiffOptions } from '../driver.ts';
-import { compareTrees, type TreeChange } from './compare.ts';
+import { compareTrees, type OwnerMappings, type TreeChange } from './compare.ts';
 
 export { compareTrees, type TreeChange };
 
@@ -33,7 +33,7 @@ export function* diffItems(layerDir: string, parentDir: string | undefined, opts
   const mapOwner = containerMapper(opts.idMappings);
   if (!parentDir) return yield* treeItems(layerDir, mapOwner);
   const seen = new Map<string, string>();
-  for (const c of compareTrees(layerDir, parentDir)) {
+  for (const c of compareTrees(layerDir, parentDir, ownerMappings(opts))) {
     if (c.kind === 'Delete') {
       // a fixed time, not "now": the same two trees always give the same tar
       yield { entry: { name: whiteoutName(c.rel), type: 'file', mode: 0o644, uid: 0, gid: 0, size: 0, mtime: { sec: 0, nsec: 0 } } };
@@ -54,18 +54,23 @@ export async function treeDiff(
   await writeTar(layerDir, diffItems(layerDir, parentDir, opts), fd, opts);
 }
 
+/** The two trees' mappings as the comparison takes them. */
+function ownerMappings(opts: DiffOptions): OwnerMappings {
+  return { layer: opts.idMappings, parent: opts.parentIdMappings };
+}
+
 /** The change list, sorted by path as the peer prints it. */
-export async function treeChanges(layerDir: string, parentDir: string | undefined): Promise<Change[]> {
+export async function treeChanges(layerDir: string, parentDir: string | undefined, opts: DiffOptions = {}): Promise<Change[]> {
   const out: Change[] = [];
-  for (const c of compareTrees(layerDir, parentDir)) out.push({ path: '/' + c.rel, kind: c.kind });
+  for (const c of compareTrees(layerDir, parentDir, ownerMappings(opts))) out.push({ path: '/' + c.rel, kind: c.kind });
   return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
 /** Bytes of file bodies that treeDiff would write, each inode counted once. */
-export async function treeDiffSize(layerDir: string, parentDir: string | undefined): Promise<number> {
+export async function treeDiffSize(layerDir: string, parentDir: string | undefined, opts: DiffOptions = {}): Promise<number> {
   const seen = new Set<string>();
   let size = 0;
-  for (const c of compareTrees(layerDir, parentDir)) {
+  for (const c of compareTrees(layerDir, parentDir, ownerMappings(opts))) {
     const st = c.node?.st;
     if (!st || !st.isFile()) continue;
     const key = inodeKey(st);

@@ -335,22 +335,30 @@ export class OverlayDriver implements Driver {
     return (await naive()).applyTar(this.existing(id), fd, { whiteouts: 'overlay', idMappings: opts.idMappings });
   }
 
-  async changes(id: string, parent: string | undefined): Promise<Change[]> {
+  async changes(id: string, parent: string | undefined, opts: DiffOptions = {}): Promise<Change[]> {
     const diffDir = this.existing(id);
     if (this.direct(id, parent)) {
       const { overlayChanges } = await items();
       return this.withTree(parent, async (base) => overlayChanges(diffDir, base));
     }
     const { treeChanges } = await naive();
-    return this.withTree(id, (layer) => this.withTree(parent, (base) => treeChanges(layer!, base)));
+    return this.withTree(id, (layer) => this.withTree(parent, (base) => treeChanges(layer!, base, opts)));
   }
 
-  async diffSize(id: string, parent: string | undefined): Promise<number> {
+  async diffSize(id: string, parent: string | undefined, opts: DiffOptions = {}): Promise<number> {
     const diffDir = this.existing(id);
     const { treeDiffSize } = await naive();
     // the diff dir holds exactly the bodies the direct Diff writes (whiteouts are devices: no size)
     if (this.direct(id, parent)) return treeDiffSize(diffDir, undefined);
-    return this.withTree(id, (layer) => this.withTree(parent, (base) => treeDiffSize(layer!, base)));
+    return this.withTree(id, (layer) => this.withTree(parent, (base) => treeDiffSize(layer!, base, opts)));
+  }
+
+  /** Every layer with this one among its lowers: its children and theirs, and copies made from it as a template. */
+  async dependents(id: string): Promise<string[]> {
+    const link = readText(path.join(this.dir(id), 'link'));
+    if (!link) return [];
+    const mine = `${LINK_DIR}/${link}`;
+    return this.layerIds().filter((other) => other !== id && this.lowers(other).split(':').includes(mine));
   }
 
   async status(): Promise<Array<[string, string]>> {
