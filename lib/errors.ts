@@ -4,8 +4,18 @@
 export type ErrorCode =
   /** no layer has this id, name or id prefix */
   | 'ELAYERUNKNOWN'
-  /** the layer is mounted (or, later, used by an image or a container) */
+  /** the layer is mounted, or used by an image or a container */
   | 'ELAYERINUSE'
+  /** no image has this id, name or id prefix */
+  | 'EIMAGEUNKNOWN'
+  /** no container has this id, name or id prefix */
+  | 'ECONTAINERUNKNOWN'
+  /** the image has no big-data item of this name */
+  | 'EBIGDATAUNKNOWN'
+  /** the image is used by containers */
+  | 'EIMAGEINUSE'
+  /** an image or container id is taken */
+  | 'EIDINUSE'
   /** the layer has child layers */
   | 'ELAYERHASCHILDREN'
   /** the id is taken */

@@ -7,8 +7,19 @@
 import { Store, type StoreOptions } from './store/store.ts';
 
 export { Store } from './store/store.ts';
-export type { StoreOptions, CreateLayerOptions, DiffInput, DiffOptions } from './store/store.ts';
-export type { LayerRecord } from './store/records.ts';
+export type {
+  StoreOptions,
+  CreateLayerOptions,
+  CreateImageOptions,
+  CreateContainerOptions,
+  CreateFromTemplateOptions,
+  RemoveImageOptions,
+  RemoveImageResult,
+  Found,
+  DiffInput,
+  DiffOptions,
+} from './store/store.ts';
+export type { LayerRecord, ImageRecord, ContainerRecord } from './store/records.ts';
 export { Compression } from './store/records.ts';
 export type { MountRecord } from './store/mounts.ts';
 export { LayersError, isLayersError, type ErrorCode } from './errors.ts';

@@ -1,87 +1,19 @@
 // The commands of `layers`, with the names, flags and output formats of containers-storage.
 // Each parses its arguments, calls the public API, and prints; nothing here touches records or
-// trees directly.
+// trees directly. Image and container commands are in images.ts.
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { isatty } from 'node:tty';
 import { LayersError } from '../errors.ts';
-import { parseIdMap, type IdMap } from '../idmap.ts';
-import { openStore, type LayerRecord, type Store } from '../index.ts';
-import { bool, list, str, usageError, type FlagSpec, type Parsed } from './args.ts';
+import type { LayerRecord } from '../index.ts';
+import { bool, list, str, usageError, type Parsed } from './args.ts';
+import { fileIn, idMaps, json, mapFlags, metadataFlags, metadataOf, open, out, printCreated, printJson, reportFailure, withProgress, type Command, type Globals } from './common.ts';
+import { imageCommands } from './images.ts';
 import { drawTree } from './tree.ts';
 
-export interface Globals {
-  root: string;
-  runroot: string;
-  driver: string;
-  storageOpts: string[];
-  json: boolean;
-}
+export type { Command, Globals };
 
-export interface Command {
-  names: string[];
-  /** the positional arguments, for usage */
-  args: string;
-  help: string;
-  min: number;
-  max?: number;
-  flags: FlagSpec[];
-  run(g: Globals, p: Parsed, name: string): Promise<number>;
-}
-
-const out = (s: string) => void process.stdout.write(s);
-const printJson = (v: unknown) => out(JSON.stringify(v) + '\n');
-
-function open(g: Globals): Promise<Store> {
-  return openStore({ root: g.root, runroot: g.runroot, driver: g.driver, storageOpts: g.storageOpts });
-}
-
-/** One argument of several failed: say which and why; the command goes on with the others. */
-function reportFailure(cmd: string, arg: string, err: unknown): void {
-  process.stderr.write(`layers: ${cmd}: ${arg}: ${(err as Error).message ?? String(err)}\n`);
-}
-
-/**
- * "\rimporting layer.tar (300.0 MB): 4.2s" on stderr every 250 ms while work runs, when stderr is
- * a terminal. `bytes` is polled for the size so far, when it can be known.
- */
-function progress(label: string, bytes?: () => number | undefined): () => void {
-  if (!process.stderr.isTTY) return () => undefined;
-  const t0 = Date.now();
-  const timer = setInterval(() => {
-    const b = bytes?.();
-    const size = b === undefined ? '' : ` (${(b / 1e6).toFixed(1)} MB)`;
-    process.stderr.write(`\r${label}${size}: ${((Date.now() - t0) / 1000).toFixed(1)}s`);
-  }, 250);
-  timer.unref();
-  return () => {
-    clearInterval(timer);
-    process.stderr.write('\r\x1b[K');
-  };
-}
-
-async function withProgress<T>(label: string, work: Promise<T>, bytes?: () => number | undefined): Promise<T> {
-  const stop = progress(label, bytes);
-  try {
-    return await work;
-  } finally {
-    stop();
-  }
-}
-
-const json: FlagSpec = { names: ['json', 'j'], help: 'print one JSON document' };
-const fileIn: FlagSpec = { names: ['file', 'f'], value: true, help: 'read the tar from this file instead of stdin' };
-
-const mapFlags: FlagSpec[] = [
-  { names: ['uidmap'], value: true, help: 'UID map, containerID:hostID:size[,...]' },
-  { names: ['gidmap'], value: true, help: 'GID map, containerID:hostID:size[,...]' },
-  { names: ['hostuidmap'], help: 'force the host UID map (no mapping)' },
-  { names: ['hostgidmap'], help: 'force the host GID map (no mapping)' },
-  { names: ['subuidmap'], value: true, help: "UID map from a user's ranges in /etc/subuid" },
-  { names: ['subgidmap'], value: true, help: "GID map from a group's ranges in /etc/subgid" },
-];
-
-const createFlags: FlagSpec[] = [
+const createFlags = [
   { names: ['id', 'i'], value: true, help: 'layer ID (default: 64 random hex digits)' },
   { names: ['name', 'n'], value: true, multi: true, help: 'layer name; repeatable' },
   { names: ['label', 'l'], value: true, help: 'mount label' },
@@ -89,52 +21,6 @@ const createFlags: FlagSpec[] = [
   ...mapFlags,
   json,
 ];
-
-/** containers' ids 0.. laid over the ranges of `who` in /etc/subuid or /etc/subgid, in file order */
-function subIdMap(file: string, who: string): IdMap[] {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw new LayersError('EUSAGE', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code}`);
-  }
-  const map: IdMap[] = [];
-  let next = 0;
-  for (const line of text.split('\n')) {
-    const [name, start, count] = line.trim().split(':');
-    if (name !== who || start === undefined || count === undefined) continue;
-    map.push({ container_id: next, host_id: Number(start), size: Number(count) });
-    next += Number(count);
-  }
-  if (map.length === 0) throw new LayersError('EUSAGE', `no ranges for "${who}" in ${file}`);
-  return map;
-}
-
-function idMaps(p: Parsed): { uidmap: IdMap[]; gidmap: IdMap[] } {
-  const pick = (host: string, explicit: string, sub: string, subFile: string): IdMap[] => {
-    if (bool(p, host)) return [];
-    const spec = str(p, explicit);
-    if (spec !== undefined) {
-      try {
-        return parseIdMap(spec);
-      } catch (err) {
-        throw new LayersError('EUSAGE', `--${explicit}: ${(err as Error).message}`);
-      }
-    }
-    const who = str(p, sub);
-    return who !== undefined ? subIdMap(subFile, who) : [];
-  };
-  return {
-    uidmap: pick('hostuidmap', 'uidmap', 'subuidmap', '/etc/subuid'),
-    gidmap: pick('hostgidmap', 'gidmap', 'subgidmap', '/etc/subgid'),
-  };
-}
-
-function printCreated(g: Globals, layer: LayerRecord): void {
-  if (g.json) return printJson(layer);
-  out(`${layer.id}\n`);
-  for (const n of layer.names ?? []) out(`\t${n}\n`);
-}
 
 /** The tar to read: -f FILE, else stdin as fd 0 (process.stdin is never touched: it would make fd 0 non-blocking). */
 function tarInput(p: Parsed): { input: number | string; what: string; size?: number } {
@@ -272,8 +158,8 @@ export const commands: Command[] = [
   },
   {
     names: ['mount'],
-    args: 'layerNameOrID [...]',
-    help: 'Mount a layer (one more user) and print where',
+    args: 'layerOrContainerNameOrID [...]',
+    help: "Mount a layer or a container's layer (one more user) and print where",
     min: 1,
     flags: [
       { names: ['ro', 'r'], help: 'mount read-only' },
@@ -302,8 +188,8 @@ export const commands: Command[] = [
   },
   {
     names: ['unmount', 'umount'],
-    args: 'layerNameOrID [...]',
-    help: 'One user less of a layer mount; the last one unmounts',
+    args: 'layerOrContainerNameOrID [...]',
+    help: "One user less of a layer's or container's mount; the last one unmounts",
     min: 1,
     flags: [{ names: ['force', 'f'], help: 'unmount whatever the count' }, json],
     async run(g, p, name) {
@@ -349,9 +235,21 @@ export const commands: Command[] = [
         out(drawTree(nodes));
         return 0;
       }
+      // as the peer lists them: each layer's names, then the images and containers it is the layer of
+      const images = bool(p, 'quick') ? [] : await store.images();
+      const containers = bool(p, 'quick') ? [] : await store.containers();
       for (const l of layers) {
         out(`${l.id}\n`);
-        if (!bool(p, 'quick')) for (const n of l.names ?? []) out(`\tname: ${n}\n`);
+        if (bool(p, 'quick')) continue;
+        for (const n of l.names ?? []) out(`\tname: ${n}\n`);
+        for (const i of images.filter((i) => i.layer === l.id || i['mapped-layers']?.includes(l.id))) {
+          out(`\timage: ${i.id}\n`);
+          for (const n of i.names ?? []) out(`\t\tname: ${n}\n`);
+        }
+        for (const c of containers.filter((c) => c.layer === l.id)) {
+          out(`\tcontainer: ${c.id}\n`);
+          for (const n of c.names ?? []) out(`\t\tname: ${n}\n`);
+        }
       }
       return 0;
     },
@@ -408,21 +306,21 @@ export const commands: Command[] = [
   },
   {
     names: ['exists'],
-    args: 'layerNameOrID [...]',
-    help: 'Check that layers exist (exit 1 if any does not)',
+    args: 'layerOrImageOrContainerNameOrID [...]',
+    help: 'Check that layers, images or containers exist (exit 1 if any does not)',
     min: 1,
     flags: [
-      { names: ['layer', 'l'], help: 'only succeed if the match is a layer (all matches are, so far)' },
-      { names: ['image', 'i'], help: 'only succeed if the match is an image (there are none yet)' },
-      { names: ['container', 'c'], help: 'only succeed if the match is a container (there are none yet)' },
+      { names: ['layer', 'l'], help: 'only succeed if the match is a layer' },
+      { names: ['image', 'i'], help: 'only succeed if the match is an image' },
+      { names: ['container', 'c'], help: 'only succeed if the match is a container' },
       { names: ['quiet', 'q'], help: "don't print names" },
       json,
     ],
     async run(g, p) {
       const store = await open(g);
-      const onlyOther = bool(p, 'image') || bool(p, 'container');
+      const only = (['layer', 'image', 'container'] as const).filter((k) => bool(p, k));
       const found: Record<string, boolean> = {};
-      for (const ref of p.positionals) found[ref] = !onlyOther && (await store.exists(ref));
+      for (const ref of p.positionals) found[ref] = (await store.resolve(ref, only.length > 0 ? [...only] : undefined)) !== undefined;
       if (g.json) printJson(found);
       else if (!bool(p, 'quiet')) for (const [ref, ok] of Object.entries(found)) out(`${ref}: ${ok}\n`);
       return Object.values(found).every(Boolean) ? 0 : 1;
@@ -445,7 +343,7 @@ export const commands: Command[] = [
   {
     names: ['wipe'],
     args: '',
-    help: 'Delete every layer (unmounting mounted ones)',
+    help: 'Delete every container, image and layer (unmounting mounted ones)',
     min: 0,
     max: 0,
     flags: [json],
@@ -486,8 +384,8 @@ export const commands: Command[] = [
   },
   {
     names: ['metadata'],
-    args: 'layerNameOrID [...]',
-    help: "Print layers' metadata",
+    args: 'layerOrImageOrContainerNameOrID [...]',
+    help: 'Print the metadata of layers, images or containers',
     min: 1,
     flags: [{ names: ['quiet', 'q'], help: 'omit names and IDs' }, json],
     async run(g, p, name) {
@@ -496,7 +394,9 @@ export const commands: Command[] = [
       let failed = false;
       for (const ref of p.positionals) {
         try {
-          found[ref] = (await store.layer(ref)).metadata ?? '';
+          const hit = await store.resolve(ref);
+          if (!hit) throw new LayersError('ELAYERUNKNOWN', 'no layer, image or container has this name or id');
+          found[ref] = hit.record.metadata ?? '';
         } catch (err) {
           failed = true;
           reportFailure(name, ref, err);
@@ -509,24 +409,13 @@ export const commands: Command[] = [
   },
   {
     names: ['set-metadata', 'setmetadata'],
-    args: 'layerNameOrID',
-    help: "Set a layer's metadata (from -m TEXT or -f FILE)",
+    args: 'layerOrImageOrContainerNameOrID',
+    help: 'Set the metadata of a layer, image or container (from -m TEXT or -f FILE)',
     min: 1,
     max: 1,
-    flags: [
-      { names: ['metadata', 'm'], value: true, help: 'metadata' },
-      { names: ['metadata-file', 'f'], value: true, help: 'read the metadata from this file' },
-    ],
+    flags: metadataFlags,
     async run(g, p) {
-      const file = str(p, 'metadata-file');
-      let md = str(p, 'metadata');
-      if (file !== undefined) {
-        try {
-          md = fs.readFileSync(file, 'utf8');
-        } catch (err) {
-          throw new LayersError('EINPUT', `cannot read ${file}: ${(err as NodeJS.ErrnoException).code}`);
-        }
-      }
+      const md = metadataOf(p);
       if (md === undefined) throw usageError('set-metadata needs -m TEXT or -f FILE');
       await (await open(g)).setMetadata(p.positionals[0], md);
       return 0;
@@ -534,13 +423,15 @@ export const commands: Command[] = [
   },
   {
     names: ['get-names', 'getnames'],
-    args: 'layerNameOrID',
-    help: "Print a layer's names",
+    args: 'layerOrImageOrContainerNameOrID',
+    help: 'Print the names of a layer, image or container',
     min: 1,
     max: 1,
     flags: [json],
     async run(g, p) {
-      const names = (await (await open(g)).layer(p.positionals[0])).names ?? [];
+      const hit = await (await open(g)).resolve(p.positionals[0]);
+      if (!hit) throw new LayersError('ELAYERUNKNOWN', `layer, image or container "${p.positionals[0]}" not known`);
+      const names = hit.record.names ?? [];
       if (g.json) printJson(names);
       else out(names.map((n) => `${n}\n`).join(''));
       return 0;
@@ -549,8 +440,11 @@ export const commands: Command[] = [
   ...(['add-names', 'set-names'] as const).map(
     (cmd): Command => ({
       names: [cmd, cmd.replace('-', '')],
-      args: 'layerNameOrID',
-      help: cmd === 'add-names' ? 'Add names to a layer (a name another layer has moves here)' : "Replace a layer's names (a name another layer has moves here)",
+      args: 'layerOrImageOrContainerNameOrID',
+      help:
+        cmd === 'add-names'
+          ? 'Add names to a layer, image or container (a name another of its kind has moves here)'
+          : 'Replace the names of a layer, image or container (a name another of its kind has moves here)',
       min: 1,
       max: 1,
       flags: [{ names: ['name', 'n'], value: true, multi: true, help: 'name; repeatable' }, json],
@@ -562,4 +456,5 @@ export const commands: Command[] = [
       },
     }),
   ),
+  ...imageCommands,
 ];

@@ -1,4 +1,5 @@
-// Layer records as containers/storage writes them in <root>/<driver>-layers/layers.json: the
+// Layer, image and container records as containers/storage writes them (<driver>-layers/
+// layers.json, <driver>-images/images.json, <driver>-containers/containers.json): the
 // same field names, the same order, empty fields left out. Fields we do not interpret (the
 // peer's toc-digest, big-data-names, ...) are kept as they are, so a store the peer made
 // round-trips through ours.
@@ -28,7 +29,8 @@ export interface LayerRecord {
   [peerField: string]: unknown;
 }
 
-const ORDER = [
+/** Field order of containers/storage's Layer struct (its JSON tags), which writes them in this order. */
+export const LAYER_FIELDS = [
   'id',
   'names',
   'parent',
@@ -48,6 +50,86 @@ const ORDER = [
   'gidmap',
 ];
 
+/** An image as containers/storage writes it in <root>/<driver>-images/images.json. */
+export interface ImageRecord {
+  id: string;
+  digest?: string;
+  digests?: string[];
+  names?: string[];
+  'names-history'?: string[];
+  /** the top layer */
+  layer?: string;
+  /** id-shifted copies of the top layer, made for containers with other id mappings */
+  'mapped-layers'?: string[];
+  metadata?: string;
+  /** named blobs stored beside the record in <driver>-images/<id>/ */
+  'big-data-names'?: string[];
+  'big-data-sizes'?: Record<string, number>;
+  'big-data-digests'?: Record<string, string>;
+  created?: string;
+  /** ours: `incomplete` marks an image whose removal started (finished by the next writer) */
+  flags?: { incomplete?: boolean; [flag: string]: unknown };
+  [peerField: string]: unknown;
+}
+
+export const IMAGE_FIELDS = [
+  'id',
+  'digest',
+  'digests',
+  'names',
+  'names-history',
+  'layer',
+  'mapped-layers',
+  'metadata',
+  'big-data-names',
+  'big-data-sizes',
+  'big-data-digests',
+  'created',
+  'flags',
+];
+
+/** A container as containers/storage writes it in <root>/<driver>-containers/containers.json. */
+export interface ContainerRecord {
+  id: string;
+  names?: string[];
+  image: string;
+  /** the container's read-write layer */
+  layer: string;
+  metadata?: string;
+  'big-data-names'?: string[];
+  'big-data-sizes'?: Record<string, number>;
+  'big-data-digests'?: Record<string, string>;
+  created?: string;
+  uidmap?: IdMap[];
+  gidmap?: IdMap[];
+  /** the peer keeps MountLabel and ProcessLabel here */
+  flags?: { [flag: string]: unknown };
+  [peerField: string]: unknown;
+}
+
+export const CONTAINER_FIELDS = [
+  'id',
+  'names',
+  'image',
+  'layer',
+  'metadata',
+  'big-data-names',
+  'big-data-sizes',
+  'big-data-digests',
+  'created',
+  'uidmap',
+  'gidmap',
+  'flags',
+];
+
+/** What every record has: an id, names, and flags (`incomplete` among them). */
+export interface AnyRecord {
+  id: string;
+  names?: string[];
+  flags?: { [flag: string]: unknown };
+  [field: string]: unknown;
+}
+
 function isEmpty(v: unknown): boolean {
   if (v === undefined || v === null || v === '' || v === 0 || v === false) return true;
   if (Array.isArray(v)) return v.length === 0;
@@ -56,13 +138,17 @@ function isEmpty(v: unknown): boolean {
 }
 
 /** The record as the peer would write it: known fields in its order, empty ones omitted (Go's omitempty). */
-export function normalizeRecord(r: LayerRecord): LayerRecord {
+export function normalize<T extends AnyRecord>(r: T, fields: readonly string[]): T {
   const out: Record<string, unknown> = {};
   const flags = r.flags ? Object.fromEntries(Object.entries(r.flags).filter(([, v]) => v !== undefined && v !== false)) : undefined;
   const src: Record<string, unknown> = { ...r, flags };
-  for (const k of ORDER) if (k === 'id' || !isEmpty(src[k])) out[k] = src[k];
-  for (const [k, v] of Object.entries(src)) if (!(k in out) && !ORDER.includes(k) && !isEmpty(v)) out[k] = v;
-  return out as LayerRecord;
+  for (const k of fields) if (k === 'id' || !isEmpty(src[k])) out[k] = src[k];
+  for (const [k, v] of Object.entries(src)) if (!(k in out) && !fields.includes(k) && !isEmpty(v)) out[k] = v;
+  return out as T;
+}
+
+export function normalizeRecord(r: LayerRecord): LayerRecord {
+  return normalize(r, LAYER_FIELDS);
 }
 
 /** The time format of containers/storage (RFC 3339, fraction without trailing zeros). */
@@ -70,20 +156,26 @@ export function rfc3339(d = new Date()): string {
   return d.toISOString().replace(/\.?0+Z$/, 'Z');
 }
 
-export function isIncomplete(r: LayerRecord): boolean {
+export function isIncomplete(r: AnyRecord): boolean {
   return r.flags?.incomplete === true;
 }
 
-/**
- * Find a layer as containers/storage does: an exact id, then a name, then an unambiguous id
- * prefix. Undefined when none (or an ambiguous prefix) matches.
- */
-export function findLayer(records: LayerRecord[], ref: string): LayerRecord | undefined {
-  const byId = records.find((r) => r.id === ref);
-  if (byId) return byId;
-  const byName = records.find((r) => r.names?.includes(ref));
-  if (byName) return byName;
+/** The record whose id or one of whose names is ref. */
+export function findExact<T extends AnyRecord>(records: T[], ref: string): T | undefined {
+  return records.find((r) => r.id === ref) ?? records.find((r) => r.names?.includes(ref));
+}
+
+/** The one record whose id starts with ref (undefined when none or several do). */
+export function findByPrefix<T extends AnyRecord>(records: T[], ref: string): T | undefined {
   if (ref === '') return undefined;
   const byPrefix = records.filter((r) => r.id.startsWith(ref));
   return byPrefix.length === 1 ? byPrefix[0] : undefined;
+}
+
+/**
+ * Find a record as containers/storage does: an exact id, then a name, then an unambiguous id
+ * prefix. Undefined when none (or an ambiguous prefix) matches.
+ */
+export function findRecord<T extends AnyRecord>(records: T[], ref: string): T | undefined {
+  return findExact(records, ref) ?? findByPrefix(records, ref);
 }

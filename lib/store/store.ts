@@ -5,22 +5,44 @@
 // - a layer's record is saved with flags.incomplete before the driver creates anything, and the
 //   flag is cleared only once the layer is complete;
 // - deletion marks the layer incomplete before its data goes;
-// - taking the writer lock reloads the records and removes incomplete layers (a holder that died
-//   left them; a live holder would still hold the lock).
+// - a container's record is saved while its read-write layer is still incomplete, and a mapped
+//   top layer is listed in its image while still incomplete: a crash leaves references to an
+//   incomplete layer, never a complete layer nothing refers to;
+// - an image's removal marks the image incomplete, then every layer it will remove, in one write;
+// - taking the writer lock reloads the records and repairs what a holder that died left (a live
+//   holder would still hold the lock): it finishes removals of images marked incomplete, removes
+//   incomplete layers (mapped top layers first, then newest first), and drops containers whose
+//   layer is gone and references to layers that are gone.
 import fs from 'node:fs';
 import path from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { openDriver } from '../../drivers/index.ts';
 import type { Change, Driver, MountOptions } from '../../drivers/driver.ts';
-import { readJsonFile, writeJsonAtomic } from '../atomic.ts';
+import { writeFileAtomic } from '../atomic.ts';
 import { LayersError } from '../errors.ts';
+import { failpoint } from '../failpoint.ts';
 import { sameMappings, toContainer, type IdMap, type IdMappings } from '../idmap.ts';
 import { StoreLock } from '../lock.ts';
 import { prepareInput } from './input.ts';
 import { MountRecords, type MountRecord } from './mounts.ts';
-import { Compression, findLayer, isIncomplete, normalizeRecord, rfc3339, type LayerRecord } from './records.ts';
+import {
+  Compression,
+  CONTAINER_FIELDS,
+  IMAGE_FIELDS,
+  isIncomplete,
+  LAYER_FIELDS,
+  normalize as normalizeAny,
+  normalizeRecord,
+  rfc3339,
+  type AnyRecord,
+  type ContainerRecord,
+  type ImageRecord,
+  type LayerRecord,
+} from './records.ts';
+import { imageRemovalOrder, incompleteRemovalOrder } from './removal.ts';
+import { RecordTable } from './table.ts';
 
 export interface StoreOptions {
   /** where layers and records live (containers-storage's --graph); default /var/lib/containers/storage */
@@ -32,6 +54,58 @@ export interface StoreOptions {
   /** driver options as given with --storage-opt, "vfs.key=value" */
   storageOpts?: string[];
 }
+
+export interface CreateImageOptions {
+  /** default: 64 random hex digits */
+  id?: string;
+  /** the top layer: id, name or id prefix */
+  layer: string;
+  names?: string[];
+  metadata?: string;
+  digest?: string;
+}
+
+export interface CreateContainerOptions {
+  /** default: 64 random hex digits */
+  id?: string;
+  /** the image: id, name or id prefix */
+  image: string;
+  names?: string[];
+  metadata?: string;
+  mountLabel?: string;
+  uidmap?: IdMap[];
+  gidmap?: IdMap[];
+}
+
+export interface CreateFromTemplateOptions {
+  /** default: 64 random hex digits */
+  id?: string;
+  /** the template layer: id, name or id prefix */
+  template: string;
+  names?: string[];
+  uidmap?: IdMap[];
+  gidmap?: IdMap[];
+  /** register the new layer as a mapped top layer of this image (whose top layer must be the template) */
+  image?: string;
+}
+
+export interface RemoveImageOptions {
+  /** remove the containers that use the image first, instead of refusing */
+  force?: boolean;
+}
+
+export interface RemoveImageResult {
+  /** containers removed first (with force) */
+  containers: string[];
+  /** layers removed, in the order they went */
+  layers: string[];
+}
+
+/** What a reference names: the peer's commands take a layer, image or container. */
+export type Found =
+  | { kind: 'layer'; record: LayerRecord }
+  | { kind: 'image'; record: ImageRecord }
+  | { kind: 'container'; record: ContainerRecord };
 
 export interface CreateLayerOptions {
   /** default: 64 random hex digits */
@@ -67,6 +141,20 @@ function clone<T>(v: T): T {
   return structuredClone(v);
 }
 
+/** Bytes a big-data key may not be stored under as it is: the peer's rule (lower case, digits, '.'). */
+function bigDataFileName(key: string): string {
+  return /^[a-z0-9.]+$/.test(key) ? key : '=' + Buffer.from(key).toString('base64');
+}
+
+const newId = () => randomBytes(32).toString('hex');
+
+function checkId(id: string, kind: string): void {
+  if (!ID_RE.test(id)) throw new LayersError('EUSAGE', `bad ${kind} id "${id}": use letters, digits, '.', '_' and '-'`);
+}
+
+/** The record fields that describe a layer's contents, which a mapped copy shares with its template. */
+const CONTENT_FIELDS = ['compressed-diff-digest', 'compressed-size', 'diff-digest', 'diff-size', 'compression', 'uidset', 'gidset'] as const;
+
 export class Store {
   readonly root: string;
   readonly runroot: string;
@@ -74,12 +162,19 @@ export class Store {
   readonly driver: Driver;
   /** <root>/<driver>-layers: layers.json and the peer's <id>.tar-split.gz files */
   readonly layersDir: string;
+  /** <root>/<driver>-images: images.json and each image's big data in <id>/ */
+  readonly imagesDir: string;
+  /** <root>/<driver>-containers: containers.json and each container's <id>/userdata */
+  readonly containersDir: string;
+  /** <runroot>/<driver>-containers: each container's <id>/userdata for run-time state */
+  readonly runContainersDir: string;
   /** temp files (decompressed or spooled input, gzip output) on the store's filesystem */
   readonly tmpDir: string;
-  private readonly layersFile: string;
   private readonly mounts: MountRecords;
   private readonly lock: StoreLock;
-  private records: LayerRecord[] = [];
+  private readonly layerTable: RecordTable<LayerRecord>;
+  private readonly imageTable: RecordTable<ImageRecord>;
+  private readonly containerTable: RecordTable<ContainerRecord>;
 
   private constructor(opts: StoreOptions) {
     this.root = path.resolve(opts.root);
@@ -89,37 +184,50 @@ export class Store {
       if (!/^[^=]+=/.test(o)) throw new LayersError('EUSAGE', `bad storage option "${o}": want key=value`);
     const name = opts.driver ?? 'vfs';
     this.layersDir = path.join(this.root, `${name}-layers`);
+    this.imagesDir = path.join(this.root, `${name}-images`);
+    this.containersDir = path.join(this.root, `${name}-containers`);
+    this.runContainersDir = path.join(this.runroot, `${name}-containers`);
     this.tmpDir = path.join(this.root, 'tmp');
     const runLayers = path.join(this.runroot, `${name}-layers`);
-    for (const d of [this.root, this.layersDir, this.tmpDir, this.runroot, runLayers]) fs.mkdirSync(d, { recursive: true, mode: 0o700 });
+    for (const d of [this.root, this.layersDir, this.imagesDir, this.containersDir, this.tmpDir, this.runroot, runLayers, this.runContainersDir])
+      fs.mkdirSync(d, { recursive: true, mode: 0o700 });
     this.driver = openDriver(name, this.root, this.runroot);
-    this.layersFile = path.join(this.layersDir, 'layers.json');
+    const held = () => this.lock.assertHeld();
+    this.layerTable = new RecordTable(path.join(this.layersDir, 'layers.json'), 'layer', LAYER_FIELDS, 'ELAYERUNKNOWN', held);
+    this.imageTable = new RecordTable(path.join(this.imagesDir, 'images.json'), 'image', IMAGE_FIELDS, 'EIMAGEUNKNOWN', held);
+    this.containerTable = new RecordTable(path.join(this.containersDir, 'containers.json'), 'container', CONTAINER_FIELDS, 'ECONTAINERUNKNOWN', held);
     this.mounts = new MountRecords(runLayers);
     this.lock = new StoreLock(path.join(this.root, 'layers-store.lock'), async () => {
       this.load();
-      await this.removeIncomplete();
+      await this.repair();
     });
   }
 
   static async open(opts: StoreOptions): Promise<Store> {
     const store = new Store(opts);
     store.load();
-    // leftovers of a writer that died: clean them under the lock (which waits for a live writer)
-    if (store.records.some(isIncomplete)) await store.lock.withLock(async () => undefined);
+    // leftovers of a writer that died: repair them under the lock (which waits for a live writer)
+    if (store.needsRepair()) await store.lock.withLock(async () => undefined);
     return store;
   }
 
   // ---- reading ----
 
   private load(): void {
-    this.records = readJsonFile<LayerRecord[]>(this.layersFile, []);
+    this.layerTable.load();
+    this.imageTable.load();
+    this.containerTable.load();
     this.mounts.load();
+  }
+
+  private get records(): LayerRecord[] {
+    return this.layerTable.records;
   }
 
   /** complete layers, in creation order */
   async layers(): Promise<LayerRecord[]> {
     this.load();
-    return clone(this.records.filter((r) => !isIncomplete(r)));
+    return clone(this.layerTable.complete());
   }
 
   /** the layer with this id, name or unambiguous id prefix */
@@ -130,7 +238,56 @@ export class Store {
 
   async exists(ref: string): Promise<boolean> {
     this.load();
-    return this.lookup(ref) !== undefined;
+    return this.layerTable.lookup(ref) !== undefined;
+  }
+
+  /** complete images, in creation order */
+  async images(): Promise<ImageRecord[]> {
+    this.load();
+    return clone(this.imageTable.complete());
+  }
+
+  async image(ref: string): Promise<ImageRecord> {
+    this.load();
+    return clone(this.imageTable.find(ref));
+  }
+
+  /** images whose digest (or one of whose digests) is this one */
+  async imagesByDigest(digest: string): Promise<ImageRecord[]> {
+    this.load();
+    return clone(this.imageTable.complete().filter((i) => i.digest === digest || i.digests?.includes(digest)));
+  }
+
+  /** containers whose read-write layer is complete (one being made or removed is left out) */
+  async containers(): Promise<ContainerRecord[]> {
+    this.load();
+    return clone(this.liveContainers());
+  }
+
+  async container(ref: string): Promise<ContainerRecord> {
+    this.load();
+    return clone(this.findContainer(ref));
+  }
+
+  /**
+   * What ref names, as the peer's commands that take any of the three look: an exact id or
+   * name of a layer, an image, a container (in that order), then an unambiguous id prefix.
+   */
+  async resolve(ref: string, kinds: Array<Found['kind']> = ['layer', 'image', 'container']): Promise<Found | undefined> {
+    this.load();
+    const found = this.resolveLoaded(ref, kinds);
+    return found && ({ kind: found.kind, record: clone(found.record) } as Found);
+  }
+
+  private resolveLoaded(ref: string, kinds: Array<Found['kind']>): Found | undefined {
+    const tables = { layer: this.layerTable, image: this.imageTable, container: this.containerTable };
+    const live = (kind: Found['kind'], r: AnyRecord | undefined) => (kind === 'container' && r && !this.isLive(r as ContainerRecord) ? undefined : r);
+    for (const how of ['exact', 'lookup'] as const)
+      for (const kind of kinds) {
+        const r = live(kind, tables[kind][how](ref));
+        if (r) return { kind, record: r } as Found;
+      }
+    return undefined;
   }
 
   /** mounts of complete layers: [{id, path, count}] */
@@ -141,50 +298,135 @@ export class Store {
 
   async mountCount(ref: string): Promise<number> {
     this.load();
-    return this.mounts.count(this.find(ref).id);
+    return this.mounts.count(this.mountTarget(ref).id);
   }
 
-  private lookup(ref: string): LayerRecord | undefined {
-    return findLayer(
-      this.records.filter((r) => !isIncomplete(r)),
-      ref,
-    );
+  /** the names of the image's big-data items */
+  async imageBigDataNames(ref: string): Promise<string[]> {
+    this.load();
+    return [...(this.imageTable.find(ref)['big-data-names'] ?? [])];
+  }
+
+  /** a big-data item of the image, with its size and digest */
+  async imageBigData(ref: string, key: string): Promise<{ data: Buffer; size: number; digest: string }> {
+    this.load();
+    const image = this.imageTable.find(ref);
+    if (!image['big-data-names']?.includes(key)) throw new LayersError('EBIGDATAUNKNOWN', `image ${image.id} has no data item "${key}"`);
+    const data = fs.readFileSync(path.join(this.imagesDir, image.id, bigDataFileName(key)));
+    return { data, size: image['big-data-sizes']?.[key] ?? data.length, digest: image['big-data-digests']?.[key] ?? digestOf(data) };
+  }
+
+  /** the container's data directory and run-time directory */
+  async containerDirs(ref: string): Promise<{ dir: string; runDir: string }> {
+    this.load();
+    const c = this.findContainer(ref);
+    return { dir: path.join(this.containersDir, c.id, 'userdata'), runDir: path.join(this.runContainersDir, c.id, 'userdata') };
   }
 
   private find(ref: string, role = 'layer'): LayerRecord {
-    const r = this.lookup(ref);
-    if (!r) throw new LayersError('ELAYERUNKNOWN', `${role} "${ref}" not known`);
-    return r;
+    return this.layerTable.find(ref, role);
+  }
+
+  private isLive(c: ContainerRecord): boolean {
+    const l = this.layerTable.get(c.layer);
+    return l !== undefined && !isIncomplete(l);
+  }
+
+  private liveContainers(): ContainerRecord[] {
+    return this.containerTable.records.filter((c) => this.isLive(c));
+  }
+
+  private findContainer(ref: string): ContainerRecord {
+    const found = this.resolveLoaded(ref, ['container']);
+    if (!found) throw new LayersError('ECONTAINERUNKNOWN', `container "${ref}" not known`);
+    return found.record as ContainerRecord;
+  }
+
+  /** The layer a mount or unmount of ref means: a container's read-write layer (as the peer looks first), or a layer. */
+  private mountTarget(ref: string): LayerRecord {
+    const found = this.resolveLoaded(ref, ['container', 'layer']);
+    if (!found) throw new LayersError('ELAYERUNKNOWN', `layer or container "${ref}" not known`);
+    return found.kind === 'container' ? this.layerTable.get(found.record.layer)! : (found.record as LayerRecord);
   }
 
   private children(id: string): LayerRecord[] {
     return this.records.filter((r) => r.parent === id);
   }
 
-  private mappings(r: LayerRecord | undefined): IdMappings {
+  private mappings(r: { uidmap?: IdMap[]; gidmap?: IdMap[] } | undefined): IdMappings {
     return { uidmap: r?.uidmap ?? [], gidmap: r?.gidmap ?? [] };
+  }
+
+  /** Layers whose files stand on this one though their records name another parent (the driver knows). */
+  private async hiddenDependents(id: string): Promise<string[]> {
+    const found = (await this.driver.dependents?.(id)) ?? [];
+    return found.filter((d) => d !== id && this.layerTable.get(d) !== undefined && this.layerTable.get(d)!.parent !== id);
+  }
+
+  /** Why the layer cannot go (used by an image, a container, child or hidden dependent layers, a mount), or undefined. */
+  private async layerInUse(rec: LayerRecord): Promise<LayersError | undefined> {
+    const kids = this.children(rec.id);
+    if (kids.length > 0) return new LayersError('ELAYERHASCHILDREN', `layer ${rec.id} has child layers: ${kids.map((k) => k.id).join(', ')}`);
+    const images = this.imageTable.records.filter((i) => i.layer === rec.id || i['mapped-layers']?.includes(rec.id));
+    if (images.length > 0) return new LayersError('ELAYERINUSE', `layer ${rec.id} is used by image ${images.map((i) => i.id).join(', ')}`);
+    const containers = this.containerTable.records.filter((c) => c.layer === rec.id);
+    if (containers.length > 0) return new LayersError('ELAYERINUSE', `layer ${rec.id} is the layer of container ${containers.map((c) => c.id).join(', ')}`);
+    const hidden = await this.hiddenDependents(rec.id);
+    if (hidden.length > 0)
+      return new LayersError('ELAYERHASCHILDREN', `layer ${rec.id} is the template of layers made from it: ${hidden.join(', ')}; remove them first`);
+    const n = this.mounts.count(rec.id);
+    if (n > 0) return new LayersError('ELAYERINUSE', `layer ${rec.id} is mounted (${n} user${n === 1 ? '' : 's'}); unmount it first`);
+    return undefined;
+  }
+
+  // ---- repair ----
+
+  private needsRepair(): boolean {
+    const layerIds = new Set(this.layerTable.complete().map((l) => l.id));
+    return (
+      this.records.some(isIncomplete) ||
+      this.imageTable.records.some((i) => isIncomplete(i) || (i.layer !== undefined && !layerIds.has(i.layer)) || i['mapped-layers']?.some((m) => !this.layerTable.get(m))) ||
+      this.containerTable.records.some((c) => !this.layerTable.get(c.layer))
+    );
+  }
+
+  /** Finish or undo what a writer that died left (see the ordering rules at the top). */
+  private async repair(): Promise<void> {
+    try {
+      for (const image of this.imageTable.records.filter(isIncomplete)) await this.finishImageRemoval(image);
+      for (const r of incompleteRemovalOrder(this.records, this.imageTable.records, isIncomplete)) await this.removeLayer(r);
+      const exists = (id: string) => this.layerTable.get(id) !== undefined;
+      const orphans = this.containerTable.records.filter((c) => !exists(c.layer));
+      for (const c of orphans) this.dropContainerRecord(c);
+      if (orphans.length > 0) this.containerTable.save();
+      let imagesChanged = false;
+      for (const image of [...this.imageTable.records]) {
+        const mapped = image['mapped-layers']?.filter(exists);
+        if (mapped && mapped.length !== image['mapped-layers']!.length) {
+          image['mapped-layers'] = mapped;
+          imagesChanged = true;
+        }
+        // an image whose top layer is gone cannot be used: nothing but its record is left
+        if (image.layer !== undefined && !exists(image.layer)) {
+          this.dropImageRecord(image);
+          imagesChanged = true;
+        }
+      }
+      if (imagesChanged) this.imageTable.save();
+    } catch (err) {
+      throw new LayersError('EDRIVER', `repairing the store after an interrupted operation: ${(err as Error).message}`, { cause: err });
+    }
   }
 
   // ---- writing ----
 
   private saveLayers(): void {
-    this.lock.assertHeld();
-    writeJsonAtomic(this.layersFile, this.records.map(normalizeRecord));
+    this.layerTable.save();
   }
 
   private saveMounts(): void {
     this.lock.assertHeld();
     this.mounts.save();
-  }
-
-  private async removeIncomplete(): Promise<void> {
-    for (const r of this.records.filter(isIncomplete)) {
-      try {
-        await this.removeLayer(r);
-      } catch (err) {
-        throw new LayersError('EDRIVER', `removing incomplete layer ${r.id}: ${(err as Error).message}`, { cause: err });
-      }
-    }
   }
 
   /** mark incomplete, remove the data, then the record */
@@ -200,54 +442,53 @@ export class Store {
     }
     await this.driver.remove(r.id);
     fs.rmSync(path.join(this.layersDir, `${r.id}.tar-split.gz`), { force: true });
-    this.records = this.records.filter((x) => x !== r);
+    this.layerTable.drop(r);
     this.saveLayers();
   }
 
-  private checkNames(names: string[], except?: LayerRecord): void {
-    for (const n of names) {
-      const owner = this.records.find((r) => r !== except && r.names?.includes(n));
-      if (owner) throw new LayersError('ENAMEINUSE', `name "${n}" is already in use by layer ${owner.id}`);
-    }
+  /** A new layer record, saved incomplete before anything else is made for it. */
+  private recordNewLayer(fields: Partial<LayerRecord>): LayerRecord {
+    const id = fields.id ?? newId();
+    checkId(id, 'layer');
+    if (this.records.some((r) => r.id === id)) throw new LayersError('ELAYEREXISTS', `layer id ${id} is already in use`);
+    const names = [...new Set(fields.names ?? [])];
+    this.layerTable.checkNames(names);
+    const rec: LayerRecord = { ...fields, id, names, created: rfc3339(), flags: { incomplete: true } };
+    this.records.push(rec);
+    this.saveLayers();
+    return rec;
+  }
+
+  private completeLayer(rec: LayerRecord): void {
+    delete rec.flags!.incomplete;
+    this.saveLayers();
   }
 
   /** Create a layer (a child of opts.parent when given), and apply `input` to it when given. */
   async createLayer(opts: CreateLayerOptions = {}, input?: DiffInput): Promise<LayerRecord> {
     return this.lock.withLock(async () => {
       const parent = opts.parent !== undefined ? this.find(opts.parent, 'parent layer') : undefined;
-      const id = opts.id ?? randomBytes(32).toString('hex');
-      if (!ID_RE.test(id)) throw new LayersError('EUSAGE', `bad layer id "${id}": use letters, digits, '.', '_' and '-'`);
-      if (this.records.some((r) => r.id === id)) throw new LayersError('ELAYEREXISTS', `layer id ${id} is already in use`);
-      const names = [...new Set(opts.names ?? [])];
-      this.checkNames(names);
       const mappings = { uidmap: opts.uidmap ?? [], gidmap: opts.gidmap ?? [] };
-      const rec: LayerRecord = {
-        id,
-        names,
-        parent: parent?.id,
-        metadata: opts.metadata,
-        mountlabel: opts.mountLabel,
-        created: rfc3339(),
-        flags: { incomplete: true },
-        uidmap: mappings.uidmap,
-        gidmap: mappings.gidmap,
-      };
-      this.records.push(rec);
-      this.saveLayers();
+      const rec = this.recordNewLayer({ id: opts.id, names: opts.names, parent: parent?.id, metadata: opts.metadata, mountlabel: opts.mountLabel, ...mappings });
       try {
-        await this.driver.create(id, parent?.id, { readWrite: opts.readWrite, idMappings: mappings, mountLabel: opts.mountLabel });
-        // the copy of the parent carries the parent's owners: shift them to this layer's mappings
-        if (parent && !sameMappings(this.mappings(parent), mappings)) await this.driver.updateIdMappings(id, this.mappings(parent), mappings);
+        await this.makeLayer(rec, parent, opts.readWrite);
         if (input !== undefined) await this.applyInto(rec, input);
       } catch (err) {
         // on failure the record stays incomplete; the next writer removes it if this cannot
         await this.removeLayer(rec).catch(() => undefined);
         throw err;
       }
-      delete rec.flags!.incomplete;
-      this.saveLayers();
+      this.completeLayer(rec);
       return clone(normalizeRecord(rec));
     });
+  }
+
+  /** The driver's part of a new layer on parent, with the owners of what it inherits shifted to rec's mappings. */
+  private async makeLayer(rec: LayerRecord, parent: LayerRecord | undefined, readWrite?: boolean): Promise<void> {
+    const mappings = this.mappings(rec);
+    await this.driver.create(rec.id, parent?.id, { readWrite, idMappings: mappings, mountLabel: rec.mountlabel });
+    // the copy of the parent carries the parent's owners: shift them to this layer's mappings
+    if (parent && !sameMappings(this.mappings(parent), mappings)) await this.driver.updateIdMappings(rec.id, this.mappings(parent), mappings);
   }
 
   /** Apply a tar to an existing layer. If it fails the layer is left incomplete and removed by the next writer. */
@@ -257,6 +498,8 @@ export class Store {
       const kids = this.children(rec.id);
       if (kids.length > 0)
         throw new LayersError('ELAYERHASCHILDREN', `layer ${rec.id} has child layers (${kids.map((k) => k.id).join(', ')}); they would not see the change`);
+      const hidden = await this.hiddenDependents(rec.id);
+      if (hidden.length > 0) throw new LayersError('ELAYERHASCHILDREN', `layer ${rec.id} is the template of layers made from it (${hidden.join(', ')}); they would see the change`);
       rec.flags = { ...rec.flags, incomplete: true };
       this.saveLayers();
       try {
@@ -266,8 +509,7 @@ export class Store {
         e.message += `; layer ${rec.id} is left incomplete and will be removed`;
         throw e;
       }
-      delete rec.flags.incomplete;
-      this.saveLayers();
+      this.completeLayer(rec);
       return clone(normalizeRecord(rec));
     });
   }
@@ -305,19 +547,28 @@ export class Store {
     }
   }
 
+  /**
+   * The layer and what it is compared with: its parent or the reference layer, each with its id
+   * mappings, so that owners compare in container ids (a mapped layer's files, shifted, are no
+   * change against its parent's).
+   */
+  private comparison(ref: string, reference: string | undefined) {
+    const rec = this.find(ref);
+    const against = reference !== undefined ? this.find(reference, 'reference layer') : rec.parent !== undefined ? this.layerTable.get(rec.parent) : undefined;
+    return { rec, against: against?.id, opts: { idMappings: this.mappings(rec), parentIdMappings: this.mappings(against ?? rec) } };
+  }
+
   /** Write the layer's changes against its parent (or opts.reference) as a tar to fd. */
   async diff(ref: string, fd: number, opts: DiffOptions = {}): Promise<void> {
     this.load();
-    const rec = this.find(ref);
-    const against = opts.reference !== undefined ? this.find(opts.reference, 'reference layer').id : rec.parent;
-    const idMappings = this.mappings(rec);
-    if (opts.compression !== 'gzip') return this.driver.diff(rec.id, against, fd, { idMappings });
+    const { rec, against, opts: diffOpts } = this.comparison(ref, opts.reference);
+    if (opts.compression !== 'gzip') return this.driver.diff(rec.id, against, fd, diffOpts);
     // gzip needs the tar as a stream: write it to an unlinked temp file, then compress from there
     const p = path.join(this.tmpDir, `diff-${randomBytes(8).toString('hex')}`);
     const tmp = fs.openSync(p, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
     fs.unlinkSync(p);
     try {
-      await this.driver.diff(rec.id, against, tmp, { idMappings });
+      await this.driver.diff(rec.id, against, tmp, diffOpts);
       await pipeline(
         fs.createReadStream('', { fd: tmp, start: 0, autoClose: false, highWaterMark: 1 << 20 }),
         zlib.createGzip(),
@@ -330,20 +581,20 @@ export class Store {
 
   async changes(ref: string, reference?: string): Promise<Change[]> {
     this.load();
-    const rec = this.find(ref);
-    return this.driver.changes(rec.id, reference !== undefined ? this.find(reference, 'reference layer').id : rec.parent);
+    const { rec, against, opts } = this.comparison(ref, reference);
+    return this.driver.changes(rec.id, against, opts);
   }
 
   async diffSize(ref: string, reference?: string): Promise<number> {
     this.load();
-    const rec = this.find(ref);
-    return this.driver.diffSize(rec.id, reference !== undefined ? this.find(reference, 'reference layer').id : rec.parent);
+    const { rec, against, opts } = this.comparison(ref, reference);
+    return this.driver.diffSize(rec.id, against, opts);
   }
 
-  /** Mount the layer (one more user); returns its path. */
+  /** Mount a layer, or a container's layer (one more user); returns its path. */
   async mount(ref: string, opts: MountOptions = {}): Promise<string> {
     return this.lock.withLock(async () => {
-      const rec = this.find(ref);
+      const rec = this.mountTarget(ref);
       const p = await this.driver.mount(rec.id, { mountLabel: rec.mountlabel, ...opts });
       this.mounts.add(rec.id, p);
       this.saveMounts();
@@ -351,10 +602,10 @@ export class Store {
     });
   }
 
-  /** One user less (every user when force); the last one really unmounts. Returns the users left. */
+  /** One user less of a layer's or container's mount (every user when force); the last one really unmounts. Returns the users left. */
   async unmount(ref: string, force = false): Promise<number> {
     return this.lock.withLock(async () => {
-      const rec = this.find(ref);
+      const rec = this.mountTarget(ref);
       if (this.mounts.count(rec.id) === 0) return 0;
       const left = this.mounts.release(rec.id, force);
       if (left === 0) await this.driver.unmount(rec.id);
@@ -363,60 +614,318 @@ export class Store {
     });
   }
 
-  /** Delete a layer that has no children and is not mounted. */
+  /** Delete a layer that has no children, is not mounted and no image or container uses. */
   async deleteLayer(ref: string): Promise<void> {
     return this.lock.withLock(async () => {
       const rec = this.find(ref);
-      const kids = this.children(rec.id);
-      if (kids.length > 0)
-        throw new LayersError('ELAYERHASCHILDREN', `layer ${rec.id} has child layers: ${kids.map((k) => k.id).join(', ')}`);
-      const n = this.mounts.count(rec.id);
-      if (n > 0) throw new LayersError('ELAYERINUSE', `layer ${rec.id} is mounted (${n} user${n === 1 ? '' : 's'}); unmount it first`);
+      const why = await this.layerInUse(rec);
+      if (why) throw why;
       await this.removeLayer(rec);
     });
   }
 
+  /** Set the metadata of a layer, image or container. */
   async setMetadata(ref: string, metadata: string): Promise<void> {
     return this.lock.withLock(async () => {
-      this.find(ref).metadata = metadata;
-      this.saveLayers();
+      const found = this.findAny(ref);
+      found.record.metadata = metadata;
+      this.tableOf(found).save();
     });
   }
 
-  /** Give the layer these names too; a name another layer has moves here (as the peer does). */
+  /** Give a layer, image or container these names too; a name another record of its kind has moves here (as the peer does). */
   async addNames(ref: string, names: string[]): Promise<string[]> {
     return this.lock.withLock(async () => {
-      const rec = this.find(ref);
-      this.takeNames(rec, [...(rec.names ?? []), ...names]);
-      return [...rec.names!];
+      const found = this.findAny(ref);
+      this.tableOf(found).takeNames(found.record as never, [...(found.record.names ?? []), ...names]);
+      return [...found.record.names!];
     });
   }
 
-  /** Replace the layer's names; a name another layer has moves here (as the peer does). */
+  /** Replace the names of a layer, image or container; a name another record of its kind has moves here (as the peer does). */
   async setNames(ref: string, names: string[]): Promise<string[]> {
     return this.lock.withLock(async () => {
-      const rec = this.find(ref);
-      this.takeNames(rec, names);
-      return [...rec.names!];
+      const found = this.findAny(ref);
+      this.tableOf(found).takeNames(found.record as never, names);
+      return [...found.record.names!];
     });
   }
 
-  private takeNames(rec: LayerRecord, names: string[]): void {
-    const wanted = [...new Set(names)];
-    for (const other of this.records) if (other !== rec && other.names) other.names = other.names.filter((n) => !wanted.includes(n));
-    rec.names = wanted;
-    this.saveLayers();
+  private findAny(ref: string): Found {
+    const found = this.resolveLoaded(ref, ['layer', 'image', 'container']);
+    if (!found) throw new LayersError('ELAYERUNKNOWN', `layer, image or container "${ref}" not known`);
+    return found;
   }
 
-  /** Remove every layer, children first, unmounting what is mounted. */
+  private tableOf(found: Found): RecordTable<AnyRecord> {
+    const tables = { layer: this.layerTable, image: this.imageTable, container: this.containerTable };
+    return tables[found.kind] as unknown as RecordTable<AnyRecord>;
+  }
+
+  // ---- images ----
+
+  /** Record an image whose top layer is opts.layer. */
+  async createImage(opts: CreateImageOptions): Promise<ImageRecord> {
+    return this.lock.withLock(async () => {
+      const top = this.find(opts.layer, 'top layer');
+      const id = opts.id ?? newId();
+      checkId(id, 'image');
+      if (this.imageTable.get(id)) throw new LayersError('EIDINUSE', `image id ${id} is already in use`);
+      const names = [...new Set(opts.names ?? [])];
+      this.imageTable.checkNames(names);
+      const image: ImageRecord = { id, digest: opts.digest, names, layer: top.id, metadata: opts.metadata, created: rfc3339() };
+      this.imageTable.push(image);
+      this.imageTable.save();
+      return clone(normalize(image));
+    });
+  }
+
+  /** Store a named blob with the image (replacing one of that name), recording its size and digest. */
+  async setImageBigData(ref: string, key: string, data: Buffer): Promise<void> {
+    return this.lock.withLock(async () => {
+      const image = this.imageTable.find(ref);
+      if (key === '') throw new LayersError('EUSAGE', 'a data item needs a name');
+      const dir = path.join(this.imagesDir, image.id);
+      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      writeFileAtomic(path.join(dir, bigDataFileName(key)), data);
+      image['big-data-names'] = [...new Set([...(image['big-data-names'] ?? []), key])];
+      image['big-data-sizes'] = { ...image['big-data-sizes'], [key]: data.length };
+      image['big-data-digests'] = { ...image['big-data-digests'], [key]: digestOf(data) };
+      this.imageTable.save();
+    });
+  }
+
+  /**
+   * Remove an image and the layers only it needs: its mapped top layers first, then its top
+   * layer, then each parent upward that no other image, container or layer needs. Refuses while
+   * containers use the image, unless force removes them first. The whole plan is written down
+   * (image and layers marked incomplete) before anything goes, so a crash part way leaves work
+   * the next writer finishes.
+   */
+  async removeImage(ref: string, opts: RemoveImageOptions = {}): Promise<RemoveImageResult> {
+    return this.lock.withLock(async () => {
+      const image = this.imageTable.find(ref);
+      if (!opts.force) this.refuseUsedImage(image);
+      const users = this.containerTable.records.filter((c) => c.image === image.id);
+      for (const c of users) await this.removeContainer(c);
+      if (users.length > 0) failpoint('containers-removed');
+      const plan = await this.imageRemovalPlan(image);
+      const mounted = plan.filter((id) => this.mounts.count(id) > 0);
+      if (mounted.length > 0 && !opts.force)
+        throw new LayersError('ELAYERINUSE', `image ${image.id}: layer ${mounted.join(', ')} is mounted; unmount it first or use --force`);
+      const layers = await this.finishImageRemoval(image, plan);
+      return { containers: users.map((c) => c.id), layers };
+    });
+  }
+
+  /** What removeImage would remove, without removing anything (delete-image --test). */
+  async planImageRemoval(ref: string): Promise<RemoveImageResult> {
+    this.load();
+    const image = this.imageTable.find(ref);
+    this.refuseUsedImage(image);
+    return { containers: [], layers: await this.imageRemovalPlan(image) };
+  }
+
+  private refuseUsedImage(image: ImageRecord): void {
+    const users = this.containerTable.records.filter((c) => c.image === image.id);
+    if (users.length > 0)
+      throw new LayersError(
+        'EIMAGEINUSE',
+        `image ${image.id} is used by container${users.length === 1 ? '' : 's'} ${users.map((c) => c.id).join(', ')}; remove ${users.length === 1 ? 'it' : 'them'} first or use --force`,
+      );
+  }
+
+  /** The layers removing image takes, in order. */
+  private async imageRemovalPlan(image: ImageRecord): Promise<string[]> {
+    // only the layers the plan may take: the mapped layers and the top layer's chain
+    const candidates = [...(image['mapped-layers'] ?? [])];
+    for (let l = image.layer !== undefined ? this.layerTable.get(image.layer) : undefined; l; l = l.parent !== undefined ? this.layerTable.get(l.parent) : undefined)
+      candidates.push(l.id);
+    const hidden = new Map<string, string[]>();
+    for (const id of candidates) hidden.set(id, await this.hiddenDependents(id));
+    return imageRemovalOrder({ layers: this.records, images: this.imageTable.records, containers: this.containerTable.records, hidden }, image);
+  }
+
+  /** Mark the image and its planned layers incomplete, then remove the layers in order and the image. */
+  private async finishImageRemoval(image: ImageRecord, plan?: string[]): Promise<string[]> {
+    if (!isIncomplete(image)) {
+      image.flags = { ...image.flags, incomplete: true };
+      this.imageTable.save();
+      failpoint('image-marked');
+    }
+    const order = plan ?? (await this.imageRemovalPlan(image));
+    const doomed = order.map((id) => this.layerTable.get(id)!);
+    for (const l of doomed) l.flags = { ...l.flags, incomplete: true };
+    this.saveLayers();
+    failpoint('image-layers-marked');
+    for (const l of doomed) {
+      await this.removeLayer(l);
+      failpoint('image-layer-removed');
+    }
+    failpoint('image-layers-removed');
+    this.dropImageRecord(image);
+    this.imageTable.save();
+    return order;
+  }
+
+  /** The image's record and big data go (the caller saves the table). */
+  private dropImageRecord(image: ImageRecord): void {
+    fs.rmSync(path.join(this.imagesDir, image.id), { recursive: true, force: true });
+    this.imageTable.drop(image);
+  }
+
+  // ---- containers and mapped top layers ----
+
+  /**
+   * A container on the image: a read-write layer on the image's top layer, or, when the
+   * container's id mappings differ from the top layer's, on the mapped top layer with its
+   * mappings (made now when the image has none yet).
+   */
+  async createContainer(opts: CreateContainerOptions): Promise<ContainerRecord> {
+    return this.lock.withLock(async () => {
+      const image = this.imageTable.find(opts.image);
+      const id = opts.id ?? newId();
+      checkId(id, 'container');
+      if (this.containerTable.get(id)) throw new LayersError('EIDINUSE', `container id ${id} is already in use`);
+      const names = [...new Set(opts.names ?? [])];
+      this.containerTable.checkNames(names);
+      const want = { uidmap: opts.uidmap ?? [], gidmap: opts.gidmap ?? [] };
+      const base = image.layer !== undefined ? await this.topLayerFor(image, want) : undefined;
+
+      const layer = this.recordNewLayer({ parent: base?.id, mountlabel: opts.mountLabel, ...want });
+      failpoint('container-layer-recorded');
+      const container: ContainerRecord = {
+        id,
+        names,
+        image: image.id,
+        layer: layer.id,
+        metadata: opts.metadata,
+        created: rfc3339(),
+        ...want,
+        flags: { MountLabel: opts.mountLabel ?? '', ProcessLabel: '' },
+      };
+      try {
+        this.containerTable.push(container);
+        this.containerTable.save();
+        failpoint('container-recorded');
+        for (const d of [this.containersDir, this.runContainersDir]) fs.mkdirSync(path.join(d, id, 'userdata'), { recursive: true, mode: 0o700 });
+        await this.makeLayer(layer, base, true);
+        failpoint('container-layer-made');
+      } catch (err) {
+        await this.removeContainer(container).catch(() => undefined);
+        throw err;
+      }
+      this.completeLayer(layer);
+      return clone(normalize(container));
+    });
+  }
+
+  /** The image's top layer or mapped top layer with these mappings, made when there is none. */
+  private async topLayerFor(image: ImageRecord, want: IdMappings): Promise<LayerRecord> {
+    const top = this.find(image.layer!, `top layer of image ${image.id}`);
+    const candidates = [top, ...(image['mapped-layers'] ?? []).map((m) => this.layerTable.get(m)).filter((l) => l && !isIncomplete(l))] as LayerRecord[];
+    return candidates.find((l) => sameMappings(this.mappings(l), want)) ?? (await this.makeMappedLayer(top, want, { image }));
+  }
+
+  /**
+   * A copy of template shifted to `want`, made by the driver's CreateFromTemplate: its notional
+   * parent is the template's parent, and it carries the template's digests and sizes (its diff,
+   * mapped back to container ids, is the template's). With an image, it is listed in the image's
+   * mapped-layers (while still incomplete, so a crash never leaves it unlisted).
+   */
+  private async makeMappedLayer(template: LayerRecord, want: IdMappings, opts: { image?: ImageRecord; id?: string; names?: string[] }): Promise<LayerRecord> {
+    const content = Object.fromEntries(CONTENT_FIELDS.map((k) => [k, template[k]]));
+    const rec = this.recordNewLayer({ id: opts.id, names: opts.names, parent: template.parent, ...content, ...want });
+    failpoint('mapped-layer-recorded');
+    try {
+      if (opts.image) {
+        opts.image['mapped-layers'] = [...(opts.image['mapped-layers'] ?? []), rec.id];
+        this.imageTable.save();
+        failpoint('mapped-layer-registered');
+      }
+      const parent = template.parent !== undefined ? this.layerTable.get(template.parent) : undefined;
+      await this.driver.createFromTemplate(rec.id, template.id, this.mappings(template), parent?.id, this.mappings(parent), { idMappings: want });
+      failpoint('mapped-layer-copied');
+      if (!sameMappings(this.mappings(template), want)) await this.driver.updateIdMappings(rec.id, this.mappings(template), want);
+      failpoint('mapped-layer-shifted');
+    } catch (err) {
+      await this.removeLayer(rec).catch(() => undefined);
+      if (opts.image) {
+        opts.image['mapped-layers'] = opts.image['mapped-layers']!.filter((m) => m !== rec.id);
+        this.imageTable.save();
+      }
+      throw err;
+    }
+    this.completeLayer(rec);
+    failpoint('mapped-layer-complete');
+    return rec;
+  }
+
+  /** A new layer from a template layer with other id mappings; with opts.image, one of that image's mapped top layers. */
+  async createFromTemplate(opts: CreateFromTemplateOptions): Promise<LayerRecord> {
+    return this.lock.withLock(async () => {
+      const template = this.find(opts.template, 'template layer');
+      const image = opts.image !== undefined ? this.imageTable.find(opts.image) : undefined;
+      if (image && image.layer !== template.id)
+        throw new LayersError('EUSAGE', `layer ${template.id} is not the top layer of image ${image.id} (${image.layer}); a mapped top layer is made from the top layer`);
+      const want = { uidmap: opts.uidmap ?? [], gidmap: opts.gidmap ?? [] };
+      return clone(normalizeRecord(await this.makeMappedLayer(template, want, { image, id: opts.id, names: opts.names })));
+    });
+  }
+
+  /** Delete a container and its read-write layer (unmounting it). */
+  async deleteContainer(ref: string): Promise<void> {
+    return this.lock.withLock(async () => {
+      await this.removeContainer(this.findContainer(ref));
+    });
+  }
+
+  /** Mark its layer incomplete, drop the record and directories, then remove the layer. */
+  private async removeContainer(c: ContainerRecord): Promise<void> {
+    const layer = this.layerTable.get(c.layer);
+    if (layer && !isIncomplete(layer)) {
+      layer.flags = { ...layer.flags, incomplete: true };
+      this.saveLayers();
+    }
+    this.dropContainerRecord(c);
+    this.containerTable.save();
+    if (layer) await this.removeLayer(layer);
+  }
+
+  private dropContainerRecord(c: ContainerRecord): void {
+    for (const d of [this.containersDir, this.runContainersDir]) fs.rmSync(path.join(d, c.id), { recursive: true, force: true });
+    this.containerTable.drop(c);
+  }
+
+  /** Remove mapped top layers that no container (or other layer) uses; returns their ids. */
+  async prune(): Promise<string[]> {
+    return this.lock.withLock(async () => {
+      const removed: string[] = [];
+      for (const image of this.imageTable.complete())
+        for (const id of [...(image['mapped-layers'] ?? [])].reverse()) {
+          const layer = this.layerTable.get(id);
+          if (!layer) continue;
+          const others = this.imageTable.records.filter((i) => i !== image && (i.layer === id || i['mapped-layers']?.includes(id)));
+          if (others.length > 0 || this.containerTable.records.some((c) => c.layer === id) || this.children(id).length > 0) continue;
+          if ((await this.hiddenDependents(id)).length > 0 || this.mounts.count(id) > 0) continue;
+          // marked incomplete first: a crash before the image forgets it leaves a dangling entry the repair drops
+          await this.removeLayer(layer);
+          image['mapped-layers'] = image['mapped-layers']!.filter((m) => m !== id);
+          this.imageTable.save();
+          removed.push(id);
+        }
+      return removed;
+    });
+  }
+
+  /** Remove every container, image and layer, unmounting mounted ones. */
   async wipe(): Promise<void> {
     return this.lock.withLock(async () => {
-      while (this.records.length > 0) {
-        const parents = new Set(this.records.map((r) => r.parent));
-        const leaves = this.records.filter((r) => !parents.has(r.id));
-        // a parent cycle cannot come from us; take any layer rather than loop forever
-        for (const r of leaves.length > 0 ? leaves : [this.records[0]]) await this.removeLayer(r);
-      }
+      for (const c of [...this.containerTable.records]) await this.removeContainer(c);
+      for (const i of [...this.imageTable.records]) this.dropImageRecord(i);
+      this.imageTable.save();
+      // newest first: children and copies made from a template were made after it
+      for (const r of [...this.records].reverse()) await this.removeLayer(r);
     });
   }
 
@@ -448,6 +957,14 @@ export class Store {
   }
 }
 
+function normalize<T extends ImageRecord | ContainerRecord>(r: T): T {
+  return normalizeAny(r, 'layer' in r && 'image' in r ? CONTAINER_FIELDS : IMAGE_FIELDS);
+}
+
+function digestOf(data: Buffer): string {
+  return 'sha256:' + createHash('sha256').update(data).digest('hex');
+}
+
 function openInput(file: string): number {
   try {
     return fs.openSync(file, 'r');
@@ -455,4 +972,3 @@ function openInput(file: string): number {
     throw new LayersError('EINPUT', `cannot open ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
 }
-

@@ -136,7 +136,7 @@ test('mount, unmount, delete-layer of a mounted layer, and their JSON', async (t
   t.is((await s.cli(['unmount', 'm'])).stdout, '');
   t.deepEqual(JSON.parse((await s.cli(['unmount', '-j', 'm'])).stdout), [{ id: 'm', error: '' }]);
   t.is((await s.cli(['mount', 'nope'])).code, 1);
-  t.deepEqual(JSON.parse((await s.cli(['unmount', '-j', 'nope'])).stdout), [{ id: 'nope', error: 'layer "nope" not known' }]);
+  t.deepEqual(JSON.parse((await s.cli(['unmount', '-j', 'nope'])).stdout), [{ id: 'nope', error: 'layer or container "nope" not known' }]);
   await s.cli(['mount', 'm']);
   await s.cli(['mount', 'm']);
   t.is((await s.cli(['unmount', '--force', 'm'])).stdout, 'm mountpoint unmounted\n');
