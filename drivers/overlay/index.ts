@@ -20,6 +20,7 @@ import { backingFs, FS_MAGIC, fsType } from '../naive/backing-fs.ts';
 // Loaded on first use, as in the vfs driver: record-only commands do not need the native addon.
 const naive = () => import('../naive/index.ts');
 const items = () => import('./items.ts');
+const features = () => import('./features.ts');
 const nativeAddon = async () => (await import('../../lib/native.ts')).native;
 
 /** A base layer's root before any tar sets it, as containers/storage makes it. */
@@ -60,8 +61,10 @@ export class OverlayDriver implements Driver {
   readonly name = 'overlay' as const;
   readonly home: string;
   private readonly links: string;
-  /** <runroot>/overlay: cached feature probes (undefined: probe every time) */
+  /** <runroot>/overlay: cached feature probes (undefined: probe once per driver) */
   readonly runHome: string | undefined;
+  /** whether the kernel copies up metadata only (metacopy=on), asked once per driver */
+  private metacopy: Promise<boolean> | undefined;
 
   constructor(home: string, runHome?: string) {
     this.home = home;
@@ -138,6 +141,18 @@ export class OverlayDriver implements Driver {
     opts?: CreateOptions,
   ): Promise<void> {
     await this.create(id, template, opts);
+  }
+
+  /**
+   * Whether overlayfs can copy up metadata only (`metacopy=on`), probed on first use and cached
+   * under the run root as the peer caches it (features.ts). A failed probe is not kept.
+   */
+  usingMetacopy(): Promise<boolean> {
+    if (!this.metacopy) {
+      this.metacopy = features().then((f) => f.metacopySupport(this.home, this.runHome));
+      this.metacopy.catch(() => (this.metacopy = undefined));
+    }
+    return this.metacopy;
   }
 
   /** chown through a read-write mount, so overlayfs copies up what changes owner and lowers stay as they are */
@@ -366,7 +381,7 @@ export class OverlayDriver implements Driver {
       ['Backing Filesystem', backingFs(this.home)],
       ['Supports d_type', 'true'],
       ['Native Overlay Diff', 'true'],
-      ['Using metacopy', 'false'],
+      ['Using metacopy', String(await this.usingMetacopy().catch(() => false))],
     ];
   }
 

@@ -1,0 +1,88 @@
+// Kernel feature probes of the overlay driver, cached as containers/storage caches them
+// (drivers/overlay/overlay.go cachedFeatureCheck/cachedFeatureRecord): one file per answer in the
+// driver's run home (<runroot>/overlay), named '<feature>-true' or '<feature>-false' and holding
+// an explanation when there is one. The run root is gone after a reboot, when the kernel may be
+// another, so the probe runs once per boot (or once per driver without a run root).
+import fs from 'node:fs';
+import path from 'node:path';
+
+const nativeAddon = async () => (await import('../../lib/native.ts')).native;
+
+/**
+ * The peer names the metacopy probe after the mount options it tried (`metacopy(<mountopt>)`); this
+ * driver always tries `metacopy=on`, which is the name the peer gives the same probe when it is
+ * configured with `overlay.mountopt = "metacopy=on"`, so a shared run root holds one answer for both.
+ */
+export const METACOPY_FEATURE = 'metacopy(metacopy=on)';
+
+const METACOPY_XATTR = 'trusted.overlay.metacopy';
+
+function featureFile(runHome: string, feature: string, supported: boolean): string {
+  return path.join(runHome, `${feature}-${supported}`);
+}
+
+/** The cached answer for feature, if a probe has run since the run root was made. */
+export function cachedFeatureCheck(runHome: string, feature: string): { supported: boolean; text: string } | undefined {
+  for (const supported of [true, false]) {
+    try {
+      return { supported, text: fs.readFileSync(featureFile(runHome, feature, supported), 'utf8') };
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+  return undefined;
+}
+
+export function cachedFeatureRecord(runHome: string, feature: string, supported: boolean, text = ''): void {
+  fs.mkdirSync(runHome, { recursive: true, mode: 0o700 });
+  fs.writeFileSync(featureFile(runHome, feature, supported), text);
+}
+
+/**
+ * Whether overlayfs copies up metadata only on this kernel and this filesystem, found as the peer
+ * finds it (check.go doesMetacopy): in a temp dir under the driver's home (the filesystem the
+ * uppers live on), mount a one-file lower with `metacopy=on`, chmod the file through the mount,
+ * and look for trusted.overlay.metacopy on the upper copy. EINVAL from mount(2) (a kernel without
+ * the option) and ENOTSUP from the xattr read mean no; other failures are errors.
+ */
+export async function probeMetacopy(home: string): Promise<boolean> {
+  const native = await nativeAddon();
+  const td = fs.mkdtempSync(path.join(home, 'metacopy-check'));
+  try {
+    for (const d of ['l1', 'l2', 'work', 'merged']) fs.mkdirSync(path.join(td, d), { mode: 0o755 });
+    fs.writeFileSync(path.join(td, 'l1', 'f'), Buffer.from([0xff]), { mode: 0o700 });
+    const merged = path.join(td, 'merged');
+    try {
+      native.mount('overlay', merged, 'overlay', 0, `lowerdir=${td}/l1,upperdir=${td}/l2,workdir=${td}/work,metacopy=on`);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false;
+      const e = err as Error;
+      e.message = `overlay: mounting the metacopy check in ${td}: ${e.message}`;
+      throw e;
+    }
+    try {
+      fs.chmodSync(path.join(merged, 'f'), 0o600);
+      try {
+        return native.lgetxattr(path.join(td, 'l2', 'f'), METACOPY_XATTR) !== undefined;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOTSUP') return false;
+        throw err;
+      }
+    } finally {
+      native.umount2(merged, native.mountFlags.MNT_DETACH);
+    }
+  } finally {
+    fs.rmSync(td, { recursive: true, force: true });
+  }
+}
+
+/** The metacopy answer: cached under runHome when there is one, else probed (every call). */
+export async function metacopySupport(home: string, runHome: string | undefined): Promise<boolean> {
+  if (runHome) {
+    const cached = cachedFeatureCheck(runHome, METACOPY_FEATURE);
+    if (cached) return cached.supported;
+  }
+  const supported = await probeMetacopy(home);
+  if (runHome) cachedFeatureRecord(runHome, METACOPY_FEATURE, supported);
+  return supported;
+}
