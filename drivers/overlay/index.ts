@@ -28,6 +28,8 @@ const BASE_ROOT_MODE = 0o555;
 /** The kernel copies at most one page of mount data; with a 64-char id, 128 short lowers need ~3.9 KiB. */
 const MOUNT_DATA_LIMIT = 4096 - 1;
 const LINK_DIR = 'l';
+/** overlayfs's own xattrs (origin, metacopy, redirect, ...): never carried to another inode */
+const OVERLAY_XATTR_PREFIX = 'trusted.overlay.';
 const BASE32 = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567';
 
 
@@ -155,24 +157,73 @@ export class OverlayDriver implements Driver {
     return this.metacopy;
   }
 
-  /** chown through a read-write mount, so overlayfs copies up what changes owner and lowers stay as they are */
+  /**
+   * Shift the owners of the layer's visible tree, as the peer's UpdateLayerIDMap does: chown
+   * through a read-write mount (with metacopy=on overlayfs copies up metadata only, no file
+   * bodies; lowers stay as they are), unmount, then rotate the upper: diff becomes diff1 (an
+   * older diff1 becomes diff2, ...) and a fresh empty diff takes its place, so what is written
+   * into the layer afterwards stays apart from what the shift copied up.
+   */
   async updateIdMappings(id: string, from: IdMappings | undefined, to: IdMappings | undefined): Promise<void> {
-    const wasMounted = this.isMounted(id);
+    this.existing(id);
+    // the upper of a live mount cannot be rotated (the peer renames it under the mount)
+    if (this.isMounted(id)) throw new LayersError('EDRIVER', `overlay: layer ${id} is mounted; unmount it before shifting its owners`);
     const merged = path.join(this.dir(id), 'merged');
     // index=on: copying up one name of a lower hardlink records the upper inode in the index,
     // so the walk (which shifts each inode once) shifts every name, and copying up the other
     // names links them to it instead of making copies
-    if (!wasMounted) await this.mountAt(id, merged, { options: ['index=on'] });
+    const options = ['index=on'];
+    if (await this.usingMetacopy()) options.push('metacopy=on');
+    fs.mkdirSync(merged, { recursive: true, mode: 0o700 });
+    await this.mountAt(id, merged, { options });
     try {
       await (await naive()).chownTree(merged, from, to);
-      if (!wasMounted) (await items()).copyUpHardlinks(merged);
+      (await items()).copyUpHardlinks(merged);
     } finally {
-      if (!wasMounted) {
-        await this.unmount(id);
-        // every name is copied up now: the index only added a link to each inode
-        fs.rmSync(path.join(this.dir(id), 'work', 'index'), { recursive: true, force: true });
-      }
+      await this.unmount(id);
     }
+    await this.rotateUpper(id);
+  }
+
+  /** The layer's rotated uppers, newest first: 'diff1', 'diff2', ... */
+  rotatedUppers(id: string): string[] {
+    const out: string[] = [];
+    for (let n = 1; fs.existsSync(path.join(this.dir(id), `diff${n}`)); n++) out.push(`diff${n}`);
+    return out;
+  }
+
+  /**
+   * diff -> diff1 (diffN -> diffN+1 first) and a fresh empty diff, as the peer rotates them. The
+   * fresh diff is the root a mount shows, so it takes the shifted root's owner, mode, xattrs and
+   * times (the peer gives it the mode and the new mapping's root as owner: the same for a root
+   * owned by container root). work is made anew: its index names inodes of the old upper.
+   */
+  private async rotateUpper(id: string): Promise<void> {
+    const native = await nativeAddon();
+    const d = this.dir(id);
+    const diff = path.join(d, 'diff');
+    const fresh = path.join(d, 'diff-rotating');
+    const st = fs.lstatSync(diff, { bigint: true });
+    removeTree(fresh); // left by a process that died here
+    fs.mkdirSync(fresh, { mode: 0o700 });
+    native.lchown(fresh, Number(st.uid), Number(st.gid));
+    fs.chmodSync(fresh, Number(st.mode & 0o7777n));
+    for (const name of native.llistxattr(diff)) {
+      if (name.startsWith(OVERLAY_XATTR_PREFIX)) continue;
+      const value = native.lgetxattr(diff, name);
+      if (value !== undefined) native.lsetxattr(fresh, name, value);
+    }
+    const n = this.rotatedUppers(id).length + 1;
+    for (let i = n; i > 1; i--) fs.renameSync(path.join(d, `diff${i - 1}`), path.join(d, `diff${i}`));
+    fs.renameSync(diff, path.join(d, 'diff1'));
+    fs.renameSync(fresh, diff);
+    const ts = (ns: bigint) => ({ sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) });
+    native.lutimes(diff, ts(st.atimeNs), ts(st.mtimeNs));
+    const work = path.join(d, 'work');
+    removeTree(work);
+    fs.mkdirSync(work, { mode: 0o700 });
+    fs.chmodSync(work, 0o555);
+    native.lchown(work, Number(st.uid), Number(st.gid));
   }
 
   async remove(id: string): Promise<void> {
@@ -196,16 +247,57 @@ export class OverlayDriver implements Driver {
     return merged;
   }
 
+  /**
+   * The lower dirs of a mount of the layer, top first, relative to the home: its own rotated
+   * uppers, then each ancestor's l/ path followed by that ancestor's rotated uppers, named through
+   * the link as the peer names them ('l/X/../diff1': the kernel resolves '..' after the symlink).
+   * `rotated`: some layer of the stack has been id-shifted, so metacopy files may be in it.
+   */
+  private stack(id: string, lowers: string): { dirs: string[]; rotated: boolean } {
+    const dirs = this.rotatedUppers(id).map((r) => `${id}/${r}`);
+    let rotated = dirs.length > 0;
+    for (const l of lowers ? lowers.split(':') : []) {
+      dirs.push(l);
+      let owner: string | undefined;
+      try {
+        owner = /^\.\.\/([^/]+)\/diff$/.exec(fs.readlinkSync(path.join(this.home, l)))?.[1];
+      } catch {
+        // not a link of this home's form: a lower without rotated uppers
+      }
+      if (owner === undefined) continue;
+      for (const r of this.rotatedUppers(owner)) {
+        dirs.push(`${l}/../${r}`);
+        rotated = true;
+      }
+    }
+    return { dirs, rotated };
+  }
+
+  /**
+   * Mount options of the layer's mounts beyond the caller's: `metacopy=on` wherever a shifted
+   * layer is in the stack (the kernel refuses to follow a metacopy file without it), and only
+   * there, since it implies redirect_dir=on, whose renamed directories the direct Diff cannot
+   * write. A `metacopy=on` the kernel does not have is dropped, as the peer drops it.
+   */
+  private async mountOptions(rotated: boolean, asked: string[]): Promise<string[]> {
+    const wants = asked.includes('metacopy=on') || (rotated && !asked.some((o) => o.startsWith('metacopy=')));
+    const out = asked.filter((o) => o !== 'metacopy=on');
+    if (wants && (await this.usingMetacopy())) out.push('metacopy=on');
+    return out;
+  }
+
   private async mountAt(id: string, target: string, opts: MountOptions = {}): Promise<void> {
     const lowers = this.checkedLowers(id);
+    const { dirs, rotated } = this.stack(id, lowers);
+    const below = dirs.length ? dirs.join(':') : `${id}/empty`;
     const data: string[] = [];
     if (opts.readOnly) {
-      data.push(`lowerdir=${id}/diff:${lowers || `${id}/empty`}`);
+      data.push(`lowerdir=${id}/diff:${below}`);
     } else {
       fs.mkdirSync(path.join(this.dir(id), 'work'), { recursive: true, mode: 0o700 });
-      data.push(`lowerdir=${lowers || `${id}/empty`}`, `upperdir=${id}/diff`, `workdir=${id}/work`);
+      data.push(`lowerdir=${below}`, `upperdir=${id}/diff`, `workdir=${id}/work`);
     }
-    data.push(...(opts.options ?? []));
+    data.push(...(await this.mountOptions(rotated, opts.options ?? [])));
     const text = data.join(',');
     const bytes = Buffer.byteLength(text);
     if (bytes > MOUNT_DATA_LIMIT) {
@@ -309,22 +401,31 @@ export class OverlayDriver implements Driver {
     }
   }
 
-  /** Whether diff can be read straight from the layer's diff dir: parent is its nearest lower (or both are absent). */
-  private direct(id: string, parent: string | undefined): boolean {
-    const first = this.lowers(id).split(':')[0];
-    if (!parent) return first === '';
-    return first !== '' && first === `${LINK_DIR}/${readText(path.join(this.dir(parent), 'link'))}`;
+  /**
+   * Whether diff can be read straight from the layer's diff dir: parent is its nearest lower (or
+   * both are absent), the layer has no rotated uppers (its tree is diff over the copies a shift
+   * made, which differ from the parent by owner), and, when a shifted layer is in its stack (so
+   * it was mounted with metacopy=on and redirect_dir=on), diff holds no metacopy file (metadata
+   * whose data is in a lower) and no redirected directory (a rename whose contents are elsewhere).
+   */
+  private async direct(id: string, parent: string | undefined): Promise<boolean> {
+    const lowers = this.lowers(id);
+    const first = lowers.split(':')[0];
+    if (parent ? first === '' || first !== `${LINK_DIR}/${readText(path.join(this.dir(parent), 'link'))}` : first !== '') return false;
+    if (this.rotatedUppers(id).length > 0) return false;
+    if (!this.stack(id, lowers).rotated) return true;
+    return !(await items()).hasMetacopyOrRedirect(this.diffDir(id));
   }
 
   /**
    * Run fn on the full tree of a layer (undefined: no tree) without touching <id>/merged, which
-   * the store may have mounted read-write: a base layer's tree is its diff dir, any other gets a
-   * read-only overlay mount of its own in a temp dir, unmounted afterwards.
+   * the store may have mounted read-write: a base layer's tree is its diff dir, any other (or a
+   * shifted base layer) gets a read-only overlay mount of its own in a temp dir, unmounted afterwards.
    */
   private async withTree<T>(id: string | undefined, fn: (dir: string | undefined) => Promise<T>): Promise<T> {
     if (id === undefined) return fn(undefined);
     this.existing(id);
-    if (!this.lowers(id)) return fn(this.diffDir(id));
+    if (!this.lowers(id) && this.rotatedUppers(id).length === 0) return fn(this.diffDir(id));
     const view = fs.mkdtempSync(path.join(os.tmpdir(), 'layers-overlay-view-'));
     try {
       await this.mountAt(id, view, { readOnly: true });
@@ -341,7 +442,7 @@ export class OverlayDriver implements Driver {
 
   async diff(id: string, parent: string | undefined, fd: number, opts: DiffOptions = {}): Promise<void> {
     const diffDir = this.existing(id);
-    if (this.direct(id, parent)) return (await items()).writeOverlayDiff(diffDir, fd, opts);
+    if (await this.direct(id, parent)) return (await items()).writeOverlayDiff(diffDir, fd, opts);
     const { treeDiff } = await naive();
     await this.withTree(id, (layer) => this.withTree(parent, (base) => treeDiff(layer!, base, fd, opts)));
   }
@@ -352,7 +453,7 @@ export class OverlayDriver implements Driver {
 
   async changes(id: string, parent: string | undefined, opts: DiffOptions = {}): Promise<Change[]> {
     const diffDir = this.existing(id);
-    if (this.direct(id, parent)) {
+    if (await this.direct(id, parent)) {
       const { overlayChanges } = await items();
       return this.withTree(parent, async (base) => overlayChanges(diffDir, base));
     }
@@ -364,7 +465,7 @@ export class OverlayDriver implements Driver {
     const diffDir = this.existing(id);
     const { treeDiffSize } = await naive();
     // the diff dir holds exactly the bodies the direct Diff writes (whiteouts are devices: no size)
-    if (this.direct(id, parent)) return treeDiffSize(diffDir, undefined);
+    if (await this.direct(id, parent)) return treeDiffSize(diffDir, undefined);
     return this.withTree(id, (layer) => this.withTree(parent, (base) => treeDiffSize(layer!, base, opts)));
   }
 

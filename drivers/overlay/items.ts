@@ -6,6 +6,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { containerMapper } from '../../lib/idmap.ts';
 import { LayersError } from '../../lib/errors.ts';
+import { native } from '../../lib/native.ts';
 import { OVERLAY_XATTR_PREFIX } from '../../lib/tar/ops.ts';
 import { walkTree, type TreeNode } from '../../lib/tar/tree.ts';
 import { opaqueName, whiteoutName } from '../../lib/tar/whiteout.ts';
@@ -14,6 +15,7 @@ import type { Change, DiffOptions } from '../driver.ts';
 
 const OPAQUE_XATTR = 'trusted.overlay.opaque';
 const METACOPY_XATTR = 'trusted.overlay.metacopy';
+const REDIRECT_XATTR = 'trusted.overlay.redirect';
 
 export function isWhiteout(node: TreeNode): boolean {
   return node.st.isCharacterDevice() && node.st.rdev === 0n;
@@ -81,13 +83,30 @@ export function overlayChanges(diffDir: string, base: string | undefined): Chang
 }
 
 /**
- * Copy up every name of a multiply linked file (an open for writing does it; with index=on it is
- * a link to the inode already copied up). Without it, later mounts without the index would show
- * the names the walk did not touch with their lower, unshifted owners.
+ * Whether an upper dir holds what only a mount with metacopy=on (which implies redirect_dir=on)
+ * makes: a metacopy file (its data is in a lower) or a redirected directory (renamed; its
+ * contents are found under the old name in the lowers). The direct Diff cannot write either.
+ */
+export function hasMetacopyOrRedirect(diffDir: string): boolean {
+  for (const node of walkTree(diffDir)) if (node.xattrs?.has(METACOPY_XATTR) || node.xattrs?.has(REDIRECT_XATTR)) return true;
+  return false;
+}
+
+/**
+ * Copy up every name of a multiply linked file: setting its times to what they are is a change
+ * of metadata, so with metacopy=on nothing but metadata is copied, and with index=on it is a link
+ * to the inode already copied up. Without it, later mounts without the index would show the
+ * names the walk did not touch with their lower, unshifted owners.
  */
 export function copyUpHardlinks(merged: string): void {
   for (const node of walkTree(merged, { xattrs: false })) {
     if (!node.st.isFile() || node.st.nlink < 2n) continue;
-    fs.closeSync(fs.openSync(path.join(merged, node.rel), fs.constants.O_WRONLY | fs.constants.O_NOFOLLOW));
+    const p = path.join(merged, node.rel);
+    const st = fs.lstatSync(p, { bigint: true });
+    native.lutimes(p, timespec(st.atimeNs), timespec(st.mtimeNs));
   }
+}
+
+function timespec(ns: bigint): { sec: number; nsec: number } {
+  return { sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) };
 }
