@@ -2,85 +2,21 @@
 // deep, whiteouts and opaque dirs on disk and back in Diff, round trips of every entry kind,
 // and the same diff/ tree as containers-storage makes from the same tar. Every mount a test
 // makes is released by a teardown, pass or fail.
-import test, { type ExecutionContext } from 'ava';
+import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import tarStream from 'tar-stream';
 import { OverlayDriver } from '../../drivers/overlay/index.ts';
 import { native } from '../../lib/native.ts';
-import { canMount, loopFs } from '../fixtures/fs.ts';
+import { canMount } from '../fixtures/fs.ts';
 import { makeTree } from '../fixtures/store.ts';
 import { makeRichTree, snapshotTree } from '../fixtures/tree.ts';
-
-const KINDS = ['ext4', 'xfs'] as const;
-const map = (host: number) => ({ uidmap: [{ container_id: 0, host_id: host, size: 65536 }], gidmap: [{ container_id: 0, host_id: host, size: 65536 }] });
-
-interface Env {
-  base: string;
-  d: OverlayDriver;
-}
-
-/** A driver on a fresh loop filesystem; its mounts are released before the filesystem goes. */
-function setup(t: ExecutionContext, kind: (typeof KINDS)[number], size = 512 << 20): Env {
-  const base = loopFs(t, kind, size);
-  const d = new OverlayDriver(path.join(base, 'root', 'overlay'));
-  t.teardown(() => d.cleanup());
-  return { base, d };
-}
-
-/** A tar of a tree made by fill, written next to the store: PAX, so ns times and xattrs are in it. */
-function tarOf(env: Env, name: string, fill: (dir: string) => void): string {
-  const dir = path.join(env.base, `${name}-src`);
-  fs.mkdirSync(dir);
-  fill(dir);
-  const out = path.join(env.base, `${name}.tar`);
-  execFileSync('tar', ['--format=posix', '--xattrs', '--xattrs-include=*', '--numeric-owner', '-C', dir, '-cf', out, '.']);
-  return out;
-}
+import { apply, diffTo, KINDS, map, setup, tarEntries, tarOf } from './helpers.ts';
 
 /** Whiteout devices' times left out: the peer leaves them at the time of extraction, we give them the tar entry's. */
 function withoutWhiteoutTimes(snap: ReturnType<typeof snapshotTree>): ReturnType<typeof snapshotTree> {
   for (const f of Object.values(snap)) if (f.type === 'char' && f.rdev === '0') f.mtimeNs = '-';
   return snap;
-}
-
-async function apply(d: OverlayDriver, id: string, tar: string): Promise<void> {
-  const fd = fs.openSync(tar, 'r');
-  try {
-    await d.applyDiff(id, undefined, fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-async function diffTo(env: Env, id: string, parent: string | undefined, name: string): Promise<string> {
-  const out = path.join(env.base, name);
-  const fd = fs.openSync(out, 'w');
-  try {
-    await env.d.diff(id, parent, fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  return out;
-}
-
-/** [name, type, mode] of every entry of a tar, read by tar-stream (not our codec). */
-async function tarEntries(file: string): Promise<Array<[string, string, number]>> {
-  const out: Array<[string, string, number]> = [];
-  const ex = tarStream.extract();
-  ex.on('entry', (h, stream, next) => {
-    out.push([h.name.replace(/^\.\//, '').replace(/\/$/, ''), h.type, h.mode ?? 0]);
-    stream.on('end', next);
-    stream.resume();
-  });
-  const done = new Promise<void>((resolve, reject) => {
-    ex.on('finish', resolve);
-    ex.on('error', reject);
-  });
-  ex.end(fs.readFileSync(file));
-  await done;
-  return out;
 }
 
 for (const kind of KINDS) {
