@@ -33,11 +33,19 @@ async function imageSize(store: Store, image: ImageRecord): Promise<number> {
   return size;
 }
 
+/** the image's digests as the peer lists them: `digests`, else the one `digest` */
+function digestsOf(i: ImageRecord): string[] {
+  return i.digests ?? (i.digest ? [i.digest] : []);
+}
+
 function listImages(g: Globals, images: ImageRecord[], quiet: boolean): void {
   if (g.json) return printJson(images);
   for (const i of images) {
     out(`${i.id}\n`);
-    if (!quiet) for (const n of i.names ?? []) out(`\tname: ${n}\n`);
+    if (quiet) continue;
+    for (const n of i.names ?? []) out(`\tname: ${n}\n`);
+    for (const d of digestsOf(i)) out(`\tdigest: ${d}\n`);
+    for (const n of i['big-data-names'] ?? []) out(`\tdata: ${n}\n`);
   }
 }
 
@@ -74,11 +82,14 @@ function removeImagesCommand(names: string[], help: string, withForce: boolean):
   };
 }
 
-function printContainer(c: ContainerRecord, images: ImageRecord[]): void {
+async function printContainer(store: Store, c: ContainerRecord, images: ImageRecord[]): Promise<void> {
   out(`ID: ${c.id}\n`);
   for (const n of c.names ?? []) out(`Name: ${n}\n`);
   out(`Image: ${c.image}\n`);
   for (const n of images.find((i) => i.id === c.image)?.names ?? []) out(`Image name: ${n}\n`);
+  // as the peer counts it: what the container changed, and its big data
+  const data = Object.values(c['big-data-sizes'] ?? {}).reduce((a, b) => a + b, 0);
+  out(`Size: ${(await store.diffSize(c.layer)) + data}\n`);
   out(`Layer: ${c.layer}\n`);
   for (const n of c['big-data-names'] ?? []) out(`Data: ${n}\n`);
 }
@@ -175,7 +186,7 @@ export const imageCommands: Command[] = [
           for (const n of i.names ?? []) out(`Name: ${n}\n`);
           out(`Top Layer: ${i.layer ?? ''}\n`);
           for (const m of i['mapped-layers'] ?? []) out(`Top Layer: ${m}\n`);
-          for (const d of i.digests ?? (i.digest ? [i.digest] : [])) out(`Digest: ${d}\n`);
+          for (const d of digestsOf(i)) out(`Digest: ${d}\n`);
           for (const n of i['big-data-names'] ?? []) out(`Data: ${n}\n`);
           out(`Size: ${await imageSize(store, i)}\n`);
         }
@@ -293,7 +304,7 @@ export const imageCommands: Command[] = [
       if (g.json) printJson(found);
       else {
         const images = await store.images();
-        for (const c of found) printContainer(c, images);
+        for (const c of found) await printContainer(store, c, images);
       }
       return code;
     },
