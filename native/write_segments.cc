@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -42,6 +43,7 @@ struct Segment {
   int fd = -1;
   uint64_t size = 0;
   std::vector<Range> ranges;  // what of the file the body holds, in order: [{0, size}] unless sparse
+  bool sparse = false;
 };
 
 // A block-aligned bulk left as a hole in the first pass, cloned in the second.
@@ -156,10 +158,15 @@ class Writer {
     }
     size_t deferredBefore = deferred_.size();
     try {
-      struct stat st;
-      if (fstat(fd, &st) != 0) Fail(errno, "fstat", s.path);
-      for (const Range& r : s.ranges)
-        if (static_cast<uint64_t>(st.st_size) < r.offset + r.length) Shrank(s.path, static_cast<uint64_t>(st.st_size));
+      // A file that shrank is found by the copy itself (a short read). Checked first only where
+      // that comes too late or says too little: a sparse map (later ranges may lie past the end)
+      // and a body whose bulk may be deferred to the clone pass (the error must name the segment).
+      if (s.sparse || (twoPass_ && s.size >= std::max(tgt_.minClone, kMinDeferredClone))) {
+        struct stat st;
+        if (fstat(fd, &st) != 0) Fail(errno, "fstat", s.path);
+        for (const Range& r : s.ranges)
+          if (static_cast<uint64_t>(st.st_size) < r.offset + r.length) Shrank(s.path, static_cast<uint64_t>(st.st_size));
+      }
       for (const Range& r : s.ranges) Body(fd, r, s.path);
     } catch (...) {
       if (owned && deferred_.size() == deferredBefore) close(fd);
@@ -238,7 +245,10 @@ struct Job {
   std::vector<Segment> segs;
 };
 
+// Runs on the JS thread while no batch is being written, so it is on the critical path: the
+// property names are made once per call, and a segment's kind is read without a std::string.
 Job ParseJob(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
   Job j;
   j.out = info[0].As<Napi::Number>().Int32Value();
   Napi::Object opts = info[3].As<Napi::Object>();
@@ -248,40 +258,50 @@ Job ParseJob(const Napi::CallbackInfo& info) {
   j.method = m.IsString() ? ParseMethod(m.As<Napi::String>().Utf8Value().c_str()) : kAuto;
   size_t dataLen = info[1].As<Napi::Buffer<char>>().Length();
   Napi::Array a = info[2].As<Napi::Array>();
-  j.segs.reserve(a.Length());
-  for (uint32_t i = 0; i < a.Length(); i++) {
+  Napi::String kKind = Napi::String::New(env, "kind"), kOffset = Napi::String::New(env, "offset"),
+               kLength = Napi::String::New(env, "length"), kPath = Napi::String::New(env, "path"),
+               kFd = Napi::String::New(env, "fd"), kSize = Napi::String::New(env, "size"), kSparse = Napi::String::New(env, "sparse");
+  auto u64 = [](Napi::Value v) { return static_cast<uint64_t>(v.As<Napi::Number>().Int64Value()); };
+  uint32_t n = a.Length();
+  j.segs.reserve(n);
+  for (uint32_t i = 0; i < n; i++) {
     Napi::Object o = a.Get(i).As<Napi::Object>();
     Segment s;
-    std::string kind = o.Get("kind").As<Napi::String>().Utf8Value();
-    if (kind == "bytes") {
-      s.offset = static_cast<uint64_t>(o.Get("offset").As<Napi::Number>().Int64Value());
-      s.length = static_cast<uint64_t>(o.Get("length").As<Napi::Number>().Int64Value());
-      if (s.offset + s.length > dataLen) throw Napi::RangeError::New(info.Env(), "writeSegments: bytes segment past the end of data");
-    } else if (kind == "file") {
+    char kind[8] = {};
+    size_t kindLen = 0;
+    Napi::Value kv = o.Get(kKind);
+    if (!kv.IsString() || napi_get_value_string_utf8(env, kv, kind, sizeof kind, &kindLen) != napi_ok) kindLen = 0;
+    std::string_view k(kind, kindLen);
+    if (k == "bytes") {
+      s.offset = u64(o.Get(kOffset));
+      s.length = u64(o.Get(kLength));
+      if (s.offset + s.length > dataLen) throw Napi::RangeError::New(env, "writeSegments: bytes segment past the end of data");
+    } else if (k == "file") {
       s.isFile = true;
-      s.path = o.Get("path").As<Napi::String>().Utf8Value();
-      Napi::Value fd = o.Get("fd");
+      s.path = o.Get(kPath).As<Napi::String>().Utf8Value();
+      Napi::Value fd = o.Get(kFd);
       if (fd.IsNumber()) s.fd = fd.As<Napi::Number>().Int32Value();
-      s.size = static_cast<uint64_t>(o.Get("size").As<Napi::Number>().Int64Value());
-      Napi::Value sp = o.Get("sparse");
+      s.size = u64(o.Get(kSize));
+      Napi::Value sp = o.Get(kSparse);
       if (sp.IsArray()) {
         Napi::Array m = sp.As<Napi::Array>();
         uint64_t total = 0;
         for (uint32_t k = 0; k < m.Length(); k++) {
           Napi::Object r = m.Get(k).As<Napi::Object>();
-          Range range{static_cast<uint64_t>(r.Get("offset").As<Napi::Number>().Int64Value()),
-                      static_cast<uint64_t>(r.Get("length").As<Napi::Number>().Int64Value())};
+          Range range{u64(r.Get(kOffset)), u64(r.Get(kLength))};
           total += range.length;
           if (range.length) s.ranges.push_back(range);
         }
+        s.sparse = true;
         if (total != s.size)
-          throw Napi::RangeError::New(info.Env(), "writeSegments: the sparse map of '" + s.path + "' holds " + std::to_string(total) +
-                                                      " bytes, not its size " + std::to_string(s.size));
+          throw Napi::RangeError::New(env, "writeSegments: the sparse map of '" + s.path + "' holds " + std::to_string(total) +
+                                               " bytes, not its size " + std::to_string(s.size));
       } else if (s.size > 0) {
         s.ranges.push_back({0, s.size});
       }
     } else {
-      throw Napi::TypeError::New(info.Env(), "writeSegments: unknown segment kind '" + kind + "'");
+      std::string shown = kv.IsString() ? kv.As<Napi::String>().Utf8Value() : std::string("(not a string)");
+      throw Napi::TypeError::New(env, "writeSegments: unknown segment kind '" + shown + "'");
     }
     j.segs.push_back(std::move(s));
   }
