@@ -14,32 +14,42 @@ export type NodeStat = Pick<
   | 'isFile' | 'isDirectory' | 'isSymbolicLink' | 'isCharacterDevice' | 'isBlockDevice' | 'isFIFO' | 'isSocket'
 >;
 
-const S_IFMT = 0o170000n;
+const S_IFMT = 0o170000;
 const NS_PER_SEC = 1_000_000_000n;
 
+/** A scanDir entry seen as stat fields. The bigint fields are made when read: the tar writer
+ *  reads the raw numbers (`entry`) instead, which spares ~10 BigInts per file. */
 class ScanStat implements NodeStat {
-  readonly mode: bigint;
-  readonly uid: bigint;
-  readonly gid: bigint;
-  readonly size: bigint;
-  readonly mtimeNs: bigint;
-  readonly rdev: bigint;
-  readonly nlink: bigint;
-  readonly ino: bigint;
-  readonly dev: bigint;
-  constructor(e: ScanEntry) {
-    this.mode = BigInt(e[1]);
-    this.uid = BigInt(e[2]);
-    this.gid = BigInt(e[3]);
-    this.size = BigInt(e[4]);
-    this.mtimeNs = BigInt(e[5]) * NS_PER_SEC + BigInt(e[6]);
-    this.rdev = BigInt(e[7]);
-    this.nlink = BigInt(e[8]);
-    this.ino = BigInt(e[9]);
-    this.dev = BigInt(e[10]);
+  constructor(readonly entry: ScanEntry) {}
+  get mode() {
+    return BigInt(this.entry[1]);
+  }
+  get uid() {
+    return BigInt(this.entry[2]);
+  }
+  get gid() {
+    return BigInt(this.entry[3]);
+  }
+  get size() {
+    return BigInt(this.entry[4]);
+  }
+  get mtimeNs() {
+    return BigInt(this.entry[5]) * NS_PER_SEC + BigInt(this.entry[6]);
+  }
+  get rdev() {
+    return BigInt(this.entry[7]);
+  }
+  get nlink() {
+    return BigInt(this.entry[8]);
+  }
+  get ino() {
+    return BigInt(this.entry[9]);
+  }
+  get dev() {
+    return BigInt(this.entry[10]);
   }
   private is(type: number): boolean {
-    return (this.mode & S_IFMT) === BigInt(type);
+    return (this.entry[1] & S_IFMT) === type;
   }
   isFile() {
     return this.is(fs.constants.S_IFREG);
@@ -62,6 +72,11 @@ class ScanStat implements NodeStat {
   isSocket() {
     return this.is(fs.constants.S_IFSOCK);
   }
+}
+
+/** Whether a node's file has more than one name (a hardlink), without making a BigInt for scanned nodes. */
+export function hasLinks(st: NodeStat): boolean {
+  return st instanceof ScanStat ? st.entry[8] > 1 : st.nlink > 1n;
 }
 
 export interface TreeNode {
@@ -164,17 +179,19 @@ export function entryFromNode(node: TreeNode, mapOwner?: OwnerMapper): TarEntry 
   const { st } = node;
   const type = entryType(st);
   if (!type) return undefined;
-  let uid = Number(st.uid);
-  let gid = Number(st.gid);
+  // scanned nodes: the numbers as scanDir gave them, no BigInt round trip (one per field per file)
+  const raw = st instanceof ScanStat ? st.entry : undefined;
+  let uid = raw ? raw[2] : Number(st.uid);
+  let gid = raw ? raw[3] : Number(st.gid);
   if (mapOwner) [uid, gid] = mapOwner(uid, gid, node.rel);
   const e: TarEntry = {
     name: node.rel,
     type,
-    mode: Number(st.mode & 0o7777n),
+    mode: raw ? raw[1] & 0o7777 : Number(st.mode & 0o7777n),
     uid,
     gid,
-    size: type === 'file' ? Number(st.size) : 0,
-    mtime: { sec: Number(st.mtimeNs / NS_PER_SEC), nsec: Number(st.mtimeNs % NS_PER_SEC) },
+    size: type === 'file' ? (raw ? raw[4] : Number(st.size)) : 0,
+    mtime: raw ? { sec: raw[5], nsec: raw[6] } : { sec: Number(st.mtimeNs / NS_PER_SEC), nsec: Number(st.mtimeNs % NS_PER_SEC) },
   };
   if (type === 'symlink') e.linkname = node.link;
   if (type === 'char' || type === 'block') {

@@ -7,7 +7,7 @@ import { native } from '../native.ts';
 import type { CopyMethod, CopyRequest, TarSegment } from '../native.ts';
 import type { OwnerMapper } from '../idmap.ts';
 import { encodeHeader, END_OF_ARCHIVE, padding } from './header.ts';
-import { entryFromNode, inodeKey, walkTree, type TreeNode } from './tree.ts';
+import { entryFromNode, hasLinks, inodeKey, walkTree, type TreeNode } from './tree.ts';
 import type { TarEntry } from './types.ts';
 import { nativeToTarError } from './native-errors.ts';
 
@@ -86,7 +86,10 @@ export async function writeTar(root: string, items: Iterable<TarItem>, outFd: nu
     if (len > data.length) data = Buffer.allocUnsafe(len); // a header with huge PAX records: a buffer of its own
     if (b) b.copy(data, used);
     else data.fill(0, used, used + len);
-    segments.push({ kind: 'bytes', offset: used, length: len });
+    // a body's padding and the next header are one segment: fewer objects for the native side to read
+    const last = segments[segments.length - 1];
+    if (last?.kind === 'bytes' && last.offset + last.length === used) last.length += len;
+    else segments.push({ kind: 'bytes', offset: used, length: len });
     used += len;
     offset += len;
   };
@@ -129,7 +132,7 @@ export function* treeItems(root: string, mapOwner?: OwnerMapper): Generator<TarI
 export function nodeItem(node: TreeNode, seen: Map<string, string>, mapOwner?: OwnerMapper): TarItem | undefined {
   const entry = entryFromNode(node, mapOwner);
   if (!entry) return undefined; // a socket: tar has no type for it
-  if (entry.type === 'file' && node.st.nlink > 1n) {
+  if (entry.type === 'file' && hasLinks(node.st)) {
     const key = inodeKey(node.st);
     const first = seen.get(key);
     if (first !== undefined) {
