@@ -2,15 +2,22 @@
 # The main job, end to end on a fresh machine: install and build (hack/setup.sh), make a store
 # with the vfs driver under a temp dir, import a GNU tar of a real directory tree as a layer,
 # create a child layer, change it (mount, modify, add, delete, unmount), and show its diff,
-# changes and size, and the layer list. Everything it makes is removed at the end.
+# changes and size, and the layer list; then, on the overlay driver, make an image of the two
+# layers, containers in two user namespaces (mapped top layers, one reused), and remove the image
+# with `layers rm`. Everything it makes is removed at the end; it runs in a private mount
+# namespace, so no mount it makes is seen outside.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "$(id -u)" -ne 0 ]; then echo "demo: run as root (layers keep file owners and devices)" >&2; exit 1; fi
-bash hack/setup.sh
+if [ -z "${LAYERS_DEMO_NS:-}" ]; then
+  bash hack/setup.sh
+  LAYERS_DEMO_NS=1 exec unshare -m --propagation private -- bash "$0" "$@"
+fi
 
 work=$(mktemp -d /tmp/layers-demo.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+trap 'for m in "$work"/oroot/overlay/*/merged; do umount "$m" 2>/dev/null || true; done; rm -rf "$work"' EXIT
 layers() { node bin/layers.js --root "$work/root" --runroot "$work/run" --driver vfs "$@"; }
+olayers() { node bin/layers.js --root "$work/oroot" --runroot "$work/orun" --driver overlay "$@"; }
 step() { printf '\n== %s\n' "$*"; }
 
 step "a directory tree: files, a big file, a hardlink, a symlink, a fifo, odd modes and owners"
@@ -68,4 +75,29 @@ fi
 step "clean up: layers wipe"
 layers wipe
 layers layers
+
+step "overlay: the same two tars as layers base and child, and an image 'app' on child"
+olayers import-layer -n base -f "$work/base.tar" >/dev/null
+olayers import-layer -n child -f "$work/child.tar" base >/dev/null
+olayers create-image -n app child
+olayers images
+
+step "containers in user namespaces: c1 and c3 share one mapped top layer, c2 gets another"
+olayers create-container -n c1 --uidmap 0:100000:65536 --gidmap 0:100000:65536 app
+olayers create-container -n c2 --uidmap 0:200000:65536 --gidmap 0:200000:65536 app
+olayers create-container -n c3 --uidmap 0:100000:65536 --gidmap 0:100000:65536 app
+olayers image app
+for c in c1 c2; do
+  dir=$(olayers mount "$c")
+  printf '%s sees: ' "$c"; (cd "$dir" && stat -c '%n %u:%g' etc/hostname var/log | tr '\n' ' '); echo
+  olayers unmount "$c" >/dev/null
+done
+olayers layers
+
+step "layers rm app: refused while containers use it"
+if olayers rm app; then echo "demo: rm should have refused" >&2; exit 1; fi
+step "layers rm --force app: containers, mapped top layers, then the top layer and its parents"
+olayers rm --force app
+olayers layers
+ls "$work/oroot/overlay"
 echo "demo: ok"

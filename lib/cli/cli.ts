@@ -16,6 +16,12 @@ const globalFlags: FlagSpec[] = [
   { names: ['help', 'h'], help: 'print usage' },
 ];
 
+/** Flags and their help in two columns, the second starting past the longest flag. */
+function flagLines(flags: Parameters<typeof flagUsage>[0][]): string[] {
+  const width = Math.max(0, ...flags.map((f) => flagUsage(f).length)) + 2;
+  return flags.map((f) => `  ${flagUsage(f).padEnd(width)}${f.help}`);
+}
+
 function mainUsage(): string {
   const width = Math.max(...commands.map((c) => c.names[0].length)) + 2;
   return [
@@ -25,7 +31,7 @@ function mainUsage(): string {
     ...commands.map((c) => `  ${c.names[0].padEnd(width)}${c.help}`),
     '',
     'Global flags (accepted before or after the command):',
-    ...globalFlags.map((f) => `  ${flagUsage(f).padEnd(36)}${f.help}`),
+    ...flagLines(globalFlags),
     '',
   ].join('\n');
 }
@@ -37,7 +43,7 @@ function commandUsage(c: (typeof commands)[number]): string {
     c.help + (c.names.length > 1 ? ` (also: ${c.names.slice(1).join(', ')})` : ''),
     '',
     'Flags:',
-    ...c.flags.map((f) => `  ${flagUsage(f).padEnd(36)}${f.help}`),
+    ...flagLines(c.flags),
     '',
   ].join('\n');
 }
