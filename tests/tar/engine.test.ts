@@ -371,6 +371,34 @@ test('extracting in place of an existing symlink replaces the link, never writes
   t.is(fs.readFileSync(path.join(root, 'f'), 'utf8'), 'new');
 });
 
+test('modes and owners come out as the tar says whatever the umask or a setgid parent would make of a new file', async (t) => {
+  // files are made with their final mode and changed only where the new file differs: a
+  // process umask of 077 and a setgid directory owned by group 55 must not show through
+  const dir = tempDir(t);
+  const out = path.join(dir, 'out');
+  fs.mkdirSync(path.join(out, 'sg'), { recursive: true });
+  fs.chownSync(path.join(out, 'sg'), 0, 55);
+  fs.chmodSync(path.join(out, 'sg'), 0o2775);
+  const body = Buffer.from('body\n');
+  const files: Array<[string, number, number, number]> = [
+    ['sg/plain', 0o644, 0, 0],
+    ['sg/setuid', 0o4755, 1000, 1000],
+    ['sg/group55', 0o640, 0, 55],
+    ['open', 0o777, 0, 0],
+    ['private', 0o600, 0, 0],
+    ['sticky-setgid', 0o3750, 7, 8],
+    ['owned', 0o644, 4242, 4343],
+  ];
+  const tarPath = hostileTar(dir, files.map(([name, mode, uid, gid]) => ({ e: { name, mode, uid, gid }, body })));
+  const tool = path.join(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'hack', 'tar.ts');
+  execFileSync('sh', ['-c', 'umask 077 && exec "$0" --import tsx "$1" extract "$2" "$3"', process.execPath, tool, tarPath, out]);
+  for (const [name, mode, uid, gid] of files) {
+    const st = fs.statSync(path.join(out, name));
+    t.deepEqual([name, (st.mode & 0o7777).toString(8), st.uid, st.gid], [name, mode.toString(8), uid, gid]);
+    t.is(fs.readFileSync(path.join(out, name), 'utf8'), 'body\n');
+  }
+});
+
 test('sparse files from GNU tar keep their holes', async (t) => {
   const mnt = dirOn(t, 'ext4', 64 << 20);
   const src = path.join(mnt, 'src');
