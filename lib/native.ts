@@ -179,6 +179,9 @@ export interface Native {
   /** openat2(2); dirfd may be AT_FDCWD (-100). O_CLOEXEC is always added. Returns the new fd. */
   openat2(dirfd: number, path: string, flags: number, mode: number, resolve: number): number;
   fstatfs(fd: number): StatFs;
+  /** flock(fd, LOCK_EX | LOCK_NB): true when taken, false while another open file holds it;
+   *  the kernel drops it when the holder's fd closes, also when the process is killed */
+  tryLockExclusive(fd: number): boolean;
   /** run an apply batch on a worker thread beneath rootFd */
   applyBatch(rootFd: number, ops: ApplyOp[]): Promise<BatchResult>;
   /** the same on the calling thread (used for pipe input, where each body must be read before the next header) */

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <linux/magic.h>
 #include <linux/openat2.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/vfs.h>
@@ -76,6 +77,19 @@ Napi::Value Fstatfs(const Napi::CallbackInfo& info) {
   });
 }
 
+// flock(LOCK_EX | LOCK_NB): true when taken, false when another open file holds it. The
+// kernel drops the lock when its holder's last fd on it closes, however the process ends.
+Napi::Value TryLockExclusive(const Napi::CallbackInfo& info) {
+  return Guard(info.Env(), [&]() -> Napi::Value {
+    while (flock(IntArg(info, 0), LOCK_EX | LOCK_NB) != 0) {
+      if (errno == EINTR) continue;
+      if (errno == EWOULDBLOCK) return Napi::Boolean::New(info.Env(), false);
+      Fail(errno, "flock");
+    }
+    return Napi::Boolean::New(info.Env(), true);
+  });
+}
+
 }  // namespace
 
 void InitFsOps(Napi::Env env, Napi::Object exports) {
@@ -84,6 +98,7 @@ void InitFsOps(Napi::Env env, Napi::Object exports) {
   exports.Set("lutimes", Napi::Function::New(env, Lutimes, "lutimes"));
   exports.Set("openat2", Napi::Function::New(env, Openat2Js, "openat2"));
   exports.Set("fstatfs", Napi::Function::New(env, Fstatfs, "fstatfs"));
+  exports.Set("tryLockExclusive", Napi::Function::New(env, TryLockExclusive, "tryLockExclusive"));
   Napi::Object c = Napi::Object::New(env);
   c.Set("RESOLVE_NO_XDEV", RESOLVE_NO_XDEV);
   c.Set("RESOLVE_NO_MAGICLINKS", RESOLVE_NO_MAGICLINKS);

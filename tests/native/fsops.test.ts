@@ -1,5 +1,5 @@
 // The single-path calls: xattrs as raw bytes, mknod, lchown, lutimes with nanoseconds, all
-// without following a final symlink; openat2 resolution beneath a root; fstatfs magics.
+// without following a final symlink; openat2 resolution beneath a root; fstatfs magics; flock.
 import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -155,4 +155,20 @@ test('fstatfs reports each filesystem magic', (t) => {
   }
   const err = t.throws(() => native.fstatfs(1_000_000)) as NativeError;
   t.is(err.code, 'EBADF');
+});
+
+test('tryLockExclusive: one open file at a time holds the flock; closing the holder frees it', (t) => {
+  const f = path.join(tempDir(t), 'lock');
+  const a = fs.openSync(f, 'w');
+  const b = fs.openSync(f, 'r');
+  try {
+    t.true(native.tryLockExclusive(a));
+    t.true(native.tryLockExclusive(a), 'taking it again through the same open file is a no-op');
+    t.false(native.tryLockExclusive(b), 'another open file of the same process is refused');
+    fs.closeSync(a);
+    t.true(native.tryLockExclusive(b));
+    t.throws(() => native.tryLockExclusive(-1), { code: 'EBADF' });
+  } finally {
+    fs.closeSync(b);
+  }
 });

@@ -1,8 +1,8 @@
 // kill -9 at every point between the steps of container creation and image removal (the
 // failpoints of lib/failpoint.ts): the next command repairs the store (incomplete layers gone,
 // no image or container pointing at a missing layer, the driver's home matching the records),
-// and the operation then runs to the end. The next writer waits for proper-lockfile to find the
-// dead holder's lock stale (up to 10 s), so each kill costs some seconds.
+// and the operation then runs to the end. The next writer takes the dead holder's lock at once
+// (tests/store/lock.test.ts).
 import test from 'ava';
 import { FAILPOINTS } from '../../lib/failpoint.ts';
 import { canMount } from '../fixtures/fs.ts';
