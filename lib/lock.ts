@@ -81,7 +81,8 @@ export class StoreLock {
       return fd;
     } catch (err) {
       fs.closeSync(fd);
-      throw err;
+      if (err instanceof LayersError) throw err;
+      throw new LayersError('ELOCK', `cannot lock ${file}: ${(err as Error).message}`, { cause: err });
     }
   }
 

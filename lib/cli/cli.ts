@@ -17,7 +17,7 @@ const globalFlags: FlagSpec[] = [
 ];
 
 /** Flags and their help in two columns, the second starting past the longest flag. */
-function flagLines(flags: Parameters<typeof flagUsage>[0][]): string[] {
+function flagLines(flags: FlagSpec[]): string[] {
   const width = Math.max(0, ...flags.map((f) => flagUsage(f).length)) + 2;
   return flags.map((f) => `  ${flagUsage(f).padEnd(width)}${f.help}`);
 }
