@@ -117,3 +117,50 @@ export async function tarFacts(file: string): Promise<TarEntryFacts[]> {
 export async function tarEntries(file: string): Promise<Array<[string, string, number]>> {
   return (await tarFacts(file)).map((e) => [e.name, e.type, e.mode]);
 }
+
+/** The xattr overlayfs puts on an upper file whose body is still in a lower (metacopy=on). */
+export const METACOPY_XATTR = 'trusted.overlay.metacopy';
+
+/** uid, gid and path of everything below dir, by find(1) (not the code under test). */
+export function owners(dir: string): Array<[number, number, string]> {
+  const out = execFileSync('find', [dir, '-mindepth', '1', '-printf', '%U %G %P\\0'], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  return out
+    .split('\0')
+    .filter(Boolean)
+    .map((l) => {
+      const [u, g, ...rest] = l.split(' ');
+      return [Number(u), Number(g), rest.join(' ')];
+    });
+}
+
+/** Regular files below dir with their st_blocks, by find(1). */
+export function fileBlocks(dir: string): Array<[string, number]> {
+  const out = execFileSync('find', [dir, '-type', 'f', '-printf', '%b %p\\0'], { encoding: 'utf8', maxBuffer: 1 << 30 });
+  return out
+    .split('\0')
+    .filter(Boolean)
+    .map((l) => {
+      const i = l.indexOf(' ');
+      return [l.slice(i + 1), Number(l.slice(0, i))];
+    });
+}
+
+/** Data extents of the files as FIEMAP reports them (filefrag; xattr blocks are not data). */
+export function dataExtents(files: string[]): number {
+  let n = 0;
+  for (let i = 0; i < files.length; i += 2000) {
+    const out = execFileSync('filefrag', files.slice(i, i + 2000), { encoding: 'utf8', maxBuffer: 1 << 28 });
+    for (const m of out.matchAll(/: (\d+) extents? found$/gm)) n += Number(m[1]);
+  }
+  return n;
+}
+
+/** Whether two trees hold the same names and contents (diff -r, which compares no metadata). */
+export function sameContents(a: string, b: string): boolean {
+  try {
+    execFileSync('diff', ['-r', '--no-dereference', '-q', a, b], { stdio: 'pipe' });
+    return true;
+  } catch {
+    return false;
+  }
+}
