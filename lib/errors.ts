@@ -10,7 +10,7 @@ export type ErrorCode =
   | 'EIMAGEUNKNOWN'
   /** no container has this id, name or id prefix */
   | 'ECONTAINERUNKNOWN'
-  /** the image has no big-data item of this name */
+  /** the layer, image or container has no data item of this name */
   | 'EBIGDATAUNKNOWN'
   /** the image is used by containers */
   | 'EIMAGEINUSE'
@@ -18,6 +18,8 @@ export type ErrorCode =
   | 'EIDINUSE'
   /** the layer has child layers */
   | 'ELAYERHASCHILDREN'
+  /** the layer is not mounted, and what was asked needs its mount point */
+  | 'ENOTMOUNTED'
   /** the id is taken */
   | 'ELAYEREXISTS'
   /** a name is taken by another layer */

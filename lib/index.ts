@@ -16,6 +16,9 @@ export type {
   RemoveImageOptions,
   RemoveImageResult,
   Found,
+  DataOwnerKind,
+  CopySpec,
+  BigDataItem,
   DiffInput,
   DiffOptions,
 } from './store/store.ts';

@@ -5,10 +5,12 @@ import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import { isatty } from 'node:tty';
 import { LayersError } from '../errors.ts';
-import type { LayerRecord } from '../index.ts';
+import type { CopySpec, LayerRecord } from '../index.ts';
 import { bool, list, str, usageError, type Parsed } from './args.ts';
-import { fileIn, idMaps, json, mapFlags, metadataFlags, metadataOf, open, out, printCreated, printJson, reportFailure, withProgress, type Command, type Globals } from './common.ts';
+import { deleteCommand, fileIn, idMaps, json, mapFlags, metadataFlags, metadataOf, open, out, printCreated, printJson, reportFailure, withProgress, type Command, type Globals } from './common.ts';
+import { layerDataCommands } from './data.ts';
 import { imageCommands } from './images.ts';
+import { parentOwnersCommand } from './owners.ts';
 import { drawTree } from './tree.ts';
 
 export type { Command, Globals };
@@ -65,6 +67,26 @@ function createCommand(names: string[], help: string, withInput: boolean): Comma
       return 0;
     },
   };
+}
+
+/**
+ * unmount and mounted: each argument in turn, printing what `act` returns for it; a failure is
+ * reported and the others go on. `--json`: [{"id", "error"}], as the peer prints them.
+ */
+async function eachMountArg(g: Globals, refs: string[], cmd: string, act: (ref: string) => Promise<string>): Promise<number> {
+  const results: Array<{ id: string; error: string }> = [];
+  for (const ref of refs) {
+    try {
+      const line = await act(ref);
+      results.push({ id: ref, error: '' });
+      if (!g.json) out(line);
+    } catch (err) {
+      results.push({ id: ref, error: (err as Error).message });
+      if (!g.json) reportFailure(cmd, ref, err);
+    }
+  }
+  if (g.json) printJson(results);
+  return results.some((r) => r.error !== '') ? 1 : 0;
 }
 
 /** layerNameOrID [referenceLayerNameOrID] for diff, changes and diffsize */
@@ -194,21 +216,43 @@ export const commands: Command[] = [
     flags: [{ names: ['force', 'f'], help: 'unmount whatever the count' }, json],
     async run(g, p, name) {
       const store = await open(g);
-      const results: Array<{ id: string; error: string }> = [];
-      let failed = false;
-      for (const ref of p.positionals) {
-        try {
-          const left = await store.unmount(ref, bool(p, 'force'));
-          results.push({ id: ref, error: '' });
-          if (!g.json && left === 0) out(`${ref} mountpoint unmounted\n`);
-        } catch (err) {
-          failed = true;
-          results.push({ id: ref, error: (err as Error).message });
-          if (!g.json) reportFailure(name, ref, err);
-        }
+      return eachMountArg(g, p.positionals, name, async (ref) => ((await store.unmount(ref, bool(p, 'force'))) === 0 ? `${ref} mountpoint unmounted\n` : ''));
+    },
+  },
+  {
+    names: ['mounted'],
+    args: 'layerOrContainerNameOrID [...]',
+    help: 'Say which layers or containers are mounted (`<arg> mounted`)',
+    min: 1,
+    flags: [json],
+    async run(g, p, name) {
+      const store = await open(g);
+      return eachMountArg(g, p.positionals, name, async (ref) => ((await store.mountCount(ref)) > 0 ? `${ref} mounted\n` : ''));
+    },
+  },
+  {
+    names: ['copy'],
+    args: '[sourceLayerNameOrID:]/path [...] targetLayerNameOrID:/path',
+    help: 'Copy files or directories into a layer, from the host or from another layer',
+    min: 2,
+    flags: [{ names: ['chown', 'o'], value: true, help: 'owner of the copies, UID[:GID] as the container sees them' }, json],
+    async run(g, p) {
+      const spec = (arg: string): CopySpec => {
+        const i = arg.indexOf(':');
+        return i < 0 ? { path: arg } : { layer: arg.slice(0, i), path: arg.slice(i + 1) };
+      };
+      const owner = str(p, 'chown');
+      let chown: { uid: number; gid: number } | undefined;
+      if (owner !== undefined) {
+        const [u, gRaw = u] = owner.split(':');
+        const id = (s: string) => (/^\d+$/.test(s) && Number(s) <= 0xffffffff ? Number(s) : undefined);
+        const [uid, gid] = [id(u), id(gRaw)];
+        if (uid === undefined || gid === undefined) throw usageError(`--chown ${owner}: want UID[:GID] as numbers`);
+        chown = { uid, gid };
       }
-      if (g.json) printJson(results);
-      return failed ? 1 : 0;
+      const args = p.positionals.map(spec);
+      await (await open(g)).copy(args.slice(0, -1), args[args.length - 1], { chown });
+      return 0;
     },
   },
   {
@@ -282,28 +326,15 @@ export const commands: Command[] = [
       return found.length === p.positionals.length ? 0 : 1;
     },
   },
-  {
-    names: ['delete-layer', 'deletelayer'],
-    args: 'layerNameOrID [...]',
-    help: 'Delete layers that have no children and are not mounted',
-    min: 1,
-    flags: [json],
-    async run(g, p, name) {
-      const store = await open(g);
-      const results: Record<string, string> = {};
-      for (const ref of p.positionals) {
-        try {
-          await store.deleteLayer(ref);
-          results[ref] = '';
-        } catch (err) {
-          results[ref] = (err as Error).message;
-          if (!g.json) reportFailure(name, ref, err);
-        }
-      }
-      if (g.json) printJson(results);
-      return Object.values(results).some((e) => e !== '') ? 1 : 0;
-    },
-  },
+  parentOwnersCommand('layer'),
+  ...layerDataCommands,
+  deleteCommand(['delete-layer', 'deletelayer'], 'layerNameOrID [...]', 'Delete layers that have no children and are not mounted', (store, ref) => store.deleteLayer(ref)),
+  deleteCommand(
+    ['delete'],
+    'layerOrImageOrContainerNameOrID [...]',
+    'Delete a container, image or layer without the use checks (not a layer other layers stand on)',
+    (store, ref) => store.delete(ref),
+  ),
   {
     names: ['exists'],
     args: 'layerOrImageOrContainerNameOrID [...]',

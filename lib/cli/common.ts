@@ -40,6 +40,35 @@ export function reportFailure(cmd: string, arg: string, err: unknown): void {
 }
 
 /**
+ * One of the peer's delete commands: each argument in turn, a failure reported and the others
+ * gone on with; `--json` prints {"<arg>": "<error, or empty when it went>"}; exit 1 if any failed.
+ */
+export function deleteCommand(names: string[], args: string, help: string, remove: (store: Store, ref: string) => Promise<unknown>): Command {
+  return {
+    names,
+    args,
+    help,
+    min: 1,
+    flags: [json],
+    async run(g, p, cmd) {
+      const store = await open(g);
+      const results: Record<string, string> = {};
+      for (const ref of p.positionals) {
+        try {
+          await remove(store, ref);
+          results[ref] = '';
+        } catch (err) {
+          results[ref] = (err as Error).message;
+          if (!g.json) reportFailure(cmd, ref, err);
+        }
+      }
+      if (g.json) printJson(results);
+      return Object.values(results).some((e) => e !== '') ? 1 : 0;
+    },
+  };
+}
+
+/**
  * "\rimporting layer.tar (300.0 MB): 4.2s" on stderr every 250 ms while work runs, when stderr is
  * a terminal. `bytes` is polled for the size so far, when it can be known.
  */

@@ -4,7 +4,9 @@ import fs from 'node:fs';
 import { LayersError } from '../errors.ts';
 import type { ContainerRecord, ImageRecord, Store } from '../index.ts';
 import { bool, list, str, usageError } from './args.ts';
-import { idMaps, json, mapFlags, metadataFlags, metadataOf, open, out, printCreated, printJson, reportFailure, type Command, type Globals } from './common.ts';
+import { containerDataCommands, imageDataCommands } from './data.ts';
+import { parentOwnersCommand } from './owners.ts';
+import { deleteCommand, idMaps, json, mapFlags, metadataFlags, metadataOf, open, out, printCreated, printJson, reportFailure, type Command, type Globals } from './common.ts';
 
 const idFlag = (what: string) => ({ names: ['id', 'i'], value: true, help: `${what} ID (default: 64 random hex digits)` });
 const nameFlag = (what: string) => ({ names: ['name', 'n'], value: true, multi: true, help: `${what} name; repeatable` });
@@ -92,23 +94,6 @@ async function printContainer(store: Store, c: ContainerRecord, images: ImageRec
   out(`Size: ${(await store.diffSize(c.layer)) + data}\n`);
   out(`Layer: ${c.layer}\n`);
   for (const n of c['big-data-names'] ?? []) out(`Data: ${n}\n`);
-}
-
-/** get-image-data-size and get-image-data-digest */
-function imageDataFact(which: 'size' | 'digest'): Command {
-  return {
-    names: [`get-image-data-${which}`, `getimagedata${which}`],
-    args: 'imageNameOrID dataName',
-    help: `Print the ${which} of a data item of an image`,
-    min: 2,
-    max: 2,
-    flags: [],
-    async run(g, p) {
-      const item = await (await open(g)).imageBigData(p.positionals[0], p.positionals[1]);
-      out(`${item[which]}\n`);
-      return 0;
-    },
-  };
 }
 
 /** get-container-dir and get-container-run-dir */
@@ -209,56 +194,7 @@ export const imageCommands: Command[] = [
       return 0;
     },
   },
-  {
-    names: ['list-image-data', 'listimagedata'],
-    args: 'imageNameOrID',
-    help: 'List the data items of an image',
-    min: 1,
-    max: 1,
-    flags: [json],
-    async run(g, p) {
-      const names = await (await open(g)).imageBigDataNames(p.positionals[0]);
-      if (g.json) printJson(names);
-      else out(names.map((n) => `${n}\n`).join(''));
-      return 0;
-    },
-  },
-  {
-    names: ['get-image-data', 'getimagedata'],
-    args: 'imageNameOrID dataName',
-    help: 'Write a data item of an image to stdout (or -f FILE)',
-    min: 2,
-    max: 2,
-    flags: [{ names: ['file', 'f'], value: true, help: 'write the data to this file' }],
-    async run(g, p) {
-      const { data } = await (await open(g)).imageBigData(p.positionals[0], p.positionals[1]);
-      const file = str(p, 'file');
-      if (file !== undefined) fs.writeFileSync(file, data);
-      else process.stdout.write(data);
-      return 0;
-    },
-  },
-  imageDataFact('size'),
-  imageDataFact('digest'),
-  {
-    names: ['set-image-data', 'setimagedata'],
-    args: 'imageNameOrID dataName',
-    help: 'Store a data item with an image (from -f FILE or stdin)',
-    min: 2,
-    max: 2,
-    flags: [{ names: ['file', 'f'], value: true, help: 'read the data from this file' }],
-    async run(g, p) {
-      const file = str(p, 'file');
-      let data: Buffer;
-      try {
-        data = fs.readFileSync(file ?? 0);
-      } catch (err) {
-        throw new LayersError('EINPUT', `cannot read ${file ?? 'stdin'}: ${(err as NodeJS.ErrnoException).code}`);
-      }
-      await (await open(g)).setImageBigData(p.positionals[0], p.positionals[1], data);
-      return 0;
-    },
-  },
+  ...imageDataCommands,
   {
     names: ['create-container', 'createcontainer'],
     args: 'imageNameOrID',
@@ -309,30 +245,11 @@ export const imageCommands: Command[] = [
       return code;
     },
   },
-  {
-    names: ['delete-container', 'deletecontainer'],
-    args: 'containerNameOrID [...]',
-    help: 'Delete containers and their read-write layers (unmounting them)',
-    min: 1,
-    flags: [json],
-    async run(g, p, name) {
-      const store = await open(g);
-      const results: Record<string, string> = {};
-      for (const ref of p.positionals) {
-        try {
-          await store.deleteContainer(ref);
-          results[ref] = '';
-        } catch (err) {
-          results[ref] = (err as Error).message;
-          if (!g.json) reportFailure(name, ref, err);
-        }
-      }
-      if (g.json) printJson(results);
-      return Object.values(results).some((e) => e !== '') ? 1 : 0;
-    },
-  },
+  deleteCommand(['delete-container', 'deletecontainer'], 'containerNameOrID [...]', 'Delete containers and their read-write layers (unmounting them)', (store, ref) => store.deleteContainer(ref)),
   containerDirCommand('dir'),
   containerDirCommand('runDir'),
+  ...containerDataCommands,
+  parentOwnersCommand('container'),
   {
     names: ['create-from-template', 'createfromtemplate'],
     args: 'templateLayerNameOrID',

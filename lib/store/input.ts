@@ -47,9 +47,9 @@ function refuse(kind: Kind, what: string): never {
 }
 
 /** Open an unlinked temp file in dir: nothing is left behind if the process dies. */
-function tempFile(dir: string): number {
+export function tempFile(dir: string, prefix = 'layer-input'): number {
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  const p = path.join(dir, `layer-input-${randomBytes(8).toString('hex')}`);
+  const p = path.join(dir, `${prefix}-${randomBytes(8).toString('hex')}`);
   const fd = fs.openSync(p, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
   fs.unlinkSync(p);
   return fd;

@@ -26,6 +26,8 @@ export interface LayerRecord {
   flags?: { incomplete?: boolean; [flag: string]: unknown };
   uidmap?: IdMap[];
   gidmap?: IdMap[];
+  /** named blobs stored beside the record in <driver>-layers/<id>/ (no sizes or digests, as the peer's) */
+  'big-data-names'?: string[];
   [peerField: string]: unknown;
 }
 
@@ -48,6 +50,7 @@ export const LAYER_FIELDS = [
   'flags',
   'uidmap',
   'gidmap',
+  'big-data-names',
 ];
 
 /** An image as containers/storage writes it in <root>/<driver>-images/images.json. */
@@ -128,6 +131,13 @@ export interface AnyRecord {
   names?: string[];
   flags?: { [flag: string]: unknown };
   [field: string]: unknown;
+}
+
+/** A record that can hold data items: a layer's has only the names, an image's and a container's sizes and digests too. */
+export interface BigDataRecord extends AnyRecord {
+  'big-data-names'?: string[];
+  'big-data-sizes'?: Record<string, number>;
+  'big-data-digests'?: Record<string, string>;
 }
 
 function isEmpty(v: unknown): boolean {

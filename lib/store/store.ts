@@ -25,6 +25,7 @@ import { LayersError } from '../errors.ts';
 import { failpoint } from '../failpoint.ts';
 import { sameMappings, toContainer, type IdMap, type IdMappings } from '../idmap.ts';
 import { StoreLock } from '../lock.ts';
+import { copyPath, type CopyEnd } from './copy.ts';
 import { prepareInput } from './input.ts';
 import { MountRecords, type MountRecord } from './mounts.ts';
 import {
@@ -37,6 +38,7 @@ import {
   normalizeRecord,
   rfc3339,
   type AnyRecord,
+  type BigDataRecord,
   type ContainerRecord,
   type ImageRecord,
   type LayerRecord,
@@ -107,6 +109,22 @@ export type Found =
   | { kind: 'image'; record: ImageRecord }
   | { kind: 'container'; record: ContainerRecord };
 
+/** A path to copy from or to: in a layer (mounted for the copy), or on the host when no layer is named. */
+export interface CopySpec {
+  layer?: string;
+  path: string;
+}
+
+/** What can hold data items (named blobs beside the record). */
+export type DataOwnerKind = Found['kind'];
+
+/** A data item's bytes, with the size and digest the record gives (or the bytes do). */
+export interface BigDataItem {
+  data: Buffer;
+  size: number;
+  digest: string;
+}
+
 export interface CreateLayerOptions {
   /** default: 64 random hex digits */
   id?: string;
@@ -160,11 +178,11 @@ export class Store {
   readonly runroot: string;
   readonly storageOpts: string[];
   readonly driver: Driver;
-  /** <root>/<driver>-layers: layers.json and the peer's <id>.tar-split.gz files */
+  /** <root>/<driver>-layers: layers.json, the peer's <id>.tar-split.gz files, each layer's big data in <id>/ */
   readonly layersDir: string;
   /** <root>/<driver>-images: images.json and each image's big data in <id>/ */
   readonly imagesDir: string;
-  /** <root>/<driver>-containers: containers.json and each container's <id>/userdata */
+  /** <root>/<driver>-containers: containers.json, each container's big data in <id>/ and its <id>/userdata */
   readonly containersDir: string;
   /** <runroot>/<driver>-containers: each container's <id>/userdata for run-time state */
   readonly runContainersDir: string;
@@ -301,19 +319,57 @@ export class Store {
     return this.mounts.count(this.mountTarget(ref).id);
   }
 
-  /** the names of the image's big-data items */
-  async imageBigDataNames(ref: string): Promise<string[]> {
+  /** the names of the data items of a layer, image or container */
+  async bigDataNames(kind: DataOwnerKind, ref: string): Promise<string[]> {
     this.load();
-    return [...(this.imageTable.find(ref)['big-data-names'] ?? [])];
+    return [...(this.dataOwner(kind, ref).record['big-data-names'] ?? [])];
   }
 
-  /** a big-data item of the image, with its size and digest */
-  async imageBigData(ref: string, key: string): Promise<{ data: Buffer; size: number; digest: string }> {
+  /**
+   * A data item of a layer, image or container, with its size and digest (images and containers
+   * record both when the item is set, as the peer does; a layer's are worked out from the bytes).
+   */
+  async bigData(kind: DataOwnerKind, ref: string, key: string): Promise<BigDataItem> {
     this.load();
-    const image = this.imageTable.find(ref);
-    if (!image['big-data-names']?.includes(key)) throw new LayersError('EBIGDATAUNKNOWN', `image ${image.id} has no data item "${key}"`);
-    const data = fs.readFileSync(path.join(this.imagesDir, image.id, bigDataFileName(key)));
-    return { data, size: image['big-data-sizes']?.[key] ?? data.length, digest: image['big-data-digests']?.[key] ?? digestOf(data) };
+    const { record, dir } = this.dataOwner(kind, ref);
+    if (!record['big-data-names']?.includes(key)) throw new LayersError('EBIGDATAUNKNOWN', `${kind} ${record.id} has no data item "${key}"`);
+    const data = fs.readFileSync(path.join(dir, bigDataFileName(key)));
+    return { data, size: record['big-data-sizes']?.[key] ?? data.length, digest: record['big-data-digests']?.[key] ?? digestOf(data) };
+  }
+
+  /** A record that holds data items, and the directory the peer keeps them in: <driver>-<kind>s/<id>/. */
+  private dataOwner(kind: DataOwnerKind, ref: string): { record: BigDataRecord; dir: string; table: RecordTable<AnyRecord> } {
+    const table = this.tableOf(kind);
+    const record: BigDataRecord = kind === 'container' ? this.findContainer(ref) : table.find(ref);
+    const base = { layer: this.layersDir, image: this.imagesDir, container: this.containersDir }[kind];
+    return { record, dir: path.join(base, record.id), table };
+  }
+
+  /**
+   * The owners of the directories above the mount point of a layer (or of a container's layer)
+   * that its id mappings cannot map into the container, as containers/storage's ParentOwners
+   * works them out: a runtime must let those ids through for the container to reach its root.
+   * Both stat and lstat of each directory count. None when the layer has no mappings; an error
+   * when it is not mounted (there is no mount point to look above).
+   */
+  async parentOwners(ref: string, kind: 'layer' | 'container'): Promise<{ uids: number[]; gids: number[] }> {
+    this.load();
+    const rec = kind === 'container' ? this.layerTable.get(this.findContainer(ref).layer)! : this.find(ref);
+    const { uidmap, gidmap } = this.mappings(rec);
+    if (uidmap.length === 0 && gidmap.length === 0) return { uids: [], gids: [] };
+    const mount = this.mounts.get(rec.id);
+    if (!mount || !fs.existsSync(mount.path)) throw new LayersError('ENOTMOUNTED', `layer ${rec.id} is not mounted: mount it to know what is above its mount point`);
+    const uids = new Set<number>();
+    const gids = new Set<number>();
+    for (let dir = path.dirname(mount.path); ; dir = path.dirname(dir)) {
+      if (dir === '/') break;
+      for (const st of [fs.statSync(dir), fs.lstatSync(dir)]) {
+        if (toContainer(uidmap, st.uid) === undefined) uids.add(st.uid);
+        if (toContainer(gidmap, st.gid) === undefined) gids.add(st.gid);
+      }
+    }
+    const sorted = (s: Set<number>) => [...s].sort((a, b) => a - b);
+    return { uids: sorted(uids), gids: sorted(gids) };
   }
 
   /** the container's data directory and run-time directory */
@@ -395,27 +451,32 @@ export class Store {
     try {
       for (const image of this.imageTable.records.filter(isIncomplete)) await this.finishImageRemoval(image);
       for (const r of incompleteRemovalOrder(this.records, this.imageTable.records, isIncomplete)) await this.removeLayer(r);
-      const exists = (id: string) => this.layerTable.get(id) !== undefined;
-      const orphans = this.containerTable.records.filter((c) => !exists(c.layer));
-      for (const c of orphans) this.dropContainerRecord(c);
-      if (orphans.length > 0) this.containerTable.save();
-      let imagesChanged = false;
-      for (const image of [...this.imageTable.records]) {
-        const mapped = image['mapped-layers']?.filter(exists);
-        if (mapped && mapped.length !== image['mapped-layers']!.length) {
-          image['mapped-layers'] = mapped;
-          imagesChanged = true;
-        }
-        // an image whose top layer is gone cannot be used: nothing but its record is left
-        if (image.layer !== undefined && !exists(image.layer)) {
-          this.dropImageRecord(image);
-          imagesChanged = true;
-        }
-      }
-      if (imagesChanged) this.imageTable.save();
+      this.dropDangling();
     } catch (err) {
       throw new LayersError('EDRIVER', `repairing the store after an interrupted operation: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  /** Containers whose layer is gone, images whose top layer is gone, and mapped layers that are gone from their images. */
+  private dropDangling(): void {
+    const exists = (id: string) => this.layerTable.get(id) !== undefined;
+    const orphans = this.containerTable.records.filter((c) => !exists(c.layer));
+    for (const c of orphans) this.dropContainerRecord(c);
+    if (orphans.length > 0) this.containerTable.save();
+    let imagesChanged = false;
+    for (const image of [...this.imageTable.records]) {
+      const mapped = image['mapped-layers']?.filter(exists);
+      if (mapped && mapped.length !== image['mapped-layers']!.length) {
+        image['mapped-layers'] = mapped;
+        imagesChanged = true;
+      }
+      // an image whose top layer is gone cannot be used: nothing but its record is left
+      if (image.layer !== undefined && !exists(image.layer)) {
+        this.dropImageRecord(image);
+        imagesChanged = true;
+      }
+    }
+    if (imagesChanged) this.imageTable.save();
   }
 
   // ---- writing ----
@@ -442,6 +503,7 @@ export class Store {
     }
     await this.driver.remove(r.id);
     fs.rmSync(path.join(this.layersDir, `${r.id}.tar-split.gz`), { force: true });
+    fs.rmSync(path.join(this.layersDir, r.id), { recursive: true, force: true });
     this.layerTable.drop(r);
     this.saveLayers();
   }
@@ -624,12 +686,64 @@ export class Store {
     });
   }
 
+  /**
+   * containers-storage's `delete`: remove a container, image or layer (looked for in that order)
+   * without the use checks of delete-container, delete-image and delete-layer. A container goes
+   * with its read-write layer, mounted or not. An image's record and data go; its layers stay.
+   * A layer goes though it is mounted (every user let go) or images or containers use it; the
+   * records that needed it go too (a container on it, an image whose top layer it was), as the
+   * repair would drop them. Still refused: a layer that other layers' files stand on (children,
+   * or copies made from it as a template), since removing it would break layers nobody named.
+   */
+  async delete(ref: string): Promise<Found['kind']> {
+    return this.lock.withLock(async () => {
+      const found = this.resolveLoaded(ref, ['container', 'image', 'layer']);
+      if (!found) throw new LayersError('ELAYERUNKNOWN', `container, image or layer "${ref}" not known`);
+      if (found.kind === 'container') await this.removeContainer(found.record);
+      else if (found.kind === 'image') {
+        this.dropImageRecord(found.record);
+        this.imageTable.save();
+      } else {
+        const kids = this.children(found.record.id);
+        const hidden = await this.hiddenDependents(found.record.id);
+        if (kids.length > 0 || hidden.length > 0)
+          throw new LayersError('ELAYERHASCHILDREN', `layer ${found.record.id} holds files of layers ${[...kids.map((k) => k.id), ...hidden].join(', ')}; delete them first`);
+        await this.removeLayer(found.record);
+        this.dropDangling();
+      }
+      return found.kind;
+    });
+  }
+
+  /**
+   * containers-storage's `copy`: each source (a host path, or a path in a layer) into the target
+   * (a path in a layer, or on the host), through a tar as the peer copies (copy.ts says how
+   * owners are mapped and names kept beneath the target). Each layer named is mounted for the
+   * copy, one more user, and let go after, whatever happened.
+   */
+  async copy(sources: CopySpec[], target: CopySpec, opts: { chown?: { uid: number; gid: number } } = {}): Promise<void> {
+    const mounted: string[] = [];
+    const end = async (spec: CopySpec): Promise<CopyEnd> => {
+      if (spec.layer === undefined) return { root: '/', path: spec.path };
+      const rec = await this.layer(spec.layer);
+      const root = await this.mount(rec.id, { mountLabel: rec.mountlabel });
+      mounted.push(rec.id);
+      return { root, path: spec.path, mappings: this.mappings(rec) };
+    };
+    try {
+      const to = await end(target);
+      for (const spec of sources) await copyPath(await end(spec), to, this.tmpDir, opts.chown);
+    } finally {
+      for (const id of mounted.reverse()) await this.unmount(id);
+    }
+  }
+
   /** Set the metadata of a layer, image or container. */
   async setMetadata(ref: string, metadata: string): Promise<void> {
     return this.lock.withLock(async () => {
       const found = this.findAny(ref);
       found.record.metadata = metadata;
-      this.tableOf(found).save();
+      this.tableOf(found.kind).save();
     });
   }
 
@@ -637,7 +751,7 @@ export class Store {
   async addNames(ref: string, names: string[]): Promise<string[]> {
     return this.lock.withLock(async () => {
       const found = this.findAny(ref);
-      this.tableOf(found).takeNames(found.record as never, [...(found.record.names ?? []), ...names]);
+      this.tableOf(found.kind).takeNames(found.record as never, [...(found.record.names ?? []), ...names]);
       return [...found.record.names!];
     });
   }
@@ -646,7 +760,7 @@ export class Store {
   async setNames(ref: string, names: string[]): Promise<string[]> {
     return this.lock.withLock(async () => {
       const found = this.findAny(ref);
-      this.tableOf(found).takeNames(found.record as never, names);
+      this.tableOf(found.kind).takeNames(found.record as never, names);
       return [...found.record.names!];
     });
   }
@@ -657,9 +771,9 @@ export class Store {
     return found;
   }
 
-  private tableOf(found: Found): RecordTable<AnyRecord> {
+  private tableOf(kind: Found['kind']): RecordTable<AnyRecord> {
     const tables = { layer: this.layerTable, image: this.imageTable, container: this.containerTable };
-    return tables[found.kind] as unknown as RecordTable<AnyRecord>;
+    return tables[kind] as unknown as RecordTable<AnyRecord>;
   }
 
   // ---- images ----
@@ -680,18 +794,23 @@ export class Store {
     });
   }
 
-  /** Store a named blob with the image (replacing one of that name), recording its size and digest. */
-  async setImageBigData(ref: string, key: string, data: Buffer): Promise<void> {
+  /**
+   * Store a named blob with a layer, image or container (replacing one of that name): the file
+   * first, atomically, then the record. Images and containers record its size and digest too;
+   * a layer record has only the names, as the peer's has.
+   */
+  async setBigData(kind: DataOwnerKind, ref: string, key: string, data: Buffer): Promise<void> {
     return this.lock.withLock(async () => {
-      const image = this.imageTable.find(ref);
+      const { record, dir, table } = this.dataOwner(kind, ref);
       if (key === '') throw new LayersError('EUSAGE', 'a data item needs a name');
-      const dir = path.join(this.imagesDir, image.id);
       fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       writeFileAtomic(path.join(dir, bigDataFileName(key)), data);
-      image['big-data-names'] = [...new Set([...(image['big-data-names'] ?? []), key])];
-      image['big-data-sizes'] = { ...image['big-data-sizes'], [key]: data.length };
-      image['big-data-digests'] = { ...image['big-data-digests'], [key]: digestOf(data) };
-      this.imageTable.save();
+      record['big-data-names'] = [...new Set([...(record['big-data-names'] ?? []), key])];
+      if (kind !== 'layer') {
+        record['big-data-sizes'] = { ...record['big-data-sizes'], [key]: data.length };
+        record['big-data-digests'] = { ...record['big-data-digests'], [key]: digestOf(data) };
+      }
+      table.save();
     });
   }
 
