@@ -38,6 +38,36 @@ export function cachedFeatureRecord(runHome: string, feature: string, supported:
   fs.writeFileSync(featureFile(runHome, feature, supported), text);
 }
 
+/** A probe's temp dir is named after its process, so that another process can tell a dead one's. */
+const PROBE_PREFIX = 'metacopy-check-';
+
+/**
+ * Remove the temp dirs of probes whose process died mid-way (killed between mkdtemp and rm):
+ * their merged mount, if it is still there, is detached first. A live process's probe is left.
+ */
+function removeDeadProbes(home: string, native: Awaited<ReturnType<typeof nativeAddon>>): void {
+  for (const name of fs.readdirSync(home)) {
+    const pid = Number(new RegExp(`^${PROBE_PREFIX}(\\d+)-`).exec(name)?.[1]);
+    if (!pid || processAlive(pid)) continue;
+    const dir = path.join(home, name);
+    try {
+      native.umount2(path.join(dir, 'merged'), native.mountFlags.MNT_DETACH);
+    } catch {
+      // not mounted (EINVAL) or already gone: nothing to detach
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code !== 'ESRCH';
+  }
+}
+
 /**
  * Whether overlayfs copies up metadata only on this kernel and this filesystem, found as the peer
  * finds it (check.go doesMetacopy): in a temp dir under the driver's home (the filesystem the
@@ -47,7 +77,8 @@ export function cachedFeatureRecord(runHome: string, feature: string, supported:
  */
 export async function probeMetacopy(home: string): Promise<boolean> {
   const native = await nativeAddon();
-  const td = fs.mkdtempSync(path.join(home, 'metacopy-check'));
+  removeDeadProbes(home, native);
+  const td = fs.mkdtempSync(path.join(home, `${PROBE_PREFIX}${process.pid}-`));
   try {
     for (const d of ['l1', 'l2', 'work', 'merged']) fs.mkdirSync(path.join(td, d), { mode: 0o755 });
     fs.writeFileSync(path.join(td, 'l1', 'f'), Buffer.from([0xff]), { mode: 0o700 });

@@ -8,7 +8,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { OverlayDriver } from '../../drivers/overlay/index.ts';
-import { METACOPY_FEATURE } from '../../drivers/overlay/features.ts';
+import { METACOPY_FEATURE, probeMetacopy } from '../../drivers/overlay/features.ts';
 import { openStore } from '../../lib/index.ts';
 import { native } from '../../lib/native.ts';
 import { canMount } from '../fixtures/fs.ts';
@@ -69,8 +69,31 @@ test('the metacopy probe runs once, is cached under the run root in the peer\'s 
   t.true(fs.existsSync(path.join(peerRun, 'overlay', `${METACOPY_FEATURE}-${answer}`)));
 });
 
-for (const kind of KINDS) {
+test('a probe killed mid-way leaves a temp dir (and maybe its mount) that the next probe removes; a live one is left', async (t) => {
+  if (!canMount) return t.pass('needs root to mount');
+  const env = setup(t, 'ext4', 64 << 20);
+  const home = env.d.home;
+  fs.mkdirSync(home, { recursive: true });
+  const dead = spawnSync('true').pid!; // exited: its pid names a dead probe
+  const deadDir = path.join(home, `metacopy-check-${dead}-abc123`);
+  const merged = path.join(deadDir, 'merged');
+  fs.mkdirSync(merged, { recursive: true });
+  execFileSync('mount', ['-t', 'tmpfs', 'leftover', merged]);
+  t.teardown(() => spawnSync('umount', ['-l', merged]));
+  const liveDir = path.join(home, `metacopy-check-${process.pid}-def456`);
+  fs.mkdirSync(liveDir);
+  const peerDir = path.join(home, 'metacopy-check123456'); // the peer's own name: not ours to judge
+  fs.mkdirSync(peerDir);
 
+  await probeMetacopy(home);
+  t.false(fs.existsSync(deadDir), 'the dead probe is gone');
+  t.false(fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${merged} `), 'its mount was detached');
+  t.true(fs.existsSync(liveDir), "a live process's probe is left alone");
+  t.true(fs.existsSync(peerDir));
+  t.deepEqual(fs.readdirSync(home).filter((n) => n.startsWith('metacopy-check-')), [path.basename(liveDir)], 'this probe removed its own dir');
+});
+
+for (const kind of KINDS) {
   test(`the shift rotates the upper as the peer does; Diff of the copy mapped back is the template's (${kind})`, async (t) => {
     if (!canMount) return t.pass('needs root to mount');
     const env = setup(t, kind);
