@@ -58,6 +58,8 @@ export interface Driver {
   readonly name: 'overlay' | 'btrfs' | 'vfs';
   /** the driver's home, <root>/<name> */
   readonly home: string;
+  /** the keys CreateOptions.storageOpt may hold for this driver (btrfs: size); the store refuses others */
+  readonly layerOptions: readonly string[];
   create(id: string, parent: string | undefined, opts?: CreateOptions): Promise<void>;
   createFromTemplate(
     id: string,

@@ -35,6 +35,8 @@ export function parseSize(value: string): number {
 
 export class BtrfsDriver extends FullTreeDriver implements Driver {
   readonly name = 'btrfs' as const;
+  /** size=: a qgroup limit on what the layer's subvolume references */
+  readonly layerOptions = ['size'] as const;
   readonly home: string;
   protected readonly what = 'subvolume';
   private readonly subvolumes: string;

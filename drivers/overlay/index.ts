@@ -61,6 +61,8 @@ function readText(file: string): string | undefined {
 
 export class OverlayDriver implements Driver {
   readonly name = 'overlay' as const;
+  /** none: the peer's size= needs xfs project quotas, which this driver does not set */
+  readonly layerOptions = [] as const;
   readonly home: string;
   private readonly links: string;
   /** <runroot>/overlay: cached feature probes (undefined: probe once per driver) */

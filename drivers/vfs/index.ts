@@ -19,6 +19,7 @@ const BASE_ROOT_MODE = 0o555;
 
 export class VfsDriver extends FullTreeDriver implements Driver {
   readonly name = 'vfs' as const;
+  readonly layerOptions = [] as const;
   readonly home: string;
   protected readonly what = 'directory';
   private readonly dirs: string;

@@ -7,7 +7,7 @@ import { isatty } from 'node:tty';
 import { LayersError } from '../errors.ts';
 import type { CopySpec, LayerRecord } from '../index.ts';
 import { bool, list, str, usageError, type Parsed } from './args.ts';
-import { deleteCommand, fileIn, idMaps, json, mapFlags, metadataFlags, metadataOf, open, out, printCreated, printJson, reportFailure, withProgress, type Command, type Globals } from './common.ts';
+import { deleteCommand, fileIn, idMaps, json, layerOptFlag, layerOpts, mapFlags, metadataFlags, metadataOf, open, out, printCreated, printJson, reportFailure, withProgress, type Command, type Globals } from './common.ts';
 import { layerDataCommands } from './data.ts';
 import { imageCommands } from './images.ts';
 import { parentOwnersCommand } from './owners.ts';
@@ -21,6 +21,7 @@ const createFlags = [
   { names: ['label', 'l'], value: true, help: 'mount label' },
   { names: ['readonly', 'r'], help: 'mark as read-only' },
   ...mapFlags,
+  layerOptFlag,
   json,
 ];
 
@@ -56,6 +57,7 @@ function createCommand(names: string[], help: string, withInput: boolean): Comma
         names: list(p, 'name'),
         mountLabel: str(p, 'label'),
         readWrite: !bool(p, 'readonly'),
+        storageOpt: layerOpts(p),
         ...idMaps(p),
       };
       if (!withInput) {

@@ -108,6 +108,21 @@ export const mapFlags: FlagSpec[] = [
   { names: ['subgidmap'], value: true, help: "GID map from a group's ranges in /etc/subgid" },
 ];
 
+/** Ours: options for the layer being made, which the driver reads (btrfs: size=10G, a quota). */
+export const layerOptFlag: FlagSpec = { names: ['layer-opt'], value: true, multi: true, help: 'driver option for the new layer, KEY=VALUE (btrfs: size=10G); repeatable' };
+
+export function layerOpts(p: Parsed): Record<string, string> | undefined {
+  const given = list(p, 'layer-opt');
+  if (given.length === 0) return undefined;
+  const opts: Record<string, string> = {};
+  for (const kv of given) {
+    const i = kv.indexOf('=');
+    if (i <= 0) throw usageError(`--layer-opt ${kv}: want KEY=VALUE`);
+    opts[kv.slice(0, i)] = kv.slice(i + 1);
+  }
+  return opts;
+}
+
 /** containers' ids 0.. laid over the ranges of `who` in /etc/subuid or /etc/subgid, in file order */
 function subIdMap(file: string, who: string): IdMap[] {
   let text: string;

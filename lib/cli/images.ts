@@ -6,7 +6,7 @@ import type { ContainerRecord, ImageRecord, Store } from '../index.ts';
 import { bool, list, str, usageError } from './args.ts';
 import { containerDataCommands, imageDataCommands } from './data.ts';
 import { parentOwnersCommand } from './owners.ts';
-import { deleteCommand, idMaps, json, mapFlags, metadataFlags, metadataOf, open, out, printCreated, printJson, reportFailure, type Command, type Globals } from './common.ts';
+import { deleteCommand, idMaps, json, layerOptFlag, layerOpts, mapFlags, metadataFlags, metadataOf, open, out, printCreated, printJson, reportFailure, type Command, type Globals } from './common.ts';
 
 const idFlag = (what: string) => ({ names: ['id', 'i'], value: true, help: `${what} ID (default: 64 random hex digits)` });
 const nameFlag = (what: string) => ({ names: ['name', 'n'], value: true, multi: true, help: `${what} name; repeatable` });
@@ -201,10 +201,10 @@ export const imageCommands: Command[] = [
     help: 'Create a new container from an image (on a mapped top layer when its id mappings differ)',
     min: 1,
     max: 1,
-    flags: [idFlag('container'), nameFlag('container'), { names: ['label', 'l'], value: true, help: 'mount label' }, ...mapFlags, ...metadataFlags, json],
+    flags: [idFlag('container'), nameFlag('container'), { names: ['label', 'l'], value: true, help: 'mount label' }, ...mapFlags, layerOptFlag, ...metadataFlags, json],
     async run(g, p) {
       const store = await open(g);
-      const c = await store.createContainer({ id: str(p, 'id'), image: p.positionals[0], names: list(p, 'name'), metadata: metadataOf(p), mountLabel: str(p, 'label'), ...idMaps(p) });
+      const c = await store.createContainer({ id: str(p, 'id'), image: p.positionals[0], names: list(p, 'name'), metadata: metadataOf(p), mountLabel: str(p, 'label'), storageOpt: layerOpts(p), ...idMaps(p) });
       printCreated(g, c);
       return 0;
     },
@@ -256,12 +256,12 @@ export const imageCommands: Command[] = [
     help: 'Create a layer as a copy of a template layer shifted to other id mappings (with --image: one of its mapped top layers)',
     min: 1,
     max: 1,
-    flags: [idFlag('layer'), nameFlag('layer'), { names: ['image'], value: true, help: 'register the layer as a mapped top layer of this image' }, ...mapFlags, json],
+    flags: [idFlag('layer'), nameFlag('layer'), { names: ['image'], value: true, help: 'register the layer as a mapped top layer of this image' }, ...mapFlags, layerOptFlag, json],
     async run(g, p) {
       const maps = idMaps(p);
       if (maps.uidmap.length === 0 && maps.gidmap.length === 0 && !bool(p, 'hostuidmap') && !bool(p, 'hostgidmap'))
         throw usageError('create-from-template needs the id mappings of the copy: --uidmap/--gidmap (or --hostuidmap/--hostgidmap for none)');
-      const layer = await (await open(g)).createFromTemplate({ id: str(p, 'id'), template: p.positionals[0], names: list(p, 'name'), image: str(p, 'image'), ...maps });
+      const layer = await (await open(g)).createFromTemplate({ id: str(p, 'id'), template: p.positionals[0], names: list(p, 'name'), image: str(p, 'image'), storageOpt: layerOpts(p), ...maps });
       printCreated(g, layer);
       return 0;
     },

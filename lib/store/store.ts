@@ -77,6 +77,8 @@ export interface CreateContainerOptions {
   mountLabel?: string;
   uidmap?: IdMap[];
   gidmap?: IdMap[];
+  /** driver options for the read-write layer (btrfs: size=); a key the driver does not take is refused before anything is made */
+  storageOpt?: Record<string, string>;
 }
 
 export interface CreateFromTemplateOptions {
@@ -89,6 +91,8 @@ export interface CreateFromTemplateOptions {
   gidmap?: IdMap[];
   /** register the new layer as a mapped top layer of this image (whose top layer must be the template) */
   image?: string;
+  /** per-layer driver options (btrfs: size=); a key the driver does not take is refused before anything is made */
+  storageOpt?: Record<string, string>;
 }
 
 export interface RemoveImageOptions {
@@ -136,6 +140,8 @@ export interface CreateLayerOptions {
   uidmap?: IdMap[];
   gidmap?: IdMap[];
   readWrite?: boolean;
+  /** per-layer driver options (btrfs: size=); a key the driver does not take is refused before anything is made */
+  storageOpt?: Record<string, string>;
 }
 
 /** A tar to apply: an open file descriptor (file, pipe or socket) or a file path. */
@@ -529,11 +535,12 @@ export class Store {
   /** Create a layer (a child of opts.parent when given), and apply `input` to it when given. */
   async createLayer(opts: CreateLayerOptions = {}, input?: DiffInput): Promise<LayerRecord> {
     return this.lock.withLock(async () => {
+      this.checkLayerOptions(opts.storageOpt);
       const parent = opts.parent !== undefined ? this.find(opts.parent, 'parent layer') : undefined;
       const mappings = { uidmap: opts.uidmap ?? [], gidmap: opts.gidmap ?? [] };
       const rec = this.recordNewLayer({ id: opts.id, names: opts.names, parent: parent?.id, metadata: opts.metadata, mountlabel: opts.mountLabel, ...mappings });
       try {
-        await this.makeLayer(rec, parent, opts.readWrite);
+        await this.makeLayer(rec, parent, { readWrite: opts.readWrite, storageOpt: opts.storageOpt });
         if (input !== undefined) await this.applyInto(rec, input);
       } catch (err) {
         // on failure the record stays incomplete; the next writer removes it if this cannot
@@ -546,11 +553,20 @@ export class Store {
   }
 
   /** The driver's part of a new layer on parent, with the owners of what it inherits shifted to rec's mappings. */
-  private async makeLayer(rec: LayerRecord, parent: LayerRecord | undefined, readWrite?: boolean): Promise<void> {
+  private async makeLayer(rec: LayerRecord, parent: LayerRecord | undefined, opts: { readWrite?: boolean; storageOpt?: Record<string, string> }): Promise<void> {
     const mappings = this.mappings(rec);
-    await this.driver.create(rec.id, parent?.id, { readWrite, idMappings: mappings, mountLabel: rec.mountlabel });
+    await this.driver.create(rec.id, parent?.id, { ...opts, idMappings: mappings, mountLabel: rec.mountlabel });
     // the copy of the parent carries the parent's owners: shift them to this layer's mappings
     if (parent && !sameMappings(this.mappings(parent), mappings)) await this.driver.updateIdMappings(rec.id, this.mappings(parent), mappings);
+  }
+
+  /** Per-layer driver options must be ones the driver takes: refused before any record is made. */
+  private checkLayerOptions(storageOpt: Record<string, string> | undefined): void {
+    for (const key of Object.keys(storageOpt ?? {}))
+      if (!this.driver.layerOptions.includes(key)) {
+        const takes = this.driver.layerOptions.length ? `it takes ${this.driver.layerOptions.join(', ')}` : 'it takes none';
+        throw new LayersError('EUSAGE', `${this.driver.name}: no per-layer option "${key}" (${takes})`);
+      }
   }
 
   /** Apply a tar to an existing layer. If it fails the layer is left incomplete and removed by the next writer. */
@@ -902,6 +918,7 @@ export class Store {
    */
   async createContainer(opts: CreateContainerOptions): Promise<ContainerRecord> {
     return this.lock.withLock(async () => {
+      this.checkLayerOptions(opts.storageOpt);
       const image = this.imageTable.find(opts.image);
       const id = opts.id ?? newId();
       checkId(id, 'container');
@@ -928,7 +945,7 @@ export class Store {
         this.containerTable.save();
         failpoint('container-recorded');
         for (const d of [this.containersDir, this.runContainersDir]) fs.mkdirSync(path.join(d, id, 'userdata'), { recursive: true, mode: 0o700 });
-        await this.makeLayer(layer, base, true);
+        await this.makeLayer(layer, base, { readWrite: true, storageOpt: opts.storageOpt });
         failpoint('container-layer-made');
       } catch (err) {
         await this.removeContainer(container).catch(() => undefined);
@@ -952,7 +969,7 @@ export class Store {
    * mapped back to container ids, is the template's). With an image, it is listed in the image's
    * mapped-layers (while still incomplete, so a crash never leaves it unlisted).
    */
-  private async makeMappedLayer(template: LayerRecord, want: IdMappings, opts: { image?: ImageRecord; id?: string; names?: string[] }): Promise<LayerRecord> {
+  private async makeMappedLayer(template: LayerRecord, want: IdMappings, opts: { image?: ImageRecord; id?: string; names?: string[]; storageOpt?: Record<string, string> }): Promise<LayerRecord> {
     const content = Object.fromEntries(CONTENT_FIELDS.map((k) => [k, template[k]]));
     const rec = this.recordNewLayer({ id: opts.id, names: opts.names, parent: template.parent, ...content, ...want });
     failpoint('mapped-layer-recorded');
@@ -963,7 +980,7 @@ export class Store {
         failpoint('mapped-layer-registered');
       }
       const parent = template.parent !== undefined ? this.layerTable.get(template.parent) : undefined;
-      await this.driver.createFromTemplate(rec.id, template.id, this.mappings(template), parent?.id, this.mappings(parent), { idMappings: want });
+      await this.driver.createFromTemplate(rec.id, template.id, this.mappings(template), parent?.id, this.mappings(parent), { idMappings: want, storageOpt: opts.storageOpt });
       failpoint('mapped-layer-copied');
       if (!sameMappings(this.mappings(template), want)) await this.driver.updateIdMappings(rec.id, this.mappings(template), want);
       failpoint('mapped-layer-shifted');
@@ -983,12 +1000,13 @@ export class Store {
   /** A new layer from a template layer with other id mappings; with opts.image, one of that image's mapped top layers. */
   async createFromTemplate(opts: CreateFromTemplateOptions): Promise<LayerRecord> {
     return this.lock.withLock(async () => {
+      this.checkLayerOptions(opts.storageOpt);
       const template = this.find(opts.template, 'template layer');
       const image = opts.image !== undefined ? this.imageTable.find(opts.image) : undefined;
       if (image && image.layer !== template.id)
         throw new LayersError('EUSAGE', `layer ${template.id} is not the top layer of image ${image.id} (${image.layer}); a mapped top layer is made from the top layer`);
       const want = { uidmap: opts.uidmap ?? [], gidmap: opts.gidmap ?? [] };
-      return clone(normalizeRecord(await this.makeMappedLayer(template, want, { image, id: opts.id, names: opts.names })));
+      return clone(normalizeRecord(await this.makeMappedLayer(template, want, { image, id: opts.id, names: opts.names, storageOpt: opts.storageOpt })));
     });
   }
 

@@ -147,6 +147,44 @@ test('through the store: a child with other id mappings is a snapshot of its par
   t.is(fs.statSync(path.join(bd, 'bin/tool')).uid, 0);
 });
 
+test('--layer-opt size= reaches the driver from create-layer, create-container and create-from-template; other keys and drivers are refused', async (t) => {
+  const mnt = loopFs(t, 'btrfs', 256 * MiB);
+  const g = (driver: string) => ['-g', path.join(mnt, `root-${driver}`), '-R', path.join(mnt, `run-${driver}`), '--driver', driver];
+  const ok = async (args: string[]) => {
+    const r = await runCli([...g('btrfs'), ...args]);
+    t.is(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    return r.stdout.split('\n')[0];
+  };
+  const overQuota = (dir: string) => {
+    const err = t.throws(() => fs.writeFileSync(path.join(dir, 'more'), Buffer.alloc(16 * MiB, 1))) as NodeJS.ErrnoException;
+    t.is(err.errno, -os.constants.errno.EDQUOT, `${dir}: over its limit`);
+  };
+  const sub = (id: string) => path.join(mnt, 'root-btrfs/btrfs/subvolumes', id);
+  const capped = await ok(['create-layer', '--layer-opt', 'size=8M', '-n', 'capped']);
+  overQuota(sub(capped));
+  const free = await ok(['create-layer', '-n', 'free']);
+  fs.writeFileSync(path.join(sub(free), 'big'), Buffer.alloc(16 * MiB, 1));
+  await ok(['create-image', '-n', 'img', 'free']);
+  await ok(['create-container', '--layer-opt', 'size=24M', '-n', 'c1', 'img']);
+  const c1 = JSON.parse((await runCli([...g('btrfs'), 'container', '--json', 'c1'])).stdout)[0].layer;
+  // the snapshot references its parent's 16 MiB already: 16 more is over 24
+  overQuota(sub(c1));
+  const copy = await ok(['create-from-template', '--hostuidmap', '--hostgidmap', '--layer-opt', 'size=20M', 'free']);
+  overQuota(sub(copy));
+
+  const wrongKey = await runCli([...g('btrfs'), 'create-layer', '--layer-opt', 'color=red']);
+  t.is(wrongKey.code, 2, 'a key the driver does not take is a bad flag value');
+  t.regex(wrongKey.stderr, /btrfs: no per-layer option "color" \(it takes size\)/);
+  const notKv = await runCli([...g('btrfs'), 'create-layer', '--layer-opt', 'size']);
+  t.is(notKv.code, 2);
+  t.regex(notKv.stderr, /--layer-opt size: want KEY=VALUE/);
+  const vfs = await runCli([...g('vfs'), 'create-layer', '--layer-opt', 'size=8M']);
+  t.is(vfs.code, 2);
+  t.regex(vfs.stderr, /vfs: no per-layer option "size" \(it takes none\)/);
+  t.deepEqual(JSON.parse((await runCli([...g('vfs'), 'layers', '--json'])).stdout), [], 'nothing was made');
+  t.is(JSON.parse((await runCli([...g('btrfs'), 'layers', '--json'])).stdout).length, 4, 'capped, free, the container layer and the copy');
+});
+
 test('remove deletes nested subvolumes deepest first, read-only ones included', async (t) => {
   const mnt = loopFs(t, 'btrfs', 256 * MiB);
   const d = new BtrfsDriver(path.join(mnt, 'btrfs'));
