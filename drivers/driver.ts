@@ -48,6 +48,8 @@ export interface DiffOptions {
    * ids, so a layer shifted from its parent's mappings does not differ from it by owner alone
    */
   parentIdMappings?: IdMappings;
+  /** Diff only: files with holes become sparse entries (WriteTarOptions.sparse) */
+  sparse?: boolean;
 }
 
 export interface DriverStatus {

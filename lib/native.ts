@@ -179,6 +179,9 @@ export interface Native {
   /** openat2(2); dirfd may be AT_FDCWD (-100). O_CLOEXEC is always added. Returns the new fd. */
   openat2(dirfd: number, path: string, flags: number, mode: number, resolve: number): number;
   fstatfs(fd: number): StatFs;
+  /** the data ranges of the file at path beneath dirfd (SEEK_DATA/SEEK_HOLE), flattened
+   *  [offset, length, ...]; [] for a file that is all hole, [0, size] where holes are not reported */
+  dataRanges(dirfd: number, path: string): number[];
   /** flock(fd, LOCK_EX | LOCK_NB): true when taken, false while another open file holds it;
    *  the kernel drops it when the holder's fd closes, also when the process is killed */
   tryLockExclusive(fd: number): boolean;

@@ -61,6 +61,44 @@ Napi::Value Openat2Js(const Napi::CallbackInfo& info) {
   });
 }
 
+// The data ranges of a file (SEEK_DATA/SEEK_HOLE), flattened [offset, length, ...]: where a
+// sparse tar entry takes its bytes from. A filesystem without hole reporting answers with one
+// range (the whole file), which is right, only not sparse.
+Napi::Value DataRanges(const Napi::CallbackInfo& info) {
+  return Guard(info.Env(), [&]() -> Napi::Value {
+    std::string p = StrArg(info, 1);
+    int fd = Openat2(IntArg(info, 0), p.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_BENEATH | RESOLVE_NO_MAGICLINKS);
+    if (fd < 0) Fail(errno, "openat2", p);
+    Napi::Array out = Napi::Array::New(info.Env());
+    uint32_t n = 0;
+    off_t end = lseek(fd, 0, SEEK_END);
+    off_t at = 0;
+    while (end >= 0 && at < end) {
+      off_t data = lseek(fd, at, SEEK_DATA);
+      if (data < 0) {
+        if (errno == ENXIO) break;  // only a hole from here to the end
+        int e = errno;
+        close(fd);
+        Fail(e, "lseek", p);
+      }
+      off_t hole = lseek(fd, data, SEEK_HOLE);
+      if (hole < 0) {
+        int e = errno;
+        close(fd);
+        Fail(e, "lseek", p);
+      }
+      out.Set(n++, Napi::Number::New(info.Env(), static_cast<double>(data)));
+      out.Set(n++, Napi::Number::New(info.Env(), static_cast<double>(hole - data)));
+      at = hole;
+    }
+    int e = errno;
+    bool failed = end < 0;
+    close(fd);
+    if (failed) Fail(e, "lseek", p);
+    return out;
+  });
+}
+
 Napi::Value Fstatfs(const Napi::CallbackInfo& info) {
   return Guard(info.Env(), [&]() -> Napi::Value {
     struct statfs s;
@@ -98,6 +136,7 @@ void InitFsOps(Napi::Env env, Napi::Object exports) {
   exports.Set("lutimes", Napi::Function::New(env, Lutimes, "lutimes"));
   exports.Set("openat2", Napi::Function::New(env, Openat2Js, "openat2"));
   exports.Set("fstatfs", Napi::Function::New(env, Fstatfs, "fstatfs"));
+  exports.Set("dataRanges", Napi::Function::New(env, DataRanges, "dataRanges"));
   exports.Set("tryLockExclusive", Napi::Function::New(env, TryLockExclusive, "tryLockExclusive"));
   Napi::Object c = Napi::Object::New(env);
   c.Set("RESOLVE_NO_XDEV", RESOLVE_NO_XDEV);

@@ -53,7 +53,7 @@ export function* overlayDiffItems(diffDir: string, opts: DiffOptions = {}): Gene
 }
 
 export async function writeOverlayDiff(diffDir: string, fd: number, opts: DiffOptions = {}): Promise<void> {
-  await writeTar(diffDir, overlayDiffItems(diffDir, opts), fd);
+  await writeTar(diffDir, overlayDiffItems(diffDir, opts), fd, { sparse: opts.sparse });
 }
 
 /**

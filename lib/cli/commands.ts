@@ -128,6 +128,7 @@ export const commands: Command[] = [
       { names: ['uncompressed', 'u'], help: 'no compression (the default)' },
       { names: ['bzip2', 'bz2', 'b'], help: 'compress with bzip2 (not supported)' },
       { names: ['xz', 'x'], help: 'compress with xz (not supported)' },
+      { names: ['sparse', 'S'], help: "ours: files with holes as sparse entries, holes left out (GNU tar's --sparse)" },
     ],
     async run(g, p) {
       if (bool(p, 'bzip2') || bool(p, 'xz')) throw usageError(`${bool(p, 'xz') ? 'xz' : 'bzip2'} compression is not supported; use --gzip or none`);
@@ -147,7 +148,7 @@ export const commands: Command[] = [
       try {
         // fd 1 itself goes to the driver: the tar engine sends bodies into a pipe with sendfile
         const written = () => (fs.fstatSync(fd).isFile() ? fs.fstatSync(fd).size : undefined);
-        await withProgress(`writing the diff of ${layer}`, store.diff(layer, fd, { reference, compression }), written);
+        await withProgress(`writing the diff of ${layer}`, store.diff(layer, fd, { reference, compression, sparse: bool(p, 'sparse') }), written);
       } finally {
         if (fd !== 1) fs.closeSync(fd);
       }

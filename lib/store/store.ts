@@ -26,7 +26,7 @@ import { failpoint } from '../failpoint.ts';
 import { sameMappings, toContainer, type IdMap, type IdMappings } from '../idmap.ts';
 import { StoreLock } from '../lock.ts';
 import { copyPath, type CopyEnd } from './copy.ts';
-import { prepareInput } from './input.ts';
+import { prepareInput, tempFile } from './input.ts';
 import { MountRecords, type MountRecord } from './mounts.ts';
 import {
   Compression,
@@ -152,6 +152,8 @@ export interface DiffOptions {
   reference?: string;
   /** compress the output (the peer's diff --gzip) */
   compression?: 'gzip';
+  /** files with holes as PAX 1.0 sparse entries (ours, GNU tar's --sparse) */
+  sparse?: boolean;
 }
 
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
@@ -639,12 +641,11 @@ export class Store {
   /** Write the layer's changes against its parent (or opts.reference) as a tar to fd. */
   async diff(ref: string, fd: number, opts: DiffOptions = {}): Promise<void> {
     this.load();
-    const { rec, against, opts: diffOpts } = this.comparison(ref, opts.reference);
+    const { rec, against, opts: compared } = this.comparison(ref, opts.reference);
+    const diffOpts = { ...compared, sparse: opts.sparse };
     if (opts.compression !== 'gzip') return this.driver.diff(rec.id, against, fd, diffOpts);
     // gzip needs the tar as a stream: write it to an unlinked temp file, then compress from there
-    const p = path.join(this.tmpDir, `diff-${randomBytes(8).toString('hex')}`);
-    const tmp = fs.openSync(p, fs.constants.O_RDWR | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
-    fs.unlinkSync(p);
+    const tmp = tempFile(this.tmpDir, 'diff');
     try {
       await this.driver.diff(rec.id, against, tmp, diffOpts);
       await pipeline(

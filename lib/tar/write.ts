@@ -6,9 +6,9 @@ import fs from 'node:fs';
 import { native } from '../native.ts';
 import type { CopyMethod, CopyRequest, TarSegment } from '../native.ts';
 import type { OwnerMapper } from '../idmap.ts';
-import { encodeHeader, END_OF_ARCHIVE, padding } from './header.ts';
+import { encodeHeader, END_OF_ARCHIVE, padding, sparseMapBlock } from './header.ts';
 import { entryFromNode, hasLinks, inodeKey, walkTree, type TreeNode } from './tree.ts';
-import type { TarEntry } from './types.ts';
+import type { SparseMap, TarEntry } from './types.ts';
 import { nativeToTarError } from './native-errors.ts';
 
 export interface TarItem {
@@ -26,6 +26,10 @@ export interface WriteTarOptions {
   method?: CopyRequest;
   /** offset of the tar in outFd; default: the fd's position */
   outOffset?: number;
+  /** write files with holes as PAX 1.0 sparse entries (GNU tar's --sparse): only their data
+   *  ranges are stored, and extractors that know the format (GNU tar, ours, Go's) make the
+   *  holes again. Off by default: the tar of a file then does not depend on where it has holes */
+  sparse?: boolean;
 }
 
 export interface WriteTarResult {
@@ -43,6 +47,25 @@ const BATCH_ENTRIES = 4096;
 /** Bodies smaller than this are not aligned: a clone call costs more than copying them
  *  (measured on btrfs: 50 000 files of ~21 KB, all aligned, wrote 1.6x slower than unaligned). */
 export const ALIGN_MIN_BODY = 64 << 10;
+/** Files smaller than this are not looked at for holes: the lseek calls would cost more than
+ *  the few blocks a hole in them could save. */
+export const SPARSE_MIN_SIZE = 64 << 10;
+
+/** The file's data ranges when it has holes worth leaving out of the tar, else undefined. */
+function holesOf(rootFd: number, entry: TarEntry, bodyPath: string): SparseMap | undefined {
+  const flat = native.dataRanges(rootFd, bodyPath);
+  const map: SparseMap['map'] = [];
+  let stored = 0;
+  for (let i = 0; i < flat.length; i += 2) {
+    // the file may have grown since it was listed: the entry's size is what the tar holds
+    const offset = flat[i];
+    const length = Math.min(flat[i + 1], entry.size - offset);
+    if (length <= 0) break;
+    map.push({ offset, length });
+    stored += length;
+  }
+  return stored < entry.size ? { realSize: entry.size, map } : undefined;
+}
 
 export async function writeTar(root: string, items: Iterable<TarItem>, outFd: number, opts: WriteTarOptions = {}): Promise<WriteTarResult> {
   const rootFd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
@@ -95,15 +118,29 @@ export async function writeTar(root: string, items: Iterable<TarItem>, outFd: nu
   };
 
   try {
-    for (const { entry, bodyPath } of items) {
-      const align = opts.align && entry.type === 'file' && entry.size >= ALIGN_MIN_BODY;
-      await addBytes(encodeHeader(entry, align ? { alignTo: { offset, block: opts.align! } } : undefined));
-      if (entry.type === 'file' && entry.size > 0) {
-        if (bodyPath === undefined) throw new Error(`writeTar: entry ${entry.name} has a body but no file`);
-        segments.push({ kind: 'file', path: bodyPath, size: entry.size });
+    for (const item of items) {
+      let { entry } = item;
+      const { bodyPath } = item;
+      if (entry.type === 'file' && entry.size > 0 && bodyPath === undefined) throw new Error(`writeTar: entry ${entry.name} has a body but no file`);
+      const sparse = opts.sparse && entry.type === 'file' && entry.size >= SPARSE_MIN_SIZE ? holesOf(rootFd, entry, bodyPath!) : undefined;
+      if (sparse) {
+        // the header, the PAX 1.0 map at the start of the body, then the data ranges only
+        entry = { ...entry, size: sparse.map.reduce((n, r) => n + r.length, 0), sparse };
+        await addBytes(encodeHeader(entry));
+        await addBytes(sparseMapBlock(sparse));
+        if (entry.size > 0) segments.push({ kind: 'file', path: bodyPath!, size: entry.size, sparse: sparse.map });
         offset += entry.size;
         const pad = padding(entry.size);
         if (pad) await addBytes(undefined, pad);
+      } else {
+        const align = opts.align && entry.type === 'file' && entry.size >= ALIGN_MIN_BODY;
+        await addBytes(encodeHeader(entry, align ? { alignTo: { offset, block: opts.align! } } : undefined));
+        if (entry.type === 'file' && entry.size > 0) {
+          segments.push({ kind: 'file', path: bodyPath!, size: entry.size });
+          offset += entry.size;
+          const pad = padding(entry.size);
+          if (pad) await addBytes(undefined, pad);
+        }
       }
       result.entries++;
       if (segments.length >= BATCH_ENTRIES) await flush();

@@ -88,6 +88,35 @@ test('applydiff adds to a layer; a failed apply leaves it incomplete and the nex
   t.is((await s.cli(['applydiff'])).code, 2);
 });
 
+test('diff --sparse leaves the holes of a VM disk image out of the tar; applying it makes them again', async (t) => {
+  const { s } = await withBase(t);
+  await s.cli(['create-layer', '-n', 'vm', 'base']);
+  const dir = (await s.cli(['mount', 'vm'])).stdout.trim();
+  const disk = path.join(dir, 'disk.qcow');
+  const fd = fs.openSync(disk, 'w');
+  fs.writeSync(fd, Buffer.alloc(65536, 7), 0, 65536, 256 << 20);
+  fs.ftruncateSync(fd, 2 ** 31);
+  fs.closeSync(fd);
+  await s.cli(['unmount', 'vm']);
+  for (const gzip of [[], ['--gzip']]) {
+    const out = path.join(s.dir, `vm${gzip.length ? '.tgz' : '.tar'}`);
+    const r = await s.cli(['diff', '--sparse', ...gzip, '-f', out, 'vm']);
+    t.is(r.code, 0, r.stderr);
+    t.true(fs.statSync(out).size < 1 << 20, `${path.basename(out)}: ${fs.statSync(out).size} bytes for a 2 GiB file with 64 KiB of data`);
+    const imported = await s.cli(['import-layer', '-n', `again${gzip.length}`, '-f', out, 'base']);
+    t.is(imported.code, 0, imported.stderr);
+    const copy = path.join((await s.cli(['mount', `again${gzip.length}`])).stdout.trim(), 'disk.qcow');
+    t.is(fs.statSync(copy).size, 2 ** 31);
+    t.true(fs.statSync(copy).blocks * 512 <= 1 << 20, 'the holes are holes again');
+    const back = Buffer.alloc(65536);
+    const cfd = fs.openSync(copy, 'r');
+    fs.readSync(cfd, back, 0, 65536, 256 << 20);
+    fs.closeSync(cfd);
+    t.true(back.equals(Buffer.alloc(65536, 7)));
+    await s.cli(['unmount', `again${gzip.length}`]);
+  }
+});
+
 test('diff to stdout, to a file and gzipped; changes; diffsize', async (t) => {
   const { s } = await withBase(t);
   await s.cli(['create-layer', '-n', 'child', 'base']);
