@@ -25,12 +25,23 @@ async function eachArg(name: string, refs: string[], fn: (ref: string) => Promis
   return failed ? 1 : 0;
 }
 
-/** The image's size as the peer's `image` prints it: its layers' diff sizes down the chain, and its big data. */
+/**
+ * The image's size as the peer's `image` prints it (its ImageSize): every layer reached from the
+ * top layer and the mapped top layers through parents, each once, by its recorded diff-size when
+ * it has a diff digest and else by its DiffSize, plus the sizes of the big data items.
+ */
 async function imageSize(store: Store, image: ImageRecord): Promise<number> {
   const layers = new Map((await store.layers()).map((l) => [l.id, l]));
+  const queue = [image.layer, ...(image['mapped-layers'] ?? [])].filter((id): id is string => id !== undefined);
+  const seen = new Set<string>();
   let size = 0;
-  for (let l = image.layer !== undefined ? layers.get(image.layer) : undefined; l; l = l.parent !== undefined ? layers.get(l.parent) : undefined)
-    size += l['diff-size'] ?? 0;
+  for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
+    const l = layers.get(id);
+    if (seen.has(id) || !l) continue;
+    seen.add(id);
+    size += l['diff-digest'] ? (l['diff-size'] ?? 0) : await store.diffSize(id);
+    if (l.parent !== undefined) queue.push(l.parent);
+  }
   for (const n of Object.values(image['big-data-sizes'] ?? {})) size += n;
   return size;
 }
