@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
-import { Transform, type Readable } from 'node:stream';
+import { Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { LayersError } from '../errors.ts';
@@ -117,12 +117,32 @@ async function spool(
       cb(null, chunk);
     },
   });
-  const sink = fs.createWriteStream('', { fd: out, autoClose: false, highWaterMark: 1 << 20 });
+  // our own sink: fs.WriteStream closes an fd it was given when a pipeline fails (autoClose: false
+  // or not), and the caller owns this one
+  const sinkFailed: { err?: NodeJS.ErrnoException } = {}; // the temp file could not be written (a full disk)
+  const sink = new Writable({
+    highWaterMark: 1 << 20,
+    write(chunk: Buffer, _enc, cb) {
+      const put = (from: number): void =>
+        fs.write(out, chunk, from, chunk.length - from, null, (err, n) => {
+          if (err) cb((sinkFailed.err = err));
+          else if (from + n < chunk.length) put(from + n);
+          else cb();
+        });
+      put(0);
+    },
+  });
   try {
     if (kind === 'gzip') await pipeline(src, tap, zlib.createGunzip(), sink);
     else await pipeline(src, tap, sink);
   } catch (err) {
     fs.closeSync(out);
+    const { err: writeError } = sinkFailed;
+    if (writeError) {
+      // the errno code stays (ENOSPC, EIO); the message says which input and where it was going
+      writeError.message = `${what}: writing its ${kind === 'gzip' ? 'decompressed' : 'spooled'} copy into ${tmpDir}: ${writeError.message}`;
+      throw writeError;
+    }
     const why = (err as Error).message;
     throw kind === 'gzip' ? new LayersError('ECOMPRESSION', `${what}: bad gzip data: ${why}`, { cause: err }) : err;
   }
