@@ -26,3 +26,8 @@ if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.j
   npm ci --no-audit --no-fund --loglevel=error
 fi
 bash hack/build-native.sh
+# The CLI's JavaScript: bin/layers.js runs dist/ while it is newer than every source file (it
+# starts in a third of the time tsx takes), and the TypeScript through tsx otherwise.
+rm -f dist/.built
+npx --no-install tsc -p tsconfig.build.json
+touch dist/.built

@@ -1,8 +1,8 @@
 // The one typed loader for the C++ addon (native/). Everything that crosses into C++ goes
 // through here, so the rest of the code sees typed functions and errno-coded errors.
 import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
 import path from 'node:path';
+import { packageRoot } from './package-root.ts';
 
 /** How a body was moved; reported so tests and benchmarks can check the data path. */
 export type CopyMethod = 'ficlone' | 'copy_file_range' | 'sendfile' | 'splice' | 'readwrite';
@@ -238,11 +238,10 @@ export interface Native {
   };
 }
 
-const here = path.dirname(fileURLToPath(import.meta.url));
 /** Where hack/build-native.sh puts the addon, in the order they are tried. */
 export const addonPaths = [
-  path.join(here, '..', 'build', 'Release', 'layers_native.node'),
-  path.join(here, '..', 'build', 'Debug', 'layers_native.node'),
+  path.join(packageRoot, 'build', 'Release', 'layers_native.node'),
+  path.join(packageRoot, 'build', 'Debug', 'layers_native.node'),
 ];
 
 function load(): Native {

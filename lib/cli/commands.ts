@@ -2,8 +2,9 @@
 // Each parses its arguments, calls the public API, and prints; nothing here touches records or
 // trees directly. Image and container commands are in images.ts.
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
+import path from 'node:path';
 import { isatty } from 'node:tty';
+import { packageRoot } from '../package-root.ts';
 import { LayersError } from '../errors.ts';
 import type { CopySpec, LayerRecord } from '../index.ts';
 import { bool, list, str, usageError, type Parsed } from './args.ts';
@@ -98,7 +99,7 @@ const twoLayers = { args: 'layerNameOrID [referenceLayerNameOrID]', min: 1, max:
 const quote = (s: string) => JSON.stringify(s);
 const KIND_NUMBERS = { Modify: 0, Add: 1, Delete: 2 } as const;
 
-const version = (createRequire(import.meta.url)('../../package.json') as { version: string }).version;
+const version = (JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version;
 
 export const commands: Command[] = [
   createCommand(['create-layer', 'createlayer'], 'Create a new layer', false),

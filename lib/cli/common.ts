@@ -1,7 +1,6 @@
 // What the commands share: their shape, output helpers, progress on a terminal, and the flags
 // and parsing of id mappings and metadata that several commands take.
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
 import { isatty } from 'node:tty';
 import { LayersError } from '../errors.ts';
 import { parseIdMap, type IdMap } from '../idmap.ts';
