@@ -37,7 +37,7 @@ try {
       const g = (who: string) => ['-g', path.join(mnt, who), '-R', path.join(mnt, `${who}-run`), '--storage-driver', driver];
       const tools = {
         peer: (a: string[]) => ['containers-storage', [...g('peer'), ...a]] as const,
-        ours: (a: string[]) => [process.execPath, ['--import', 'tsx', BIN, ...g('ours'), ...a]] as const,
+        ours: (a: string[]) => [process.execPath, [BIN, ...g('ours'), ...a]] as const,
       };
       const run = (who: keyof typeof tools, a: string[]) => {
         const [cmd, args] = tools[who](a);
