@@ -14,6 +14,7 @@
         "native/mount.cc",
         "native/hash.cc",
         "native/scan.cc",
+        "native/shift.cc",
         "native/btrfs.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],

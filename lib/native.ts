@@ -2,6 +2,7 @@
 // through here, so the rest of the code sees typed functions and errno-coded errors.
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import type { IdMap } from './idmap.ts';
 import { packageRoot } from './package-root.ts';
 
 /** How a body was moved; reported so tests and benchmarks can check the data path. */
@@ -179,6 +180,12 @@ export interface Native {
   /** openat2(2); dirfd may be AT_FDCWD (-100). O_CLOEXEC is always added. Returns the new fd. */
   openat2(dirfd: number, path: string, flags: number, mode: number, resolve: number): number;
   fstatfs(fd: number): StatFs;
+  /** every owner in the tree at root (root included, not following symlinks, each inode once)
+   *  moved from host ids under the `from` maps to the same container ids under the `to` maps
+   *  (an empty map: the identity), on a worker thread; setuid/setgid bits and
+   *  security.capability, which chown clears, are put back. Resolves to the count of ids with
+   *  no place in `to`, which became 65534 */
+  shiftOwners(root: string, fromUid: IdMap[], fromGid: IdMap[], toUid: IdMap[], toGid: IdMap[]): Promise<number>;
   /** the data ranges of the file at path beneath dirfd (SEEK_DATA/SEEK_HOLE), flattened
    *  [offset, length, ...]; [] for a file that is all hole, [0, size] where holes are not reported */
   dataRanges(dirfd: number, path: string): number[];

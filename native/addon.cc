@@ -7,6 +7,7 @@
 #include "hash.h"
 #include "mount.h"
 #include "scan.h"
+#include "shift.h"
 
 namespace layers {
 
@@ -18,6 +19,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitWriteSegments(env, exports);
   InitMount(env, exports);
   InitScan(env, exports);
+  InitShift(env, exports);
   InitBtrfs(env, exports);
   Sha256::Init(env, exports);
   return exports;

@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { native } from '../../lib/native.ts';
 import type { ApplyOp } from '../../lib/native.ts';
-import { containerMapper, OVERFLOW_ID, toContainer, toHost, type IdMappings } from '../../lib/idmap.ts';
+import { containerMapper, type IdMappings } from '../../lib/idmap.ts';
 import { extractTar, type ExtractResult } from '../../lib/tar/extract.ts';
 import { nodeItem, treeItems, writeTar, type TarItem, type WriteTarOptions } from '../../lib/tar/write.ts';
 import { inodeKey, walkTree } from '../../lib/tar/tree.ts';
@@ -162,43 +162,14 @@ function setRootMeta(dst: string, item: TarItem): void {
   native.lutimes(dst, e.mtime, e.mtime);
 }
 
-const CAPABILITY = 'security.capability';
-
 /**
  * Shift every owner in dir from one mapping to another (host ids under `from` -> the same
  * container ids -> host ids under `to`). An id that has no place in `to` (or was outside `from`)
  * becomes the overflow id 65534, as the kernel would show it, and is counted. chown clears
- * setuid/setgid bits and file capabilities, so both are put back.
+ * setuid/setgid bits and file capabilities, so both are put back. The walk and the chowns run
+ * in native code on a worker thread (`native/shift.cc`): one call for the tree, as chown -R.
  */
 export async function chownTree(dir: string, from: IdMappings | undefined, to: IdMappings | undefined): Promise<{ overflowed: number }> {
-  let overflowed = 0;
-  const shift = (id: number, fromMap: IdMappings['uidmap'] | undefined, toMap: IdMappings['uidmap'] | undefined) => {
-    const c = toContainer(fromMap ?? [], id);
-    const h = c === undefined ? undefined : toHost(toMap ?? [], c);
-    if (h === undefined) {
-      overflowed++;
-      return OVERFLOW_ID;
-    }
-    return h;
-  };
-  const shifted = new Set<string>(); // an inode with several names is shifted once
-  for (const node of walkTree(dir, { xattrs: false, includeRoot: true })) {
-    if (node.st.nlink > 1n && !node.st.isDirectory()) {
-      const key = inodeKey(node.st);
-      if (shifted.has(key)) continue;
-      shifted.add(key);
-    }
-    const uid = Number(node.st.uid);
-    const gid = Number(node.st.gid);
-    const nu = shift(uid, from?.uidmap, to?.uidmap);
-    const ng = shift(gid, from?.gidmap, to?.gidmap);
-    if (nu === uid && ng === gid) continue;
-    const abs = node.rel === '.' ? dir : path.join(dir, node.rel);
-    const isLink = node.st.isSymbolicLink();
-    const cap = node.st.isFile() ? native.lgetxattr(abs, CAPABILITY) : undefined;
-    native.lchown(abs, nu, ng);
-    if (!isLink && node.st.mode & 0o6000n) fs.chmodSync(abs, Number(node.st.mode & 0o7777n));
-    if (cap) native.lsetxattr(abs, CAPABILITY, cap);
-  }
+  const overflowed = await native.shiftOwners(dir, from?.uidmap ?? [], from?.gidmap ?? [], to?.uidmap ?? [], to?.gidmap ?? []);
   return { overflowed };
 }

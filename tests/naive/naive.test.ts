@@ -142,4 +142,7 @@ test('chownTree shifts owners by mappings, keeps setuid bits and file capabiliti
   await chownTree(root, m, undefined);
   t.deepEqual([st('owners/plain').uid, st('owners/plain').gid], [1000, 100]);
   t.is(st('bin/suid').mode & 0o7777, 0o4755);
+  // the native walk's errors are Node's: code, syscall and the path
+  const err = await t.throwsAsync(chownTree(path.join(dir, 'nope'), undefined, m));
+  t.like(err, { code: 'ENOENT', syscall: 'open', path: path.join(dir, 'nope') });
 });
