@@ -741,7 +741,8 @@ export class Store {
   async copy(sources: CopySpec[], target: CopySpec, opts: { chown?: { uid: number; gid: number } } = {}): Promise<void> {
     const mounted: string[] = [];
     const end = async (spec: CopySpec): Promise<CopyEnd> => {
-      if (spec.layer === undefined) return { root: '/', path: spec.path };
+      // a host path is the caller's: relative to the working directory (a trailing '/' kept: it means "into")
+      if (spec.layer === undefined) return { root: '/', path: path.resolve(spec.path) + (spec.path.endsWith('/') && spec.path !== '/' ? '/' : '') };
       const rec = await this.layer(spec.layer);
       const root = await this.mount(rec.id, { mountLabel: rec.mountlabel });
       mounted.push(rec.id);

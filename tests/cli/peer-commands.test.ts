@@ -8,7 +8,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { isLayersError } from '../../lib/errors.ts';
-import { tempStore } from '../fixtures/store.ts';
+import { runCli, tempStore } from '../fixtures/store.ts';
 import { makeRichTree, snapshotTree, type NodeFacts } from '../fixtures/tree.ts';
 import { driverStore, imageTars, mapping, mountsBelow, threeLayers } from '../store/fixtures.ts';
 
@@ -264,4 +264,8 @@ test('copy stays inside the layers: a source symlink resolves in its layer, a ta
   t.is(r.code, 1);
   t.regex(r.stderr, /layer "nope" not known/);
   t.is((await store.layer(layer.id)).id, layer.id);
+  // a host path is relative to the working directory, not to /
+  r = await runCli(['-g', s.root, '-R', s.runroot, '-s', 'vfs', 'copy', 'f', 'l:/relative'], { cwd: s.dir });
+  t.is(r.code, 0, r.stderr);
+  t.is(fs.readFileSync(path.join(dir, 'relative'), 'utf8'), 'x');
 });
