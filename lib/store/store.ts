@@ -748,9 +748,20 @@ export class Store {
       mounted.push(rec.id);
       return { root, path: spec.path, mappings: this.mappings(rec) };
     };
+    const named = (spec: CopySpec) => (spec.layer === undefined ? spec.path : `${spec.layer}:${spec.path}`);
     try {
       const to = await end(target);
-      for (const spec of sources) await copyPath(await end(spec), to, this.tmpDir, opts.chown);
+      for (const spec of sources) {
+        const from = await end(spec);
+        try {
+          await copyPath(from, to, this.tmpDir, opts.chown);
+        } catch (err) {
+          // the code stays (ETARPATH, ENOSPC, ...); the message says which copy failed
+          const e = err as Error;
+          e.message = `copying ${named(spec)} to ${named(target)}: ${e.message}`;
+          throw e;
+        }
+      }
     } finally {
       for (const id of mounted.reverse()) await this.unmount(id);
     }
