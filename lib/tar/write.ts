@@ -124,23 +124,19 @@ export async function writeTar(root: string, items: Iterable<TarItem>, outFd: nu
       if (entry.type === 'file' && entry.size > 0 && bodyPath === undefined) throw new Error(`writeTar: entry ${entry.name} has a body but no file`);
       const sparse = opts.sparse && entry.type === 'file' && entry.size >= SPARSE_MIN_SIZE ? holesOf(rootFd, entry, bodyPath!) : undefined;
       if (sparse) {
-        // the header, the PAX 1.0 map at the start of the body, then the data ranges only
+        // the header, then the PAX 1.0 map at the start of the body, then the data ranges only
         entry = { ...entry, size: sparse.map.reduce((n, r) => n + r.length, 0), sparse };
         await addBytes(encodeHeader(entry));
         await addBytes(sparseMapBlock(sparse));
-        if (entry.size > 0) segments.push({ kind: 'file', path: bodyPath!, size: entry.size, sparse: sparse.map });
-        offset += entry.size;
-        const pad = padding(entry.size);
-        if (pad) await addBytes(undefined, pad);
       } else {
         const align = opts.align && entry.type === 'file' && entry.size >= ALIGN_MIN_BODY;
         await addBytes(encodeHeader(entry, align ? { alignTo: { offset, block: opts.align! } } : undefined));
-        if (entry.type === 'file' && entry.size > 0) {
-          segments.push({ kind: 'file', path: bodyPath!, size: entry.size });
-          offset += entry.size;
-          const pad = padding(entry.size);
-          if (pad) await addBytes(undefined, pad);
-        }
+      }
+      if (entry.type === 'file' && entry.size > 0) {
+        segments.push({ kind: 'file', path: bodyPath!, size: entry.size, ...(sparse && { sparse: sparse.map }) });
+        offset += entry.size;
+        const pad = padding(entry.size);
+        if (pad) await addBytes(undefined, pad);
       }
       result.entries++;
       if (segments.length >= BATCH_ENTRIES) await flush();
