@@ -13,7 +13,7 @@
 import fs from 'node:fs';
 import lockfile from 'proper-lockfile';
 import { LayersError } from './errors.ts';
-import { native } from './native.ts';
+import { AddonMissingError, native } from './native.ts';
 
 /** A lock directory not refreshed for this long belongs to a dead process (the fallback rule). */
 const STALE_MS = 10_000;
@@ -69,7 +69,7 @@ export class StoreLock {
     }
     try {
       const deadline = Date.now() + HOLDER_WAIT_MS;
-      for (let delay = RETRIES.minTimeout; !native.tryLockExclusive(fd); delay = Math.min(delay * RETRIES.factor, RETRIES.maxTimeout)) {
+      for (let delay = RETRIES.minTimeout; !native().tryLockExclusive(fd); delay = Math.min(delay * RETRIES.factor, RETRIES.maxTimeout)) {
         if (Date.now() > deadline) {
           const holder = fs.readFileSync(file, 'utf8').trim();
           throw new LayersError('ELOCK', `the store lock ${file} is still held${holder ? ` by process ${holder}` : ''} after ${HOLDER_WAIT_MS / 1000} s`);
@@ -81,7 +81,7 @@ export class StoreLock {
       return fd;
     } catch (err) {
       fs.closeSync(fd);
-      if (err instanceof LayersError) throw err;
+      if (err instanceof LayersError || err instanceof AddonMissingError) throw err;
       throw new LayersError('ELOCK', `cannot lock ${file}: ${(err as Error).message}`, { cause: err });
     }
   }
@@ -106,7 +106,7 @@ export class StoreLock {
       });
     } catch (err) {
       fs.closeSync(holder);
-      if (err instanceof LayersError) throw err;
+      if (err instanceof LayersError || err instanceof AddonMissingError) throw err;
       throw new LayersError('ELOCK', `cannot take the store lock ${this.lockPath}: ${(err as Error).message}`, { cause: err });
     }
     this.held = true;

@@ -251,19 +251,33 @@ export const addonPaths = [
   path.join(packageRoot, 'build', 'Debug', 'layers_native.node'),
 ];
 
-function load(): Native {
+/** Where the addon was looked for and why each place failed, as one line. */
+export class AddonMissingError extends Error {
+  readonly code = 'ENATIVE';
+  constructor(readonly tried: string[]) {
+    super(`the native addon is not built (looked for ${path.join(packageRoot, 'build', '*', 'layers_native.node')}): build it with 'bash hack/build-native.sh' (needs python3, make and g++)`);
+    this.name = 'AddonMissingError';
+  }
+}
+
+let loaded: Native | undefined;
+
+/**
+ * The addon, loaded on first use and kept. Nothing loads it at import time, so commands that
+ * need no native call (`--help`, `version`) run where the build failed, and say so only when a
+ * command needs it (docs/architecture.md, "The native addon").
+ */
+export function native(): Native {
+  if (loaded) return loaded;
   const require = createRequire(import.meta.url);
   const failures: string[] = [];
   for (const p of addonPaths) {
     try {
-      return require(p) as Native;
+      loaded = require(p) as Native;
+      return loaded;
     } catch (err) {
-      failures.push(`  ${p}: ${(err as Error).message.split('\n')[0]}`);
+      failures.push(`${p}: ${(err as Error).message.split('\n')[0]}`);
     }
   }
-  throw new Error(
-    `layers: cannot load the native addon; run 'bash hack/build-native.sh'. Tried:\n${failures.join('\n')}`,
-  );
+  throw new AddonMissingError(failures);
 }
-
-export const native: Native = load();

@@ -10,12 +10,9 @@ import { LayersError } from '../../lib/errors.ts';
 import type { CreateOptions, Driver } from '../driver.ts';
 import { removeTree } from '../naive/remove.ts';
 import { FS_MAGIC, fsType } from '../naive/backing-fs.ts';
-import { FullTreeDriver, naive } from '../naive/full-tree.ts';
-
-// Loaded on first use, as in the other drivers: commands that only read or write records do not
-// need the native addon.
-const nativeAddon = async () => (await import('../../lib/native.ts')).native;
-const walk = async () => (await import('../../lib/tar/tree.ts')).walkTree;
+import { FullTreeDriver } from '../naive/full-tree.ts';
+import { native } from '../../lib/native.ts';
+import { walkTree } from '../../lib/tar/tree.ts';
 
 /** The inode number of every subvolume's root directory (BTRFS_FIRST_FREE_OBJECTID). */
 const SUBVOL_ROOT_INO = 256n;
@@ -62,7 +59,7 @@ export class BtrfsDriver extends FullTreeDriver implements Driver {
   }
 
   async create(id: string, parent: string | undefined, opts: CreateOptions = {}): Promise<void> {
-    const n = await nativeAddon();
+    const n = native();
     const size = sizeOption(opts);
     if (parent) {
       // the snapshot's root keeps the parent's owner, mode, xattrs and times
@@ -86,7 +83,7 @@ export class BtrfsDriver extends FullTreeDriver implements Driver {
    * only when asked). A deleted subvolume's qgroup goes with it (Linux 6.9+).
    */
   private async limit(id: string, bytes: number): Promise<void> {
-    const n = await nativeAddon();
+    const n = native();
     n.btrfsQuotaEnable(this.home);
     n.btrfsQgroupLimit(this.dir(id), bytes);
   }
@@ -102,7 +99,7 @@ export class BtrfsDriver extends FullTreeDriver implements Driver {
     const size = sizeOption(opts);
     // a writable snapshot: the store shifts its owners afterwards with updateIdMappings, which
     // unshares only the metadata it changes
-    (await nativeAddon()).btrfsSnapshot(this.existing(template), this.subvolumes, id);
+    native().btrfsSnapshot(this.existing(template), this.subvolumes, id);
     if (size !== undefined) await this.limit(id, size);
   }
 
@@ -115,14 +112,14 @@ export class BtrfsDriver extends FullTreeDriver implements Driver {
   async remove(id: string): Promise<void> {
     const d = this.dir(id);
     if (!fs.existsSync(d)) return;
-    const n = await nativeAddon();
+    const n = native();
     // a directory that is no subvolume (made by another tool or by hand) goes as a plain tree
     if (!n.btrfsIsSubvolume(d)) return removeTree(d);
     const subvols = [d];
     // only subvolumes of this filesystem: another btrfs mounted inside is not the layer's to delete
     const fsid = n.btrfsFsid(d);
     // walkTree yields parents before their children, so the reverse order is deepest first
-    for (const node of (await walk())(d, { xattrs: false })) {
+    for (const node of walkTree(d, { xattrs: false })) {
       if (!node.st.isDirectory() || node.st.ino !== SUBVOL_ROOT_INO) continue;
       const abs = path.join(d, node.rel);
       if (n.btrfsIsSubvolume(abs) && n.btrfsFsid(abs) === fsid) subvols.push(abs);
@@ -135,7 +132,7 @@ export class BtrfsDriver extends FullTreeDriver implements Driver {
   async status(): Promise<Array<[string, string]>> {
     const s = fs.statfsSync(this.home);
     // the kernel lists a qgroups directory for the filesystem while quota groups are on
-    const fsid = (await nativeAddon()).btrfsFsid(this.home);
+    const fsid = native().btrfsFsid(this.home);
     const quota = fs.existsSync(`/sys/fs/btrfs/${fsid}/qgroups`);
     return [
       ['Backing Filesystem', 'btrfs'],

@@ -6,10 +6,7 @@ import fs from 'node:fs';
 import type { IdMappings } from '../../lib/idmap.ts';
 import { LayersError } from '../../lib/errors.ts';
 import type { ApplyDiffOptions, ApplyDiffResult, Change, DiffOptions } from '../driver.ts';
-
-/** The shared helpers load the native addon: loaded only once a layer's contents are touched,
- *  so commands that only read or write records do not need it. */
-export const naive = () => import('./index.ts');
+import { applyTar, chownTree, treeChanges, treeDiff, treeDiffSize } from './index.ts';
 
 export abstract class FullTreeDriver {
   abstract readonly name: 'vfs' | 'btrfs';
@@ -37,24 +34,24 @@ export abstract class FullTreeDriver {
   }
 
   async updateIdMappings(id: string, from: IdMappings | undefined, to: IdMappings | undefined): Promise<void> {
-    await (await naive()).chownTree(this.existing(id), from, to);
+    await chownTree(this.existing(id), from, to);
   }
 
   async diff(id: string, parent: string | undefined, fd: number, opts: DiffOptions = {}): Promise<void> {
-    await (await naive()).treeDiff(this.existing(id), parent ? this.existing(parent) : undefined, fd, opts);
+    await treeDiff(this.existing(id), parent ? this.existing(parent) : undefined, fd, opts);
   }
 
   /** Returns the whole ExtractResult (digest, tar size, owners), which the store records. */
   async applyDiff(id: string, _parent: string | undefined, fd: number, opts: ApplyDiffOptions = {}): Promise<ApplyDiffResult> {
-    return (await naive()).applyTar(this.existing(id), fd, { whiteouts: 'delete', idMappings: opts.idMappings });
+    return applyTar(this.existing(id), fd, { whiteouts: 'delete', idMappings: opts.idMappings });
   }
 
   async changes(id: string, parent: string | undefined, opts: DiffOptions = {}): Promise<Change[]> {
-    return (await naive()).treeChanges(this.existing(id), parent ? this.existing(parent) : undefined, opts);
+    return treeChanges(this.existing(id), parent ? this.existing(parent) : undefined, opts);
   }
 
   async diffSize(id: string, parent: string | undefined, opts: DiffOptions = {}): Promise<number> {
-    return (await naive()).treeDiffSize(this.existing(id), parent ? this.existing(parent) : undefined, opts);
+    return treeDiffSize(this.existing(id), parent ? this.existing(parent) : undefined, opts);
   }
 
   async cleanup(): Promise<void> {

@@ -109,7 +109,7 @@ export async function copyTree(src: string, dst: string): Promise<CopyTreeResult
     ops = [];
     fds = [];
     await pending;
-    pending = native.applyBatch(dstFd, batch).then(
+    pending = native().applyBatch(dstFd, batch).then(
       () => open.forEach((fd) => fs.closeSync(fd)),
       (err) => {
         open.forEach((fd) => fs.closeSync(fd));
@@ -156,10 +156,10 @@ export async function copyTree(src: string, dst: string): Promise<CopyTreeResult
 /** The root of a tree is the driver's directory: no op can replace it, so set its metadata directly. */
 function setRootMeta(dst: string, item: TarItem): void {
   const e = item.entry;
-  native.lchown(dst, e.uid, e.gid);
+  native().lchown(dst, e.uid, e.gid);
   fs.chmodSync(dst, e.mode);
-  for (const [k, v] of e.xattrs ?? []) if (!k.startsWith('trusted.overlay.')) native.lsetxattr(dst, k, v);
-  native.lutimes(dst, e.mtime, e.mtime);
+  for (const [k, v] of e.xattrs ?? []) if (!k.startsWith('trusted.overlay.')) native().lsetxattr(dst, k, v);
+  native().lutimes(dst, e.mtime, e.mtime);
 }
 
 /**
@@ -170,6 +170,6 @@ function setRootMeta(dst: string, item: TarItem): void {
  * in native code on a worker thread (`native/shift.cc`): one call for the tree, as chown -R.
  */
 export async function chownTree(dir: string, from: IdMappings | undefined, to: IdMappings | undefined): Promise<{ overflowed: number }> {
-  const overflowed = await native.shiftOwners(dir, from?.uidmap ?? [], from?.gidmap ?? [], to?.uidmap ?? [], to?.gidmap ?? []);
+  const overflowed = await native().shiftOwners(dir, from?.uidmap ?? [], from?.gidmap ?? [], to?.uidmap ?? [], to?.gidmap ?? []);
   return { overflowed };
 }

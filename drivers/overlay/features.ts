@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
-const nativeAddon = async () => (await import('../../lib/native.ts')).native;
+import { native } from '../../lib/native.ts';
 
 /**
  * The peer names the metacopy probe after the mount options it tried (`metacopy(<mountopt>)`); this
@@ -45,13 +45,13 @@ const PROBE_PREFIX = 'metacopy-check-';
  * Remove the temp dirs of probes whose process died mid-way (killed between mkdtemp and rm):
  * their merged mount, if it is still there, is detached first. A live process's probe is left.
  */
-function removeDeadProbes(home: string, native: Awaited<ReturnType<typeof nativeAddon>>): void {
+function removeDeadProbes(home: string): void {
   for (const name of fs.readdirSync(home)) {
     const pid = Number(new RegExp(`^${PROBE_PREFIX}(\\d+)-`).exec(name)?.[1]);
     if (!pid || processAlive(pid)) continue;
     const dir = path.join(home, name);
     try {
-      native.umount2(path.join(dir, 'merged'), native.mountFlags.MNT_DETACH);
+      native().umount2(path.join(dir, 'merged'), native().mountFlags.MNT_DETACH);
     } catch {
       // not mounted (EINVAL) or already gone: nothing to detach
     }
@@ -76,15 +76,14 @@ function processAlive(pid: number): boolean {
  * the option) and ENOTSUP from the xattr read mean no; other failures are errors.
  */
 export async function probeMetacopy(home: string): Promise<boolean> {
-  const native = await nativeAddon();
-  removeDeadProbes(home, native);
+  removeDeadProbes(home);
   const td = fs.mkdtempSync(path.join(home, `${PROBE_PREFIX}${process.pid}-`));
   try {
     for (const d of ['l1', 'l2', 'work', 'merged']) fs.mkdirSync(path.join(td, d), { mode: 0o755 });
     fs.writeFileSync(path.join(td, 'l1', 'f'), Buffer.from([0xff]), { mode: 0o700 });
     const merged = path.join(td, 'merged');
     try {
-      native.mount('overlay', merged, 'overlay', 0, `lowerdir=${td}/l1,upperdir=${td}/l2,workdir=${td}/work,metacopy=on`);
+      native().mount('overlay', merged, 'overlay', 0, `lowerdir=${td}/l1,upperdir=${td}/l2,workdir=${td}/work,metacopy=on`);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false;
       const e = err as Error;
@@ -94,13 +93,13 @@ export async function probeMetacopy(home: string): Promise<boolean> {
     try {
       fs.chmodSync(path.join(merged, 'f'), 0o600);
       try {
-        return native.lgetxattr(path.join(td, 'l2', 'f'), METACOPY_XATTR) !== undefined;
+        return native().lgetxattr(path.join(td, 'l2', 'f'), METACOPY_XATTR) !== undefined;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOTSUP') return false;
         throw err;
       }
     } finally {
-      native.umount2(merged, native.mountFlags.MNT_DETACH);
+      native().umount2(merged, native().mountFlags.MNT_DETACH);
     }
   } finally {
     fs.rmSync(td, { recursive: true, force: true });

@@ -16,12 +16,10 @@ import { LayersError } from '../../lib/errors.ts';
 import type { ApplyDiffOptions, ApplyDiffResult, Change, CreateOptions, DiffOptions, Driver, MountOptions } from '../driver.ts';
 import { removeTree } from '../naive/remove.ts';
 import { backingFs, FS_MAGIC, fsType } from '../naive/backing-fs.ts';
-
-// Loaded on first use, as in the vfs driver: record-only commands do not need the native addon.
-const naive = () => import('../naive/index.ts');
-const items = () => import('./items.ts');
-const features = () => import('./features.ts');
-const nativeAddon = async () => (await import('../../lib/native.ts')).native;
+import { chownTree, applyTar, treeChanges, treeDiff, treeDiffSize } from '../naive/index.ts';
+import { native } from '../../lib/native.ts';
+import { metacopySupport } from './features.ts';
+import { copyUpHardlinks, hasMetacopyOrRedirect, overlayChanges, writeOverlayDiff } from './items.ts';
 
 /** A base layer's root before any tar sets it, as containers/storage makes it. */
 const BASE_ROOT_MODE = 0o555;
@@ -153,7 +151,7 @@ export class OverlayDriver implements Driver {
    */
   usingMetacopy(): Promise<boolean> {
     if (!this.metacopy) {
-      this.metacopy = features().then((f) => f.metacopySupport(this.home, this.runHome));
+      this.metacopy = metacopySupport(this.home, this.runHome);
       this.metacopy.catch(() => (this.metacopy = undefined));
     }
     return this.metacopy;
@@ -179,8 +177,8 @@ export class OverlayDriver implements Driver {
     fs.mkdirSync(merged, { recursive: true, mode: 0o700 });
     await this.mountAt(id, merged, { options });
     try {
-      await (await naive()).chownTree(merged, from, to);
-      (await items()).copyUpHardlinks(merged);
+      await chownTree(merged, from, to);
+      copyUpHardlinks(merged);
     } finally {
       await this.unmount(id);
     }
@@ -201,31 +199,30 @@ export class OverlayDriver implements Driver {
    * owned by container root). work is made anew: its index names inodes of the old upper.
    */
   private async rotateUpper(id: string): Promise<void> {
-    const native = await nativeAddon();
     const d = this.dir(id);
     const diff = path.join(d, 'diff');
     const fresh = path.join(d, 'diff-rotating');
     const st = fs.lstatSync(diff, { bigint: true });
     removeTree(fresh); // left by a process that died here
     fs.mkdirSync(fresh, { mode: 0o700 });
-    native.lchown(fresh, Number(st.uid), Number(st.gid));
+    native().lchown(fresh, Number(st.uid), Number(st.gid));
     fs.chmodSync(fresh, Number(st.mode & 0o7777n));
-    for (const name of native.llistxattr(diff)) {
+    for (const name of native().llistxattr(diff)) {
       if (name.startsWith(OVERLAY_XATTR_PREFIX)) continue;
-      const value = native.lgetxattr(diff, name);
-      if (value !== undefined) native.lsetxattr(fresh, name, value);
+      const value = native().lgetxattr(diff, name);
+      if (value !== undefined) native().lsetxattr(fresh, name, value);
     }
     const n = this.rotatedUppers(id).length + 1;
     for (let i = n; i > 1; i--) fs.renameSync(path.join(d, `diff${i - 1}`), path.join(d, `diff${i}`));
     fs.renameSync(diff, path.join(d, 'diff1'));
     fs.renameSync(fresh, diff);
     const ts = (ns: bigint) => ({ sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) });
-    native.lutimes(diff, ts(st.atimeNs), ts(st.mtimeNs));
+    native().lutimes(diff, ts(st.atimeNs), ts(st.mtimeNs));
     const work = path.join(d, 'work');
     removeTree(work);
     fs.mkdirSync(work, { mode: 0o700 });
     fs.chmodSync(work, 0o555);
-    native.lchown(work, Number(st.uid), Number(st.gid));
+    native().lchown(work, Number(st.uid), Number(st.gid));
   }
 
   async remove(id: string): Promise<void> {
@@ -309,13 +306,12 @@ export class OverlayDriver implements Driver {
         `overlay: cannot mount layer ${id}: its mount data is ${bytes} bytes for ${n} lower layers, over the kernel's limit of one page (${MOUNT_DATA_LIMIT} bytes)`,
       );
     }
-    const native = await nativeAddon();
-    const flags = opts.readOnly ? native.mountFlags.MS_RDONLY : 0;
+    const flags = opts.readOnly ? native().mountFlags.MS_RDONLY : 0;
     // relative lower paths are resolved against the cwd at mount(2); nothing else runs in between
     const cwd = process.cwd();
     process.chdir(this.home);
     try {
-      native.mount('overlay', target, 'overlay', flags, text);
+      native().mount('overlay', target, 'overlay', flags, text);
     } catch (err) {
       const e = err as Error;
       e.message = `overlay: mounting layer ${id} at ${target}: ${e.message}`;
@@ -392,14 +388,13 @@ export class OverlayDriver implements Driver {
 
   async unmount(id: string): Promise<void> {
     if (!this.isMounted(id)) return;
-    const native = await nativeAddon();
     const target = path.join(this.dir(id), 'merged');
     try {
-      native.umount2(target, native.mountFlags.UMOUNT_NOFOLLOW);
+      native().umount2(target, native().mountFlags.UMOUNT_NOFOLLOW);
     } catch (err) {
       // busy (an open file, a process's cwd): detach now, the kernel finishes when it is released
       if ((err as NodeJS.ErrnoException).code !== 'EBUSY') throw err;
-      native.umount2(target, native.mountFlags.UMOUNT_NOFOLLOW | native.mountFlags.MNT_DETACH);
+      native().umount2(target, native().mountFlags.UMOUNT_NOFOLLOW | native().mountFlags.MNT_DETACH);
     }
   }
 
@@ -416,7 +411,7 @@ export class OverlayDriver implements Driver {
     if (parent ? first === '' || first !== `${LINK_DIR}/${readText(path.join(this.dir(parent), 'link'))}` : first !== '') return false;
     if (this.rotatedUppers(id).length > 0) return false;
     if (!this.stack(id, lowers).rotated) return true;
-    return !(await items()).hasMetacopyOrRedirect(this.diffDir(id));
+    return !hasMetacopyOrRedirect(this.diffDir(id));
   }
 
   /**
@@ -431,11 +426,10 @@ export class OverlayDriver implements Driver {
     const view = fs.mkdtempSync(path.join(os.tmpdir(), 'layers-overlay-view-'));
     try {
       await this.mountAt(id, view, { readOnly: true });
-      const native = await nativeAddon();
       try {
         return await fn(view);
       } finally {
-        native.umount2(view, native.mountFlags.MNT_DETACH);
+        native().umount2(view, native().mountFlags.MNT_DETACH);
       }
     } finally {
       fs.rmdirSync(view);
@@ -444,28 +438,24 @@ export class OverlayDriver implements Driver {
 
   async diff(id: string, parent: string | undefined, fd: number, opts: DiffOptions = {}): Promise<void> {
     const diffDir = this.existing(id);
-    if (await this.direct(id, parent)) return (await items()).writeOverlayDiff(diffDir, fd, opts);
-    const { treeDiff } = await naive();
+    if (await this.direct(id, parent)) return writeOverlayDiff(diffDir, fd, opts);
     await this.withTree(id, (layer) => this.withTree(parent, (base) => treeDiff(layer!, base, fd, opts)));
   }
 
   async applyDiff(id: string, _parent: string | undefined, fd: number, opts: ApplyDiffOptions = {}): Promise<ApplyDiffResult> {
-    return (await naive()).applyTar(this.existing(id), fd, { whiteouts: 'overlay', idMappings: opts.idMappings });
+    return applyTar(this.existing(id), fd, { whiteouts: 'overlay', idMappings: opts.idMappings });
   }
 
   async changes(id: string, parent: string | undefined, opts: DiffOptions = {}): Promise<Change[]> {
     const diffDir = this.existing(id);
     if (await this.direct(id, parent)) {
-      const { overlayChanges } = await items();
       return this.withTree(parent, async (base) => overlayChanges(diffDir, base));
     }
-    const { treeChanges } = await naive();
     return this.withTree(id, (layer) => this.withTree(parent, (base) => treeChanges(layer!, base, opts)));
   }
 
   async diffSize(id: string, parent: string | undefined, opts: DiffOptions = {}): Promise<number> {
     const diffDir = this.existing(id);
-    const { treeDiffSize } = await naive();
     // the diff dir holds exactly the bodies the direct Diff writes (whiteouts are devices: no size)
     if (await this.direct(id, parent)) return treeDiffSize(diffDir, undefined);
     return this.withTree(id, (layer) => this.withTree(parent, (base) => treeDiffSize(layer!, base, opts)));

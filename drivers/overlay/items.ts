@@ -103,7 +103,7 @@ export function copyUpHardlinks(merged: string): void {
     if (!node.st.isFile() || node.st.nlink < 2n) continue;
     const p = path.join(merged, node.rel);
     const st = fs.lstatSync(p, { bigint: true });
-    native.lutimes(p, timespec(st.atimeNs), timespec(st.mtimeNs));
+    native().lutimes(p, timespec(st.atimeNs), timespec(st.mtimeNs));
   }
 }
 

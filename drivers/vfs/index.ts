@@ -8,10 +8,8 @@ import { LayersError } from '../../lib/errors.ts';
 import type { CreateOptions, Driver } from '../driver.ts';
 import { removeTree } from '../naive/remove.ts';
 import { backingFs } from '../naive/backing-fs.ts';
-import { FullTreeDriver, naive } from '../naive/full-tree.ts';
-
-// Loaded on first use: the shared helpers load the native addon, which commands that only read
-// or write records (layers, layer, names, metadata, status) do not need.
+import { FullTreeDriver } from '../naive/full-tree.ts';
+import { copyTree } from '../naive/index.ts';
 
 /** A base layer's root before any tar sets it, as containers/storage makes it. */
 const BASE_ROOT_MODE = 0o555;
@@ -41,7 +39,7 @@ export class VfsDriver extends FullTreeDriver implements Driver {
       const pd = this.existing(parent);
       fs.mkdirSync(d, { mode: 0o700 });
       // copyTree sets the root's owner, mode, xattrs and times from the parent's root
-      await (await naive()).copyTree(pd, d);
+      await copyTree(pd, d);
       return;
     }
     fs.mkdirSync(d, { mode: 0o700 });
@@ -64,7 +62,7 @@ export class VfsDriver extends FullTreeDriver implements Driver {
     const td = this.existing(template);
     const d = this.dir(id);
     fs.mkdirSync(d, { mode: 0o700 });
-    await (await naive()).copyTree(td, d);
+    await copyTree(td, d);
   }
 
   async remove(id: string): Promise<void> {

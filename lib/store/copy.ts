@@ -27,10 +27,10 @@ export interface CopyEnd {
  * host's files.
  */
 function resolveInRoot(root: string, p: string): string {
-  const { O_PATH, RESOLVE_IN_ROOT, AT_FDCWD } = native.constants;
-  const rootFd = native.openat2(AT_FDCWD, root, O_PATH | fs.constants.O_DIRECTORY, 0, 0);
+  const { O_PATH, RESOLVE_IN_ROOT, AT_FDCWD } = native().constants;
+  const rootFd = native().openat2(AT_FDCWD, root, O_PATH | fs.constants.O_DIRECTORY, 0, 0);
   try {
-    const fd = native.openat2(rootFd, p === '' ? '.' : p, O_PATH, 0, RESOLVE_IN_ROOT);
+    const fd = native().openat2(rootFd, p === '' ? '.' : p, O_PATH, 0, RESOLVE_IN_ROOT);
     try {
       return fs.readlinkSync(`/proc/self/fd/${fd}`);
     } finally {
@@ -50,10 +50,10 @@ function targetName(p: string): string {
 /** Whether name exists beneath root (not following a symlink out of it). */
 function existsBeneath(root: string, name: string): boolean {
   if (name === '.') return true;
-  const { O_PATH, RESOLVE_BENEATH, AT_FDCWD } = native.constants;
-  const rootFd = native.openat2(AT_FDCWD, root, O_PATH | fs.constants.O_DIRECTORY, 0, 0);
+  const { O_PATH, RESOLVE_BENEATH, AT_FDCWD } = native().constants;
+  const rootFd = native().openat2(AT_FDCWD, root, O_PATH | fs.constants.O_DIRECTORY, 0, 0);
   try {
-    fs.closeSync(native.openat2(rootFd, name, O_PATH | fs.constants.O_NOFOLLOW, 0, RESOLVE_BENEATH));
+    fs.closeSync(native().openat2(rootFd, name, O_PATH | fs.constants.O_NOFOLLOW, 0, RESOLVE_BENEATH));
     return true;
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;

@@ -42,16 +42,16 @@ const BATCH_OPS = 4096;
 export async function extractTar(inFd: number, root: string, opts: ExtractOptions): Promise<ExtractResult> {
   const st = fs.fstatSync(inFd);
   const fromFile = st.isFile();
-  const hash = native.sha256();
+  const hash = native().sha256();
   const src: BlockSource = fromFile ? new FileSource(inFd, 0) : new PipeSource(inFd, { onBytes: (b) => hash.update(b) });
-  const hashed = fromFile ? native.hashRange(inFd, 0, -1, hash) : undefined;
+  const hashed = fromFile ? native().hashRange(inFd, 0, -1, hash) : undefined;
   hashed?.catch(() => undefined); // awaited below; a failure must not count as unhandled meanwhile
   const rootFd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
   const plan = new Planner(inFd, root, opts, fromFile ? undefined : hash);
   let pending: Promise<void> = Promise.resolve();
   const run = async (ops: ApplyOp[]) => {
     await pending; // batches depend on the ones before (parent dirs, hardlink targets)
-    pending = native.applyBatch(rootFd, ops).then(
+    pending = native().applyBatch(rootFd, ops).then(
       () => undefined,
       (err) => {
         throw nativeToTarError(err, ops, 'extracting');
@@ -94,7 +94,7 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
 
 function runSync(rootFd: number, ops: ApplyOp[]): void {
   try {
-    native.applyBatchSync(rootFd, ops);
+    native().applyBatchSync(rootFd, ops);
   } catch (err) {
     throw nativeToTarError(err, ops, 'extracting');
   }

@@ -91,11 +91,11 @@ export interface TreeNode {
 
 
 export function readXattrs(abs: string): Map<string, Buffer> | undefined {
-  const names = native.llistxattr(abs);
+  const names = native().llistxattr(abs);
   if (names.length === 0) return undefined;
   const out = new Map<string, Buffer>();
   for (const name of names.sort()) {
-    const v = native.lgetxattr(abs, name);
+    const v = native().lgetxattr(abs, name);
     if (v !== undefined) out.set(name, v);
   }
   return out;
@@ -119,7 +119,7 @@ export function statNode(root: string, rel: string, withXattrs = true): TreeNode
 
 /** The children of a directory of the tree, sorted by name: one native call for all of them. */
 export function childNodes(root: string, rel: string, withXattrs = true): TreeNode[] {
-  return native.scanDir(rel === '.' ? root : path.join(root, rel), withXattrs).map((e) => {
+  return native().scanDir(rel === '.' ? root : path.join(root, rel), withXattrs).map((e) => {
     const node: TreeNode = { rel: joinRel(rel, e[0]), st: new ScanStat(e) };
     if (e[11] !== undefined) node.link = e[11];
     if (e[12] !== undefined) node.xattrs = new Map(e[12]);

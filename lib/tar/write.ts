@@ -53,7 +53,7 @@ export const SPARSE_MIN_SIZE = 64 << 10;
 
 /** The file's data ranges when it has holes worth leaving out of the tar, else undefined. */
 function holesOf(rootFd: number, entry: TarEntry, bodyPath: string): SparseMap | undefined {
-  const flat = native.dataRanges(rootFd, bodyPath);
+  const flat = native().dataRanges(rootFd, bodyPath);
   const map: SparseMap['map'] = [];
   let stored = 0;
   for (let i = 0; i < flat.length; i += 2) {
@@ -89,7 +89,7 @@ export async function writeTar(root: string, items: Iterable<TarItem>, outFd: nu
     await pending; // writes go out in order, and the other buffer is free again
     data = data === buffers[0] ? buffers[1] : buffers[0];
     used = 0;
-    pending = native
+    pending = native()
       .writeSegments(outFd, batch, segs, { rootFd, outOffset: at, method: opts.method ?? 'auto' })
       .then(
         (r) => {

@@ -51,7 +51,7 @@ test('a base layer is a fresh 0555 subvolume owned by the mapping root; a child 
   await d.create('b', undefined, { idMappings: map(3000) });
   const a = path.join(mnt, 'btrfs/subvolumes/a');
   t.is(await d.mount('a'), a);
-  t.true(native.btrfsIsSubvolume(a));
+  t.true(native().btrfsIsSubvolume(a));
   const sa = fs.statSync(a);
   t.deepEqual([sa.mode & 0o7777, sa.uid, sa.gid], [0o555, 0, 0]);
   const sb = fs.statSync(await d.mount('b'));
@@ -63,7 +63,7 @@ test('a base layer is a fresh 0555 subvolume owned by the mapping root; a child 
   makeTree(a);
   await d.create('c', 'a');
   const c = await d.mount('c');
-  t.true(native.btrfsIsSubvolume(c));
+  t.true(native().btrfsIsSubvolume(c));
   t.deepEqual(snapshotTree(c), snapshotTree(a));
   t.deepEqual(await d.changes('c', 'a'), []);
   fs.writeFileSync(path.join(c, 'etc/hostname'), 'x');
@@ -118,7 +118,7 @@ test('createFromTemplate snapshots the template; updateIdMappings shifts every o
   fs.lchownSync(path.join(td, 'etc/hostname'), 1000, 100);
   await d.createFromTemplate('n', 't', undefined, undefined, undefined);
   const nd = await d.mount('n');
-  t.true(native.btrfsIsSubvolume(nd));
+  t.true(native().btrfsIsSubvolume(nd));
   t.deepEqual(snapshotTree(nd), snapshotTree(td));
   await d.updateIdMappings('n', undefined, map(100000));
   t.deepEqual([fs.statSync(nd).uid, fs.statSync(nd).gid], [100000, 100000]);
@@ -140,7 +140,7 @@ test('through the store: a child with other id mappings is a snapshot of its par
   const child = await store.createLayer({ parent: 'base', uidmap: map(5000).uidmap, gidmap: map(5000).gidmap });
   const bd = path.join(mnt, 'root/btrfs/subvolumes', base.id);
   const cd = path.join(mnt, 'root/btrfs/subvolumes', child.id);
-  t.true(native.btrfsIsSubvolume(cd));
+  t.true(native().btrfsIsSubvolume(cd));
   t.deepEqual([fs.statSync(path.join(cd, 'etc/hostname')).uid, fs.statSync(path.join(cd, 'etc/hostname')).gid], [6000, 5100]);
   t.is(fs.lstatSync(path.join(cd, 'bin/alias')).uid, 5000);
   t.is(fs.statSync(path.join(bd, 'etc/hostname')).uid, 1000);
@@ -193,13 +193,13 @@ test('remove deletes nested subvolumes deepest first, read-only ones included', 
   const l = await d.mount('l');
   makeTree(l);
   // what a container might do: a subvolume inside the layer, another inside that, a read-only snapshot
-  native.btrfsSubvolCreate(path.join(l, 'etc'), 'nested');
-  native.btrfsSubvolCreate(path.join(l, 'etc/nested'), 'deeper');
+  native().btrfsSubvolCreate(path.join(l, 'etc'), 'nested');
+  native().btrfsSubvolCreate(path.join(l, 'etc/nested'), 'deeper');
   fs.writeFileSync(path.join(l, 'etc/nested/deeper/f'), 'f');
-  native.btrfsSnapshot(l, path.join(l, 'bin'), 'ro-snap', true);
-  t.true(native.btrfsGetReadOnly(path.join(l, 'bin/ro-snap')));
+  native().btrfsSnapshot(l, path.join(l, 'bin'), 'ro-snap', true);
+  t.true(native().btrfsGetReadOnly(path.join(l, 'bin/ro-snap')));
   // and the layer itself made read-only
-  native.btrfsSetReadOnly(l, true);
+  native().btrfsSetReadOnly(l, true);
   t.throws(() => fs.writeFileSync(path.join(l, 'x'), 'x'), { code: 'EROFS' });
   await d.remove('l');
   t.false(await d.exists('l'));
@@ -207,7 +207,7 @@ test('remove deletes nested subvolumes deepest first, read-only ones included', 
 
   // a read-only snapshot as the layer (as a peer tool may leave one)
   await d.create('p', undefined);
-  native.btrfsSnapshot(await d.mount('p'), subvols, 'ro', true);
+  native().btrfsSnapshot(await d.mount('p'), subvols, 'ro', true);
   await d.remove('ro');
   t.false(await d.exists('ro'));
   t.deepEqual(fs.readdirSync(subvols), ['p']);
@@ -215,7 +215,7 @@ test('remove deletes nested subvolumes deepest first, read-only ones included', 
   t.is(listed.length, 1, listed.join('\n'));
 
   // errors come through the addon's errors, naming the call and the path
-  const err = t.throws(() => native.btrfsSubvolDelete(subvols, 'missing')) as NodeJS.ErrnoException;
+  const err = t.throws(() => native().btrfsSubvolDelete(subvols, 'missing')) as NodeJS.ErrnoException;
   t.is(err.code, 'ENOENT');
   t.is(err.syscall, 'BTRFS_IOC_SNAP_DESTROY');
   t.is(err.path, path.join(subvols, 'missing'));
@@ -234,7 +234,7 @@ test('remove leaves alone another btrfs mounted inside the layer', async (t) => 
     // gone already when the layer's deletion detached it
     if (fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(` ${inside} `)) execFileSync('umount', ['-l', inside]);
   });
-  t.true(native.btrfsIsSubvolume(inside));
+  t.true(native().btrfsIsSubvolume(inside));
   await d.remove('l');
   t.false(await d.exists('l'));
   t.is(fs.readFileSync(path.join(other, 'keep'), 'utf8'), 'keep');
@@ -272,8 +272,8 @@ test('the same tar applied by containers-storage and by layers (btrfs) gives ide
   t.is(o.code, 0, o.stderr);
   const ourTree = path.join(mnt, 'ours/btrfs/subvolumes', firstLine(o.stdout));
   const peerTree = path.join(mnt, 'peer/btrfs/subvolumes', peerId);
-  t.true(native.btrfsIsSubvolume(ourTree));
-  t.true(native.btrfsIsSubvolume(peerTree));
+  t.true(native().btrfsIsSubvolume(ourTree));
+  t.true(native().btrfsIsSubvolume(peerTree));
   t.deepEqual(snapshotTree(ourTree), snapshotTree(peerTree));
   t.deepEqual(snapshotTree(ourTree), snapshotTree(src));
 

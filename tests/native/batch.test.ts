@@ -34,7 +34,7 @@ test('every op kind: owners, modes, xattrs, rdev, link counts and times as asked
     { op: 'mknod', path: 'd/fifo', mode: fs.constants.S_IFIFO | 0o640, major: 0, minor: 0, uid: 7, gid: 8, mtime: T2 },
     { op: 'times', path: 'd', mtime: T2, atime: T1 },
   ];
-  const r = await native.applyBatch(rootFd, ops);
+  const r = await native().applyBatch(rootFd, ops);
   t.is(r.ops, ops.length);
   t.deepEqual(r.bytes, { copy_file_range: 150_000 });
 
@@ -42,7 +42,7 @@ test('every op kind: owners, modes, xattrs, rdev, link counts and times as asked
   const d = st('d');
   t.is(Number(d.mode & 0o7777n), 0o2750);
   t.deepEqual([d.uid, d.gid], [11n, 12n]);
-  t.deepEqual(native.lgetxattr(path.join(root, 'd'), 'trusted.dir'), Buffer.from([0xff]));
+  t.deepEqual(native().lgetxattr(path.join(root, 'd'), 'trusted.dir'), Buffer.from([0xff]));
   t.is(d.mtimeNs, ns(T2));
   t.is(d.atimeNs, ns(T1));
 
@@ -53,8 +53,8 @@ test('every op kind: owners, modes, xattrs, rdev, link counts and times as asked
   t.is(f.mtimeNs, ns(T1));
   t.is(f.atimeNs, ns(T2));
   t.true(fs.readFileSync(path.join(root, 'd/suid')).equals(src.subarray(100, 150_100)));
-  t.deepEqual(native.lgetxattr(path.join(root, 'd/suid'), 'security.capability'), CAPABILITY);
-  t.deepEqual(native.lgetxattr(path.join(root, 'd/suid'), 'user.k'), Buffer.from([0x80, 0]));
+  t.deepEqual(native().lgetxattr(path.join(root, 'd/suid'), 'security.capability'), CAPABILITY);
+  t.deepEqual(native().lgetxattr(path.join(root, 'd/suid'), 'user.k'), Buffer.from([0x80, 0]));
   t.is(st('d/hard').ino, f.ino);
 
   const e = st('d/empty');
@@ -67,7 +67,7 @@ test('every op kind: owners, modes, xattrs, rdev, link counts and times as asked
   t.is(fs.readlinkSync(path.join(root, 'd/link')), '../nowhere');
   t.deepEqual([l.uid, l.gid], [21n, 22n]);
   t.is(l.mtimeNs, ns(T2));
-  t.deepEqual(native.lgetxattr(path.join(root, 'd/link'), 'trusted.sym'), Buffer.from([1, 0x90]));
+  t.deepEqual(native().lgetxattr(path.join(root, 'd/link'), 'trusted.sym'), Buffer.from([1, 0x90]));
 
   const n = st('d/null');
   t.true(n.isCharacterDevice());
@@ -75,7 +75,7 @@ test('every op kind: owners, modes, xattrs, rdev, link counts and times as asked
   t.is(Number(n.mode & 0o7777n), 0o666);
   t.deepEqual([n.uid, n.gid], [5n, 6n]);
   t.is(n.mtimeNs, ns(T1));
-  t.deepEqual(native.lgetxattr(path.join(root, 'd/null'), 'trusted.dev'), Buffer.from('v'));
+  t.deepEqual(native().lgetxattr(path.join(root, 'd/null'), 'trusted.dev'), Buffer.from('v'));
   const p = st('d/fifo');
   t.true(p.isFIFO());
   t.is(Number(p.mode & 0o7777n), 0o640);
@@ -89,7 +89,7 @@ test('missing parents are made; sparse bodies keep their holes', (t) => {
   const { root, rootFd } = rootOf(t, dir);
   const realSize = 10 << 20;
   const map = [{ offset: 0, length: 4096 }, { offset: 5 << 20, length: 8192 }];
-  const r = native.applyBatchSync(rootFd, [
+  const r = native().applyBatchSync(rootFd, [
     { op: 'file', path: 'a/b/sparse', mode: 0o644, uid: 0, gid: 0, mtime: T1, srcFd, srcOffset: 0, size: 3 * 4096, sparse: { realSize, map } },
   ]);
   t.is(r.ops, 1);
@@ -122,7 +122,7 @@ test('replacement rules: non-dirs replaced, dirs kept for dirs and removed for n
   fs.writeFileSync(path.join(root, 'file-to-link'), 'f');
   fs.symlinkSync(path.join(outside, 'keep'), path.join(root, 'link-to-file'));
   const file = (p: string): ApplyOp => ({ op: 'file', path: p, mode: 0o644, uid: 0, gid: 0, mtime: T1, srcFd, srcOffset: 0, size: 10 });
-  native.applyBatchSync(rootFd, [
+  native().applyBatchSync(rootFd, [
     file('dir-to-file'),
     { op: 'dir', path: 'file-to-dir', mode: 0o755, uid: 3, gid: 3 },
     { op: 'dir', path: 'kept', mode: 0o711, uid: 4, gid: 4 },
@@ -159,7 +159,7 @@ test('remove, clear and times; a hardlink replacing an entry in a cached directo
   fs.writeFileSync(path.join(root, 'h/a'), 'a');
   fs.writeFileSync(path.join(root, 'h/b'), 'old b');
   fs.symlinkSync('h/a', path.join(root, 'sym'));
-  const r = await native.applyBatch(rootFd, [
+  const r = await native().applyBatch(rootFd, [
     { op: 'remove', path: 'gone' },
     { op: 'remove', path: 'never/was/here' },
     { op: 'remove', path: 'nothing' },
@@ -193,12 +193,12 @@ test('paths that escape the root through symlinks are EXDEV with the op index an
   ];
   for (const [what, ops, index, p] of cases) {
     const { rootFd } = rootOf(t, path.join(dir, what.replace(/ /g, '-')));
-    const err = (await t.throwsAsync(native.applyBatch(rootFd, ops), undefined, what)) as NativeError;
+    const err = (await t.throwsAsync(native().applyBatch(rootFd, ops), undefined, what)) as NativeError;
     t.is(err.code, 'EXDEV', what);
     t.is(err.syscall, 'openat2', what);
     t.is(err.index, index, what);
     t.is(err.path, p, what);
-    const sync = t.throws(() => native.applyBatchSync(rootFd, ops)) as NativeError;
+    const sync = t.throws(() => native().applyBatchSync(rootFd, ops)) as NativeError;
     t.is(sync.code, 'EXDEV', what);
     t.is(fs.readFileSync(path.join(outside, 'victim'), 'utf8'), 'untouched', what);
     t.deepEqual(fs.readdirSync(outside), ['victim'], what);
@@ -211,7 +211,7 @@ test('a body that ends early is ETARTRUNCATED naming the entry; other errors car
   const srcFd = fdOf(t, path.join(dir, 'src'), 'r');
   const { root, rootFd } = rootOf(t, dir);
   const ok: ApplyOp = { op: 'file', path: 'ok', mode: 0o644, uid: 0, gid: 0, mtime: T1, srcFd, srcOffset: 0, size: 100 };
-  const err = (await t.throwsAsync(native.applyBatch(rootFd, [ok, { ...ok, path: 'big', srcOffset: 1000, size: 10_000 }]))) as NativeError;
+  const err = (await t.throwsAsync(native().applyBatch(rootFd, [ok, { ...ok, path: 'big', srcOffset: 1000, size: 10_000 }]))) as NativeError;
   t.is(err.code, 'ETARTRUNCATED');
   t.is(err.errno, 61); // ENODATA
   t.is(err.index, 1);
@@ -220,11 +220,11 @@ test('a body that ends early is ETARTRUNCATED naming the entry; other errors car
   t.is(fs.statSync(path.join(root, 'ok')).size, 100);
 
   fs.writeFileSync(path.join(root, 'plain'), 'p');
-  const notDir = t.throws(() => native.applyBatchSync(rootFd, [ok, ok, { ...ok, path: 'plain/x' }])) as NativeError;
+  const notDir = t.throws(() => native().applyBatchSync(rootFd, [ok, ok, { ...ok, path: 'plain/x' }])) as NativeError;
   t.is(notDir.code, 'ENOTDIR');
   t.is(notDir.index, 2);
   t.is(notDir.path, 'plain/x');
-  const noTarget = t.throws(() => native.applyBatchSync(rootFd, [{ op: 'hardlink', path: 'hl', target: 'missing' }])) as NativeError;
+  const noTarget = t.throws(() => native().applyBatchSync(rootFd, [{ op: 'hardlink', path: 'hl', target: 'missing' }])) as NativeError;
   t.is(noTarget.code, 'ENOENT');
   t.is(noTarget.syscall, 'linkat');
   t.is(noTarget.index, 0);
@@ -240,7 +240,7 @@ test('pipe input: bodies read in order from the fd position (splice), or read/wr
   const plain = fifoWithCat(t, dir, 'p1', { from: path.join(dir, 'stream') });
   const in1 = fdOf(t, plain.fifo, 'r');
   const file = (p: string, size: number): ApplyOp & { op: 'file' } => ({ op: 'file', path: p, mode: 0o644, uid: 0, gid: 0, mtime: T1, srcFd: in1, srcOffset: -1, size });
-  const r1 = native.applyBatchSync(rootFd, [
+  const r1 = native().applyBatchSync(rootFd, [
     file('a', a.length),
     file('b', b.length),
     { ...file('s', 12_288), sparse: { realSize: 1 << 20, map: [{ offset: 4096, length: 8192 }, { offset: 1 << 19, length: 4096 }] } },
@@ -255,8 +255,8 @@ test('pipe input: bodies read in order from the fd position (splice), or read/wr
 
   const hashed = fifoWithCat(t, dir, 'p2', { from: path.join(dir, 'stream') });
   const in2 = fdOf(t, hashed.fifo, 'r');
-  const hash = native.sha256();
-  const r2 = native.applyBatchSync(rootFd, [
+  const hash = native().sha256();
+  const r2 = native().applyBatchSync(rootFd, [
     { ...file('ha', a.length), srcFd: in2, hash },
     { ...file('hb', b.length), srcFd: in2, hash },
   ]);
@@ -270,7 +270,7 @@ test('pipe input: bodies read in order from the fd position (splice), or read/wr
   // a pipe that ends early
   const cut = fifoWithCat(t, dir, 'p3', { from: path.join(dir, 'b') });
   const in3 = fdOf(t, cut.fifo, 'r');
-  const err = t.throws(() => native.applyBatchSync(rootFd, [{ ...file('cut', b.length + 1), srcFd: in3 }])) as NativeError;
+  const err = t.throws(() => native().applyBatchSync(rootFd, [{ ...file('cut', b.length + 1), srcFd: in3 }])) as NativeError;
   t.is(err.code, 'ETARTRUNCATED');
   t.is(err.path, 'cut');
   await cut.done;
@@ -284,7 +284,7 @@ for (const kind of ['btrfs', 'xfs'] as const satisfies readonly FsKind[]) {
     fs.fsyncSync(srcFd);
     const { root, rootFd } = rootOf(t, dir);
     const file = (p: string, srcOffset: number, size: number): ApplyOp => ({ op: 'file', path: p, mode: 0o644, uid: 0, gid: 0, mtime: T1, srcFd, srcOffset, size });
-    const r = await native.applyBatch(rootFd, [file('aligned', 4096, 2 << 20), file('unaligned', 512, 100_000), file('tail', 8192, 5000)]);
+    const r = await native().applyBatch(rootFd, [file('aligned', 4096, 2 << 20), file('unaligned', 512, 100_000), file('tail', 8192, 5000)]);
     // 'tail' is aligned but small: on btrfs a clone would cost more than copying its 5000 bytes
     if (kind === 'btrfs') t.deepEqual(r.bytes, { copy_file_range: 2 << 20, readwrite: 100_000 + 5000 });
     else t.deepEqual(r.bytes, { copy_file_range: (2 << 20) + 5000, readwrite: 100_000 });

@@ -15,7 +15,7 @@ test('copyRange copies at the given offsets, leaves fd positions alone, and retu
   const data = randomFile(path.join(dir, 'src'), 300_000);
   const src = fdOf(t, path.join(dir, 'src'), 'r');
   const dst = fdOf(t, path.join(dir, 'dst'), 'w+');
-  const r = native.copyRange(src, 1000, dst, 5000, 200_000);
+  const r = native().copyRange(src, 1000, dst, 5000, 200_000);
   t.deepEqual(r, { bytes: 200_000, method: 'copy_file_range' }); // ext4/tmp: no alignment rule
   const out = fs.readFileSync(path.join(dir, 'dst'));
   t.is(out.length, 205_000);
@@ -25,9 +25,9 @@ test('copyRange copies at the given offsets, leaves fd positions alone, and retu
   t.is(fs.readSync(src, Buffer.alloc(4), 0, 4, null), 4);
 
   // past the end of the input: fewer bytes, no error
-  const short = native.copyRange(src, 299_000, dst, 0, 10_000);
+  const short = native().copyRange(src, 299_000, dst, 0, 10_000);
   t.is(short.bytes, 1000);
-  t.is(native.copyRange(src, 300_000, dst, 0, 10).bytes, 0);
+  t.is(native().copyRange(src, 300_000, dst, 0, 10).bytes, 0);
 });
 
 test('copyRange with -1 offsets reads and writes at the fd positions and advances them', (t) => {
@@ -37,8 +37,8 @@ test('copyRange with -1 offsets reads and writes at the fd positions and advance
   const dst = fdOf(t, path.join(dir, 'dst'), 'w');
   fs.readSync(src, Buffer.alloc(100), 0, 100, null); // src position 100
   fs.writeSync(dst, 'head'); // dst position 4
-  const a = native.copyRange(src, -1, dst, -1, 1000);
-  const b = native.copyRange(src, -1, dst, -1, 1000);
+  const a = native().copyRange(src, -1, dst, -1, 1000);
+  const b = native().copyRange(src, -1, dst, -1, 1000);
   t.is(a.bytes + b.bytes, 2000);
   t.is(a.method, 'sendfile'); // a file output at its position: sendfile, which takes no output offset
   const out = fs.readFileSync(path.join(dir, 'dst'));
@@ -52,7 +52,7 @@ test('forced methods: readwrite and copy_file_range do what they say', (t) => {
   const src = fdOf(t, path.join(dir, 'src'), 'r');
   for (const m of ['readwrite', 'copy_file_range'] as const) {
     const dst = fdOf(t, path.join(dir, `dst-${m}`), 'w');
-    t.deepEqual(native.copyRange(src, 0, dst, 0, data.length, m), { bytes: data.length, method: m });
+    t.deepEqual(native().copyRange(src, 0, dst, 0, data.length, m), { bytes: data.length, method: m });
     t.true(fs.readFileSync(path.join(dir, `dst-${m}`)).equals(data), m);
   }
 });
@@ -63,7 +63,7 @@ test('an O_APPEND target falls back to read/write and appends', (t) => {
   fs.writeFileSync(path.join(dir, 'log'), 'x');
   const src = fdOf(t, path.join(dir, 'src'), 'r');
   const dst = fdOf(t, path.join(dir, 'log'), 'a');
-  const r = native.copyRange(src, 0, dst, -1, data.length);
+  const r = native().copyRange(src, 0, dst, -1, data.length);
   t.deepEqual(r, { bytes: data.length, method: 'readwrite' });
   t.true(fs.readFileSync(path.join(dir, 'log')).equals(Buffer.concat([Buffer.from('x'), data])));
 });
@@ -75,7 +75,7 @@ test('into a pipe: sendfile; from a pipe: splice', async (t) => {
   const out = fifoWithCat(t, dir, 'out', { to: path.join(dir, 'drained') });
   const w = fdOf(t, out.fifo, 'w');
   const src = fdOf(t, path.join(dir, 'src'), 'r');
-  t.deepEqual(native.copyRange(src, 0, w, -1, data.length), { bytes: data.length, method: 'sendfile' });
+  t.deepEqual(native().copyRange(src, 0, w, -1, data.length), { bytes: data.length, method: 'sendfile' });
   closeEarly(w);
   t.is(await out.done, 0);
   t.true(fs.readFileSync(path.join(dir, 'drained')).equals(data));
@@ -83,7 +83,7 @@ test('into a pipe: sendfile; from a pipe: splice', async (t) => {
   const inp = fifoWithCat(t, dir, 'in', { from: path.join(dir, 'src') });
   const r = fdOf(t, inp.fifo, 'r');
   const dst = fdOf(t, path.join(dir, 'spliced'), 'w');
-  const got = native.copyRange(r, -1, dst, 0, data.length + 1000); // asks for more than there is
+  const got = native().copyRange(r, -1, dst, 0, data.length + 1000); // asks for more than there is
   t.deepEqual(got, { bytes: data.length, method: 'splice' });
   t.is(await inp.done, 0);
   t.true(fs.readFileSync(path.join(dir, 'spliced')).equals(data));
@@ -92,7 +92,7 @@ test('into a pipe: sendfile; from a pipe: splice', async (t) => {
 test('errors look like Node fs errors', (t) => {
   const dir = tempDir(t);
   const dst = fdOf(t, path.join(dir, 'dst'), 'w');
-  const err = t.throws(() => native.copyRange(dst, 0, dst, 0, 10, 'copy_file_range')) as NativeError;
+  const err = t.throws(() => native().copyRange(dst, 0, dst, 0, 10, 'copy_file_range')) as NativeError;
   t.is(err.code, 'EBADF'); // reading from a write-only fd: no fallback can help
   t.is(err.errno, 9);
   t.regex(err.message, /^EBADF: bad file descriptor, (copy_file_range|pread)$/);
@@ -105,24 +105,24 @@ for (const kind of ['btrfs', 'xfs'] as const satisfies readonly FsKind[]) {
     const data = randomFile(path.join(dir, 'src'), size);
     const src = fdOf(t, path.join(dir, 'src'), 'r');
     fs.fsyncSync(src);
-    const st = native.fstatfs(src);
-    t.is(st.type, kind === 'btrfs' ? native.constants.BTRFS_SUPER_MAGIC : native.constants.XFS_SUPER_MAGIC);
+    const st = native().fstatfs(src);
+    t.is(st.type, kind === 'btrfs' ? native().constants.BTRFS_SUPER_MAGIC : native().constants.XFS_SUPER_MAGIC);
     t.is(st.bsize, 4096);
 
-    const freeBefore = native.fstatfs(src).bfree * st.bsize;
+    const freeBefore = native().fstatfs(src).bfree * st.bsize;
     const dst = fdOf(t, path.join(dir, 'aligned'), 'w+');
-    t.deepEqual(native.copyRange(src, 0, dst, 0, size), { bytes: size, method: 'copy_file_range' });
+    t.deepEqual(native().copyRange(src, 0, dst, 0, size), { bytes: size, method: 'copy_file_range' });
     fs.fsyncSync(dst);
     t.true(fs.readFileSync(path.join(dir, 'aligned')).equals(data));
     t.is(sharedBytes(path.join(dir, 'aligned')), size, 'every extent of the copy is shared with the source');
-    const used = freeBefore - native.fstatfs(src).bfree * st.bsize;
+    const used = freeBefore - native().fstatfs(src).bfree * st.bsize;
     t.true(used < MiB, `the clone took ${used} bytes of new space`);
 
     // aligned source into an unaligned destination, and the other way round: the buffered path
     for (const [inOff, outOff] of [[0, 512], [4096 + 100, 8192]]) {
       const name = `unaligned-${inOff}-${outOff}`;
       const d = fdOf(t, path.join(dir, name), 'w+');
-      t.deepEqual(native.copyRange(src, inOff, d, outOff, MiB), { bytes: MiB, method: 'readwrite' }, name);
+      t.deepEqual(native().copyRange(src, inOff, d, outOff, MiB), { bytes: MiB, method: 'readwrite' }, name);
       t.true(fs.readFileSync(path.join(dir, name)).subarray(outOff).equals(data.subarray(inOff, inOff + MiB)), name);
       fs.fsyncSync(d);
       t.is(sharedBytes(path.join(dir, name)), 0, name);
@@ -130,7 +130,7 @@ for (const kind of ['btrfs', 'xfs'] as const satisfies readonly FsKind[]) {
 
     // FICLONE: the whole file, shared
     const c = fdOf(t, path.join(dir, 'cloned'), 'w');
-    native.ficlone(src, c);
+    native().ficlone(src, c);
     t.true(fs.readFileSync(path.join(dir, 'cloned')).equals(data));
     t.is(sharedBytes(path.join(dir, 'cloned')), size);
   });
@@ -141,7 +141,7 @@ test('ficlone on a filesystem without reflink (ext4) fails with ENOTSUP, the nam
   randomFile(path.join(dir, 'src'), 4096);
   const src = fdOf(t, path.join(dir, 'src'), 'r');
   const dst = fdOf(t, path.join(dir, 'dst'), 'w');
-  const err = t.throws(() => native.ficlone(src, dst)) as NativeError;
+  const err = t.throws(() => native().ficlone(src, dst)) as NativeError;
   t.is(err.code, 'ENOTSUP');
   t.is(err.errno, 95);
   t.is(err.syscall, 'ioctl(FICLONE)');

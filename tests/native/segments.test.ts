@@ -51,7 +51,7 @@ test('ext4: headers and small bodies coalesced, big bodies by copy_file_range, a
   const big = randomFile(path.join(dir, 'x'), 3 * MiB + 5);
   const p = plan(root, [['small', Buffer.from('hello')], ['big', big], ['empty', Buffer.alloc(0)], ['mid', big.subarray(0, 60_000)]]);
   const out = fdOf(t, path.join(dir, 'out.tar'), 'w+');
-  const r = await native.writeSegments(out, p.data, p.segments, { rootFd: rootFdOf(t, root), outOffset: 1000 });
+  const r = await native().writeSegments(out, p.data, p.segments, { rootFd: rootFdOf(t, root), outOffset: 1000 });
   t.is(r.written, p.expected.length);
   t.deepEqual(r.bytes, { copy_file_range: big.length, readwrite: 5 + 60_000 });
   const got = fs.readFileSync(path.join(dir, 'out.tar'));
@@ -60,7 +60,7 @@ test('ext4: headers and small bodies coalesced, big bodies by copy_file_range, a
 
   // forced read/write: the same bytes
   const out2 = fdOf(t, path.join(dir, 'rw.tar'), 'w+');
-  const r2 = await native.writeSegments(out2, p.data, p.segments, { rootFd: rootFdOf(t, root), outOffset: 0, method: 'readwrite' });
+  const r2 = await native().writeSegments(out2, p.data, p.segments, { rootFd: rootFdOf(t, root), outOffset: 0, method: 'readwrite' });
   t.deepEqual(r2.bytes, { readwrite: big.length + 5 + 60_000 });
   t.true(fs.readFileSync(path.join(dir, 'rw.tar')).equals(p.expected));
 });
@@ -73,15 +73,15 @@ test('outOffset -1 writes at the fd position and leaves it at the end; O_APPEND 
   const out = fdOf(t, path.join(dir, 'out'), 'w+');
   fs.writeSync(out, 'prefix');
   const rootFd = rootFdOf(t, root);
-  const r1 = await native.writeSegments(out, p.data, p.segments, { rootFd, outOffset: -1 });
-  const r2 = await native.writeSegments(out, p.data, p.segments, { rootFd, outOffset: -1 });
+  const r1 = await native().writeSegments(out, p.data, p.segments, { rootFd, outOffset: -1 });
+  const r2 = await native().writeSegments(out, p.data, p.segments, { rootFd, outOffset: -1 });
   t.is(r1.written + r2.written, 2 * p.expected.length);
   fs.writeSync(out, 'suffix');
   t.true(fs.readFileSync(path.join(dir, 'out')).equals(Buffer.concat([Buffer.from('prefix'), p.expected, p.expected, Buffer.from('suffix')])));
 
   fs.writeFileSync(path.join(dir, 'log'), 'L');
   const app = fdOf(t, path.join(dir, 'log'), 'a');
-  const r3 = await native.writeSegments(app, p.data, p.segments, { rootFd, outOffset: -1 });
+  const r3 = await native().writeSegments(app, p.data, p.segments, { rootFd, outOffset: -1 });
   t.is(r3.written, p.expected.length);
   t.true(fs.readFileSync(path.join(dir, 'log')).equals(Buffer.concat([Buffer.from('L'), p.expected])));
 });
@@ -94,7 +94,7 @@ test('into a pipe: sendfile for big bodies, and the reader sees the exact stream
   const p = plan(root, [['big', big], ['tiny', Buffer.from('t')]]);
   const sink = fifoWithCat(t, dir, 'fifo', { to: path.join(dir, 'drained') });
   const w = fdOf(t, sink.fifo, 'w');
-  const r = await native.writeSegments(w, p.data, p.segments, { rootFd: rootFdOf(t, root), outOffset: -1 });
+  const r = await native().writeSegments(w, p.data, p.segments, { rootFd: rootFdOf(t, root), outOffset: -1 });
   closeEarly(w);
   t.is(await sink.done, 0);
   t.deepEqual(r.bytes, { sendfile: big.length, readwrite: 1 });
@@ -120,13 +120,13 @@ test('sparse file segments read only their map ranges; fd segments read the give
     { kind: 'file', path: 'not-opened', fd: otherFd, size: 1000 },
   ];
   const out = fdOf(t, path.join(dir, 'out'), 'w+');
-  const r = await native.writeSegments(out, data, segments, { rootFd: rootFdOf(t, root), outOffset: 0 });
+  const r = await native().writeSegments(out, data, segments, { rootFd: rootFdOf(t, root), outOffset: 0 });
   t.is(r.written, 3 + 4196 + 1000);
   t.true(fs.readFileSync(path.join(dir, 'out')).equals(Buffer.concat([data, d1, d2, other])));
 
   // a map range past the end of the file: the file shrank
   const past = await t.throwsAsync(
-    native.writeSegments(out, data, [{ kind: 'file', path: 'sparse', size: 10, sparse: [{ offset: (1 << 20) + 95, length: 10 }] }], { rootFd: rootFdOf(t, root), outOffset: 0 }),
+    native().writeSegments(out, data, [{ kind: 'file', path: 'sparse', size: 10, sparse: [{ offset: (1 << 20) + 95, length: 10 }] }], { rootFd: rootFdOf(t, root), outOffset: 0 }),
   );
   t.is((past as NativeError).code, 'ESHRANK');
   t.is((past as NativeError).path, 'sparse');
@@ -153,13 +153,13 @@ test('a file shorter than its size is ESHRANK naming it; escapes and final symli
     ['missing', 1, 'ENOENT'],
   ];
   for (const [p, size, code] of cases) {
-    const err = (await t.throwsAsync(native.writeSegments(out, data, [hdr, { kind: 'file', path: p, size }], { rootFd, outOffset: 0 }))) as NativeError;
+    const err = (await t.throwsAsync(native().writeSegments(out, data, [hdr, { kind: 'file', path: p, size }], { rootFd, outOffset: 0 }))) as NativeError;
     t.is(err.code, code, p);
     t.is(err.index, 1, p);
     t.is(err.path, p, p);
     t.true(err.errno > 0, p);
   }
-  t.throws(() => native.writeSegments(out, data, [{ kind: 'bytes', offset: 500, length: 100 }], { rootFd, outOffset: 0 }), { instanceOf: RangeError });
+  t.throws(() => native().writeSegments(out, data, [{ kind: 'bytes', offset: 500, length: 100 }], { rootFd, outOffset: 0 }), { instanceOf: RangeError });
 });
 
 for (const kind of ['btrfs', 'xfs'] as const satisfies readonly FsKind[]) {
@@ -173,7 +173,7 @@ for (const kind of ['btrfs', 'xfs'] as const satisfies readonly FsKind[]) {
     const p = plan(root, [['big', big], ['odd', odd], ['small', Buffer.from('s')]], 4096);
     fsyncAll(root);
     const out = fdOf(t, path.join(dir, 'out.tar'), 'w+');
-    const r = await native.writeSegments(out, p.data, p.segments, { rootFd: rootFdOf(t, root), outOffset: 0 });
+    const r = await native().writeSegments(out, p.data, p.segments, { rootFd: rootFdOf(t, root), outOffset: 0 });
     t.is(r.written, p.expected.length);
     t.deepEqual(r.bytes, { copy_file_range: 4 * MiB, readwrite: 1000 + odd.length + 1 });
     fs.fsyncSync(out);
@@ -182,7 +182,7 @@ for (const kind of ['btrfs', 'xfs'] as const satisfies readonly FsKind[]) {
 
     // written at an unaligned tar offset: nothing is aligned, nothing is cloned
     const out2 = fdOf(t, path.join(dir, 'unaligned.tar'), 'w+');
-    const r2 = await native.writeSegments(out2, p.data, p.segments, { rootFd: rootFdOf(t, root), outOffset: 512 });
+    const r2 = await native().writeSegments(out2, p.data, p.segments, { rootFd: rootFdOf(t, root), outOffset: 512 });
     t.deepEqual(r2.bytes, { readwrite: big.length + odd.length + 1 });
     t.true(fs.readFileSync(path.join(dir, 'unaligned.tar')).subarray(512).equals(p.expected));
   });

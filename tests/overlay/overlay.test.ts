@@ -111,7 +111,7 @@ for (const kind of KINDS) {
     for (let i = 0; i < ids.length; i++) {
       await d.create(ids[i], i ? ids[i - 1] : undefined);
       fs.writeFileSync(path.join(d.diffDir(ids[i]), `f${i}`), String(i));
-      if (i > 0) native.mknod(path.join(d.diffDir(ids[i]), `f${i - 1}`), fs.constants.S_IFCHR, 0, 0);
+      if (i > 0) native().mknod(path.join(d.diffDir(ids[i]), `f${i - 1}`), fs.constants.S_IFCHR, 0, 0);
     }
     const top = ids[128]; // 128 lowers below it
     const m = await d.mount(top);
@@ -151,7 +151,7 @@ for (const kind of KINDS) {
     const wh = fs.lstatSync(path.join(d.diffDir('c'), 'gone'));
     t.true(wh.isCharacterDevice());
     t.is(wh.rdev, 0);
-    t.is(native.lgetxattr(path.join(d.diffDir('c'), 'opq'), 'trusted.overlay.opaque')?.toString(), 'y');
+    t.is(native().lgetxattr(path.join(d.diffDir('c'), 'opq'), 'trusted.overlay.opaque')?.toString(), 'y');
     const m = await d.mount('c', { readOnly: true });
     t.deepEqual(fs.readdirSync(m).sort(), ['kept', 'opq']);
     t.deepEqual(fs.readdirSync(path.join(m, 'opq')), ['new']);
@@ -173,9 +173,9 @@ for (const kind of KINDS) {
     t.is(await d.diffSize('c', 'p'), 1);
 
     // a metacopy upper (made by a peer mounting with metacopy=on) has no data of its own: refused, not written empty
-    native.lsetxattr(path.join(d.diffDir('c'), 'opq/new'), 'trusted.overlay.metacopy', Buffer.alloc(0));
+    native().lsetxattr(path.join(d.diffDir('c'), 'opq/new'), 'trusted.overlay.metacopy', Buffer.alloc(0));
     await t.throwsAsync(diffTo(env, 'c', 'p', 'metacopy.tar'), { message: /opq\/new is a metacopy file/ });
-    native.lremovexattr(path.join(d.diffDir('c'), 'opq/new'), 'trusted.overlay.metacopy');
+    native().lremovexattr(path.join(d.diffDir('c'), 'opq/new'), 'trusted.overlay.metacopy');
 
     // against another parent the diff is naive (mounted trees compared): the grandparent-relative view
     const naive = await tarEntries(await diffTo(env, 'c', undefined, 'c-full.tar'));

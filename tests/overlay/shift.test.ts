@@ -136,9 +136,9 @@ for (const kind of KINDS) {
     t.is(fs.statSync(path.join(dir, 'diff1', 'etc/os-release')).uid, 100000);
     t.is(fs.statSync(path.join(dir, 'diff1', 'hard/one')).ino, fs.statSync(path.join(dir, 'diff1', 'hard/two')).ino, 'hardlinks stay linked');
     t.is(fs.statSync(path.join(dir, 'diff1', 'owners/big')).uid, 101234);
-    if (metacopy) t.truthy(native.lgetxattr(path.join(dir, 'diff1', 'big'), METACOPY_XATTR), 'diff1 holds metadata, the data stays below');
+    if (metacopy) t.truthy(native().lgetxattr(path.join(dir, 'diff1', 'big'), METACOPY_XATTR), 'diff1 holds metadata, the data stays below');
     t.is(fs.lstatSync(path.join(dir, 'diff1', 'bin/suid')).mode & 0o7777, 0o4755, 'setuid survives the chown');
-    t.truthy(native.lgetxattr(path.join(dir, 'diff1', 'bin/ping'), 'security.capability'), 'capabilities survive the chown');
+    t.truthy(native().lgetxattr(path.join(dir, 'diff1', 'bin/ping'), 'security.capability'), 'capabilities survive the chown');
 
     // a file written into the mounted layer lands in diff, not in the shift's diff1
     const m = await d.mount('n');
@@ -214,7 +214,7 @@ for (const kind of KINDS) {
       renamed = false;
     }
     await d.unmount('c');
-    if (await d.usingMetacopy()) t.truthy(native.lgetxattr(path.join(d.diffDir('c'), 'b4096'), METACOPY_XATTR), 'the chmod copied up metadata only');
+    if (await d.usingMetacopy()) t.truthy(native().lgetxattr(path.join(d.diffDir('c'), 'b4096'), METACOPY_XATTR), 'the chmod copied up metadata only');
     const entries = await tarFacts(await diffTo(env, 'c', 'n', 'c2.tar'));
     const byName = new Map(entries.map((e) => [e.name, e]));
     t.is(byName.get('b4096')?.size, 4096, 'the chmodded file carries its body');
@@ -259,6 +259,6 @@ test('a layer the store shifted is read by containers-storage configured with me
   t.is(fs.readFileSync(path.join(m, 'etc/hostname'), 'utf8'), 'layers\n');
   t.is(fs.statSync(path.join(m, 'etc/hostname')).uid, 100000);
   t.is(fs.statSync(path.join(m, 'etc')).gid, 100000);
-  if (metacopy) t.truthy(native.lgetxattr(path.join(dir, 'diff1', 'etc/hostname'), METACOPY_XATTR));
+  if (metacopy) t.truthy(native().lgetxattr(path.join(dir, 'diff1', 'etc/hostname'), METACOPY_XATTR));
   cs('unmount', shifted.id);
 });

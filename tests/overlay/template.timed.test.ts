@@ -60,7 +60,7 @@ for (const kind of KINDS) {
     t.log(`upper: ${((blocks * 512) / MiB).toFixed(1)} MiB in st_blocks for ${shifted.length} files; template data ${((templateBlocks * 512) / MiB).toFixed(1)} MiB`);
     if (!metacopy) return;
     t.is(dataExtents(shifted.map(([p]) => p)), 0, 'no file body was copied up: no data extents in the upper');
-    const noXattr = shifted.filter(([p]) => native.lgetxattr(p, METACOPY_XATTR) === undefined);
+    const noXattr = shifted.filter(([p]) => native().lgetxattr(p, METACOPY_XATTR) === undefined);
     t.deepEqual(noXattr.slice(0, 5), [], `${noXattr.length} upper files without ${METACOPY_XATTR}`);
     // xfs keeps the overlay xattrs in the inode. ext4's 256-byte inodes have room for 92 bytes of
     // xattrs and trusted.overlay.origin + trusted.overlay.metacopy take 100, so there each
