@@ -1,4 +1,4 @@
-// The graph driver interface (DESIGN.md section 2). A driver owns file trees: how a layer is laid
+// The graph driver interface (docs/architecture.md, "Driver interface"). A driver owns file trees: how a layer is laid
 // out, created, mounted, copied and diffed. It knows nothing of images or containers.
 import type { IdMappings } from '../lib/idmap.ts';
 

@@ -1,4 +1,4 @@
-// Id mappings (DESIGN.md section 6): lists of {containerID, hostID, size} ranges, as in
+// Id mappings (docs/architecture.md, "Id mappings"): lists of {containerID, hostID, size} ranges, as in
 // /proc/<pid>/uid_map, one list for uids and one for gids. Field names follow containers/storage.
 
 export interface IdMap {

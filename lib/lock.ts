@@ -1,4 +1,4 @@
-// The store-wide writer lock (DESIGN.md section 5): one proper-lockfile lock directory under the
+// The store-wide writer lock (docs/on-disk-format.md, "Writes, locking and recovery"): one proper-lockfile lock directory under the
 // store root around every mutation, with a kernel lock beside it that says whether its holder
 // is alive.
 //

@@ -118,7 +118,7 @@ export type TarSegment =
 export interface WriteOptions {
   rootFd: number; // directory the file paths are relative to
   outOffset: number; // where the first segment goes; -1 = write at the fd's position (pipes, sockets, O_APPEND)
-  /** 'auto' picks per the rules in DESIGN.md section 4; the others force a method (tests, benchmarks) */
+  /** 'auto' picks per the rules in docs/tar-engine.md, "Copy paths"; the others force a method (tests, benchmarks) */
   method?: CopyRequest;
 }
 

@@ -1,4 +1,4 @@
-// The btrfs driver (DESIGN.md section 3): every layer is a subvolume, <home>/subvolumes/<id>. A
+// The btrfs driver (docs/on-disk-format.md, "btrfs"): every layer is a subvolume, <home>/subvolumes/<id>. A
 // base layer is a fresh subvolume, a child a writable snapshot of its parent, a template copy a
 // snapshot of the template: O(1), and the data stays shared until it is written. Nothing is
 // mounted: the subvolume's directory is the layer's view. Diffs are naive (the layer's tree

@@ -1,4 +1,4 @@
-// What the drivers share (DESIGN.md section 2): a two-tree diff, a tree copy with reflinks, a
+// What the drivers share (docs/architecture.md, "Driver interface"): a two-tree diff, a tree copy with reflinks, a
 // chown walk by id mappings, and applying a tar onto a full tree. Each is built on the tar
 // engine (lib/tar) and the native apply batch, so there is one walk and one copy loop.
 import fs from 'node:fs';

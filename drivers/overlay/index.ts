@@ -1,4 +1,4 @@
-// The overlay driver (DESIGN.md section 3), laid out as containers/storage lays it out so either
+// The overlay driver (docs/on-disk-format.md, "overlay"), laid out as containers/storage lays it out so either
 // tool can read the other's store:
 //   <home>/<id>/diff    the layer's own files (the upper dir when mounted read-write)
 //   <home>/<id>/work    overlayfs's work dir; <home>/<id>/merged the mount point

@@ -1,4 +1,4 @@
-// The vfs driver (DESIGN.md section 3): every layer is a full tree in <home>/dir/<id>. A child
+// The vfs driver (docs/on-disk-format.md, "vfs"): every layer is a full tree in <home>/dir/<id>. A child
 // starts as a copy of its parent (reflinked on btrfs and xfs by copyTree), so nothing is ever
 // mounted and any filesystem works. Diffs are naive: two trees compared.
 import fs from 'node:fs';

@@ -1,4 +1,4 @@
-// Which layers go when an image goes, and in what order (DESIGN.md section 5). Pure functions of
+// Which layers go when an image goes, and in what order (docs/images-and-containers.md, "Removal order"). Pure functions of
 // the records, so the order is the same whether `rm` runs it or the next writer finishes a
 // removal that a killed process started.
 //

@@ -1,4 +1,4 @@
-// The layer store (DESIGN.md section 5): records, ordering, crash recovery and locking around a
+// The layer store (docs/on-disk-format.md, "Writes, locking and recovery"): records, ordering, crash recovery and locking around a
 // graph driver. It never touches file contents itself; the driver and the tar engine do.
 //
 // Ordering rules that make a crash at any point recoverable:

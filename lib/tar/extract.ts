@@ -1,4 +1,4 @@
-// Extract an uncompressed tar from a file descriptor into a directory (DESIGN.md section 4).
+// Extract an uncompressed tar from a file descriptor into a directory (docs/tar-engine.md).
 // Headers are scanned here; bodies are copied by the native apply batch straight from their
 // offsets in the tar file (in the kernel wherever the filesystem allows), or spliced one at a
 // time when the input is a pipe. The sha256 of the tar is computed natively too: in parallel

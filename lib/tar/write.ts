@@ -1,4 +1,4 @@
-// Write an uncompressed tar to a file descriptor (DESIGN.md section 4): headers are encoded
+// Write an uncompressed tar to a file descriptor (docs/tar-engine.md): headers are encoded
 // here, file bodies are moved by the native addon (copy_file_range / sendfile / buffered,
 // picked per filesystem), so no file data passes through JS. Batches are double-buffered:
 // while one batch is written on a worker thread the next one's headers are encoded.
