@@ -1,7 +1,12 @@
-// The one error class of the store and the CLI. `code` is stable (callers and the CLI branch on
-// it); the message names the layer or file concerned and says why.
+// The one error family of the library and the CLI (docs/architecture.md, "Errors"). Every error
+// we raise is a LayersError, or a subclass of it: TarError (lib/tar/errors.ts) for a bad or
+// hostile tar, NativeError (lib/native.ts) for a system call that failed in the addon. `code` is
+// stable and is what callers and the CLI branch on; the message names the layer, entry or file
+// concerned and says why. Context is added by wrapping (`wrapError`: a new error whose `cause` is
+// the old one), never by rewriting an existing error's message.
 
-export type ErrorCode =
+/** Codes of the store, the drivers and the CLI. */
+export type StoreErrorCode =
   /** no layer has this id, name or id prefix */
   | 'ELAYERUNKNOWN'
   /** the layer is mounted, or used by an image or a container */
@@ -14,7 +19,7 @@ export type ErrorCode =
   | 'EBIGDATAUNKNOWN'
   /** the image is used by containers */
   | 'EIMAGEINUSE'
-  /** an image or container id is taken */
+  /** a layer, image or container id is taken */
   | 'EIDINUSE'
   /** the layer has child layers */
   | 'ELAYERHASCHILDREN'
@@ -33,7 +38,19 @@ export type ErrorCode =
   /** no such graph driver, or the driver cannot work here */
   | 'EDRIVER'
   /** the store-wide lock could not be taken, or was lost while held */
-  | 'ELOCK';
+  | 'ELOCK'
+  /** the native addon is not built or cannot be loaded */
+  | 'ENATIVE';
+
+/** Codes of the tar engine: a malformed header, a tar that ends early, a name that would land
+ *  outside the layer, a value too large to encode. */
+export type TarErrorCode = 'ETARFORMAT' | 'ETARTRUNCATED' | 'ETARPATH' | 'ETARTOOBIG';
+
+/** A failed system call in the addon or in Node: the errno's name ('ENOENT', 'EXDEV', 'ENOSPC',
+ *  ...), or one of the addon's own two ('ETARTRUNCATED' and 'ESHRANK', both errno ENODATA). */
+export type SystemErrorCode = `E${Uppercase<string>}`;
+
+export type ErrorCode = StoreErrorCode | TarErrorCode | SystemErrorCode;
 
 export class LayersError extends Error {
   readonly code: ErrorCode;
@@ -46,4 +63,43 @@ export class LayersError extends Error {
 
 export function isLayersError(err: unknown, code?: ErrorCode): err is LayersError {
   return err instanceof LayersError && (code === undefined || err.code === code);
+}
+
+/** The code of any error: ours, Node's (`err.code`), or undefined. */
+export function errorCode(err: unknown): string | undefined {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === 'string' ? code : undefined;
+}
+
+/**
+ * `cause` with context in front: a new LayersError whose message is "<context>: <cause's
+ * message>" and whose `cause` is the original, with the original's code unless another is given
+ * (so ENOSPC stays ENOSPC however many layers of context it passes through).
+ */
+export function wrapError(context: string, cause: unknown, code?: StoreErrorCode | TarErrorCode): LayersError {
+  const why = cause instanceof Error ? cause.message : String(cause);
+  const kept = code ?? (errorCode(cause) as ErrorCode | undefined) ?? 'EINPUT';
+  const out = new LayersError(kept, `${context}: ${why}`, { cause });
+  const sys = cause as { errno?: number; syscall?: string; path?: string };
+  // keep what a caller may branch on besides the code
+  for (const k of ['errno', 'syscall', 'path'] as const) if (sys?.[k] !== undefined) Object.assign(out, { [k]: sys[k] });
+  return out;
+}
+
+let debugOut: ((line: string) => void) | undefined =
+  process.env.LAYERS_DEBUG ? (line) => process.stderr.write(line + '\n') : undefined;
+
+/** Where debug lines go: the CLI's --debug sends them to stderr; LAYERS_DEBUG=1 does the same for
+ *  library callers; undefined silences them. */
+export function setDebugOutput(out: ((line: string) => void) | undefined): void {
+  debugOut = out;
+}
+
+/**
+ * A cleanup that failed while something else was already failing (removing a half-made layer,
+ * unmounting a probe, releasing a lock): the first error is the one reported, but this one is
+ * not swallowed silently — it is logged when debugging is on.
+ */
+export function cleanupFailed(what: string, err: unknown): void {
+  debugOut?.(`layers: cleanup: ${what}: ${err instanceof Error ? err.message : String(err)}`);
 }

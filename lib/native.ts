@@ -3,6 +3,7 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { IdMap } from './idmap.ts';
+import { LayersError, type SystemErrorCode } from './errors.ts';
 import { packageRoot } from './package-root.ts';
 
 /** How a body was moved; reported so tests and benchmarks can check the data path. */
@@ -13,15 +14,26 @@ export type CopyRequest = 'auto' | CopyMethod;
  *  "ENOENT: no such file or directory, openat2 'a/b'". Two codes are the addon's own, both with
  *  errno ENODATA: 'ETARTRUNCATED' (apply batch: the input ended inside a body) and 'ESHRANK'
  *  (writeSegments: a file is shorter than its size, or a sparse range lies past its end).
- *  Libuv names EOPNOTSUPP 'ENOTSUP', as Node does. */
-export interface NativeError extends Error {
-  code: string; // 'ENOENT', 'EXDEV', ...
-  errno: number; // positive errno
-  syscall: string; // 'openat2', 'copy_file_range', ...
+ *  Libuv names EOPNOTSUPP 'ENOTSUP', as Node does. Every such error leaves native() as a
+ *  NativeError, part of the one error family (lib/errors.ts); argument errors stay TypeErrors. */
+export class NativeError extends LayersError {
+  declare readonly code: SystemErrorCode; // 'ENOENT', 'EXDEV', ...
+  declare errno: number; // positive errno
+  declare syscall: string; // 'openat2', 'copy_file_range', ...
   /** the path (relative to the batch root for batch ops) the failure concerns; for a hardlink
    *  whose target cannot be resolved, the target */
-  path?: string;
-  index?: number; // for batch calls: the index of the op or segment that failed
+  declare path?: string;
+  declare index?: number; // for batch calls: the index of the op or segment that failed
+}
+
+/** An error from the addon as a NativeError, kept as it is (message, stack, fields): only its
+ *  prototype changes. Anything else (a TypeError for a bad argument) is returned unchanged. */
+function asNativeError(err: unknown): unknown {
+  const e = err as { code?: unknown; errno?: unknown } | null;
+  if (e instanceof Error && typeof e.code === 'string' && typeof e.errno === 'number' && !(e instanceof LayersError)) {
+    Object.setPrototypeOf(e, NativeError.prototype);
+  }
+  return err;
 }
 
 export interface CopyResult {
@@ -251,13 +263,37 @@ export const addonPaths = [
   path.join(packageRoot, 'build', 'Debug', 'layers_native.node'),
 ];
 
-/** Where the addon was looked for and why each place failed, as one line. */
-export class AddonMissingError extends Error {
-  readonly code = 'ENATIVE';
+/** The addon is not built, or cannot be loaded: one line saying where it looked and how to build
+ *  it; why each place failed is in `tried`. */
+export class AddonMissingError extends LayersError {
   constructor(readonly tried: string[]) {
-    super(`the native addon is not built (looked for ${path.join(packageRoot, 'build', '*', 'layers_native.node')}): build it with 'bash hack/build-native.sh' (needs python3, make and g++)`);
+    super(
+      'ENATIVE',
+      `the native addon is not built (looked for ${path.join(packageRoot, 'build', '*', 'layers_native.node')}): build it with 'bash hack/build-native.sh' (needs python3, make and g++)`,
+    );
     this.name = 'AddonMissingError';
   }
+}
+
+/** Every function of the addon, with its errors (thrown, or a rejected promise) made NativeErrors. */
+function withNativeErrors(addon: Record<string, unknown>): Native {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(addon)) {
+    if (typeof value !== 'function') {
+      out[key] = value;
+      continue;
+    }
+    const fn = value as (...args: unknown[]) => unknown;
+    out[key] = (...args: unknown[]) => {
+      try {
+        const r = fn(...args);
+        return r instanceof Promise ? r.catch((err: unknown) => Promise.reject(asNativeError(err))) : r;
+      } catch (err) {
+        throw asNativeError(err);
+      }
+    };
+  }
+  return out as unknown as Native;
 }
 
 let loaded: Native | undefined;
@@ -265,7 +301,7 @@ let loaded: Native | undefined;
 /**
  * The addon, loaded on first use and kept. Nothing loads it at import time, so commands that
  * need no native call (`--help`, `version`) run where the build failed, and say so only when a
- * command needs it (docs/architecture.md, "The native addon").
+ * command needs it (docs/architecture.md, "Native addon").
  */
 export function native(): Native {
   if (loaded) return loaded;
@@ -273,7 +309,7 @@ export function native(): Native {
   const failures: string[] = [];
   for (const p of addonPaths) {
     try {
-      loaded = require(p) as Native;
+      loaded = withNativeErrors(require(p) as Record<string, unknown>);
       return loaded;
     } catch (err) {
       failures.push(`${p}: ${(err as Error).message.split('\n')[0]}`);

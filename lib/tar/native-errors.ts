@@ -1,17 +1,18 @@
 // Native batch errors carry the index of the op or segment that failed; turn them into errors
-// that name the tar entry or file, with a stable code.
+// that name the tar entry or file, keeping the system error's code (lib/errors.ts).
+import { wrapError } from '../errors.ts';
 import type { NativeError } from '../native.ts';
 import { TarError } from './errors.ts';
 
 export function nativeToTarError(err: unknown, items: ReadonlyArray<object>, doing: string): Error {
   const e = err as NativeError;
   if (!e || typeof e !== 'object' || typeof e.code !== 'string') return err as Error;
-  const item = (typeof e.index === "number" ? items[e.index] : undefined) as { path?: string } | undefined;
+  const item = (typeof e.index === 'number' ? items[e.index] : undefined) as { path?: string } | undefined;
   const name = item?.path ?? e.path;
   if (e.code === 'EXDEV' && e.syscall === 'openat2') {
-    return Object.assign(new TarError('ETARPATH', `${name}: path escapes the layer through a symlink`, name), { cause: e });
+    return new TarError('ETARPATH', `${name}: path escapes the layer through a symlink`, name, undefined, { cause: e });
   }
-  const where = name !== undefined ? `${name}: ` : '';
-  const out = new Error(`${where}${doing}: ${e.message}`, { cause: e });
-  return Object.assign(out, { code: e.code, errno: e.errno, syscall: e.syscall, path: name });
+  const out = wrapError(name !== undefined ? `${name}: ${doing}` : doing, e);
+  if (name !== undefined) Object.assign(out, { path: name });
+  return out;
 }

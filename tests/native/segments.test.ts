@@ -154,7 +154,7 @@ test('a file shorter than its size is ESHRANK naming it; escapes and final symli
   ];
   for (const [p, size, code] of cases) {
     const err = (await t.throwsAsync(native().writeSegments(out, data, [hdr, { kind: 'file', path: p, size }], { rootFd, outOffset: 0 }))) as NativeError;
-    t.is(err.code, code, p);
+    t.is(err.code as string, code, p);
     t.is(err.index, 1, p);
     t.is(err.path, p, p);
     t.true(err.errno > 0, p);
