@@ -78,15 +78,21 @@ export function containerMapper(m: IdMappings | undefined): OwnerMapper | undefi
   };
 }
 
-/** Parse containers-storage's `--uidmap` syntax: "0:100000:65536[,1:...]" (containerID:hostID:size). */
+/** Parse an id map flag: "0:100000:65536[,1:...]" or the peer's "0:100000:1000:1000:300000:64536" (containerID:hostID:size in threes). */
 export function parseIdMap(spec: string): IdMap[] {
-  return spec
-    .split(',')
-    .filter((s) => s.trim() !== '')
-    .map((part) => {
-      const f = part.split(':').map((x) => Number(x.trim()));
-      if (f.length !== 3 || f.some((n) => !Number.isInteger(n) || n < 0) || f[2] === 0)
-        throw new IdMapError(`bad id mapping "${part}": want containerID:hostID:size`);
-      return { container_id: f[0], host_id: f[1], size: f[2] };
-    });
+  // Ranges are joined by ',' (ours) or by ':' in threes (containers/storage's ParseIDMap:
+  // "0:100000:1000:1000:300000:64536"); each field a decimal uint32, none empty.
+  const out: IdMap[] = [];
+  for (const part of spec.split(',')) {
+    if (part.trim() === '') continue;
+    const f = part.split(':').map((x) => x.trim());
+    const bad = () => new IdMapError(`bad id mapping "${part}": want containerID:hostID:size[:containerID:hostID:size...]`);
+    if (f.length === 0 || f.length % 3 !== 0 || f.some((x) => !/^[0-9]+$/.test(x))) throw bad();
+    for (let i = 0; i < f.length; i += 3) {
+      const [c, h, n] = [Number(f[i]), Number(f[i + 1]), Number(f[i + 2])];
+      if (n === 0 || c + n > 2 ** 32 || h + n > 2 ** 32) throw bad();
+      out.push({ container_id: c, host_id: h, size: n });
+    }
+  }
+  return out;
 }
