@@ -13,6 +13,9 @@ import { paxTar, sha256File } from '../fixtures/store.ts';
 import { makeRichTree, snapshotTree, type NodeFacts } from '../fixtures/tree.ts';
 import { driverHarness, type Harness } from './harness.ts';
 
+/** no mappings, said explicitly (an absent parentIdMappings means "the same as the layer's") */
+const IDENTITY: IdMappings = { uidmap: [], gidmap: [] };
+
 type Snapshot = Record<string, NodeFacts>;
 
 const mapTo = (host: number): IdMappings => ({
@@ -302,7 +305,9 @@ export const behaviours: Record<string, Behaviour> = {
     fs.writeFileSync(path.join(first, 'written'), 'through the mount');
     t.is(fs.readFileSync(path.join(second, 'big')).length, (1 << 20) * 3 + 7, 'the parent\'s files are in the view');
     await h.unmount('c');
+    t.deepEqual(mountsBelow(h.home), [], 'one unmount releases the mount: the store keeps the count');
     await h.unmount('c');
+    await h.unmount('p');
     const again = await h.mount('c');
     try {
       t.is(fs.readFileSync(path.join(again, 'written'), 'utf8'), 'through the mount');
@@ -324,7 +329,7 @@ export const behaviours: Record<string, Behaviour> = {
     t.deepEqual(shifted.tree, withOwners(want, (id) => (id < 65536 ? id + 100000 : 65534)));
     t.deepEqual((await view(h, 'p')).tree, want, 'the parent keeps its owners');
     // in container ids the shifted child differs from its parent only where an owner had no place
-    t.deepEqual(await h.changes('c', 'p', { idMappings: m, parentIdMappings: undefined }), [
+    t.deepEqual(await h.changes('c', 'p', { idMappings: m, parentIdMappings: IDENTITY }), [
       { path: '/owners', kind: 'Modify' },
       { path: '/owners/big', kind: 'Modify' },
     ]);
