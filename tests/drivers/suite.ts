@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { DriverName } from '../../drivers/index.ts';
 import type { IdMappings } from '../../lib/idmap.ts';
-import { paxTar, sha256File } from '../fixtures/store.ts';
+import { paxTar, sha256File, tarNames } from '../fixtures/store.ts';
 import { makeRichTree, snapshotTree, type NodeFacts } from '../fixtures/tree.ts';
 import { driverHarness, type Harness } from './harness.ts';
 
@@ -58,6 +58,13 @@ async function richBase(h: Harness, id: string): Promise<{ src: string; tar: str
   await h.create(id, undefined);
   await h.applyFrom(id, undefined, s.tar);
   return s;
+}
+
+/** The tar extracted by GNU tar (not our engine) into a new dir, owners, modes and xattrs kept. */
+function gnuExtract(tarPath: string, dir: string): string {
+  fs.mkdirSync(dir);
+  execFileSync('tar', ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-p', '-xf', tarPath, '-C', dir]);
+  return dir;
 }
 
 /** Mount points at or below dir, from this process's mount table. */
@@ -202,6 +209,14 @@ export const behaviours: Record<string, Behaviour> = {
     t.is(res.tarSize, fs.statSync(out).size);
     t.is(res.digest, await sha256File(out));
     t.deepEqual((await view(h, 'again')).tree, (await view(h, 'c')).tree);
+    // GNU tar reads the same entries: the changed paths, a whiteout for each deletion
+    const isDir = new Set(Object.entries((await view(h, 'c')).tree).filter(([, f]) => f.type === 'dir').map(([rel]) => rel));
+    const entry = ({ path: p, kind }: { path: string; kind: string }) => {
+      const rel = p.slice(1);
+      if (kind === 'Delete') return path.posix.join(path.posix.dirname(rel), `.wh.${path.posix.basename(rel)}`);
+      return isDir.has(rel) ? `${rel}/` : rel;
+    };
+    t.deepEqual(tarNames(out).map((n) => n.replace(/^\.\//, '')), EVERYTHING_CHANGED.map(entry).sort());
     const twice = path.join(h.scratch, 'c2.tar');
     await h.diffTo('c', 'p', twice);
     t.true(fs.readFileSync(twice).equals(fs.readFileSync(out)), 'the same two layers give the same tar');
@@ -210,7 +225,9 @@ export const behaviours: Record<string, Behaviour> = {
     await h.diffTo('p', undefined, full);
     await h.create('copy', undefined);
     await h.applyFrom('copy', undefined, full);
-    t.deepEqual(await view(h, 'copy'), await view(h, 'p'));
+    const whole = await view(h, 'p');
+    t.deepEqual(await view(h, 'copy'), whole);
+    t.deepEqual(snapshotTree(gnuExtract(full, path.join(h.scratch, 'p-by-gnu-tar'))), whole.tree, 'GNU tar reads the same tree from it');
   },
 
   async 'whiteouts in a tar delete the parent\'s file; an opaque dir hides the parent\'s contents'(t, h) {
