@@ -118,7 +118,10 @@ export function driverHarness(name: DriverName): (t: ExecutionContext) => Harnes
   };
 }
 
-/** The peer's name of the filesystem a directory is on, for the drivers that run anywhere. */
+/**
+ * The peer's name of the filesystem a directory is on, for the drivers that run anywhere: a table
+ * of its own, not drivers/naive/backing-fs.ts, since it is what that code is checked against.
+ */
 function fsName(dir: string): string {
   const type = fs.statfsSync(dir).type;
   const names: Record<number, string> = { 0xef53: 'extfs', 0x58465342: 'xfs', 0x9123683e: 'btrfs', 0x01021994: 'tmpfs' };
