@@ -1,0 +1,4 @@
+// The shared driver suite (suite.ts) for the btrfs driver, on the filesystem harness.ts gives it.
+import { driverSuite } from './suite.ts';
+
+driverSuite('btrfs');
