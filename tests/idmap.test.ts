@@ -87,7 +87,14 @@ test('parseIdMap reads containerID:hostID:size lists and refuses anything else, 
   t.deepEqual(parseIdMap('0:100000:1000, 1000:1000:1 ,1001:200000:64535'), SPLIT);
   t.deepEqual(parseIdMap(''), []);
   t.deepEqual(parseIdMap('0:1:2,,'), [range(0, 1, 2)], 'empty parts are skipped');
+  // the peer's syntax: ranges joined by ':' in threes (containers/storage's ParseIDMap)
+  t.deepEqual(parseIdMap('0:100000:1000:1000:1000:1:1001:200000:64535'), SPLIT);
+  t.deepEqual(parseIdMap('0:100000:1000:1000:1000:1,1001:200000:64535'), SPLIT, 'both joined');
   for (const [spec, part] of [
+    ['0::5', '0::5'],
+    [' : :1', ' : :1'],
+    ['0:4294967295:2', '0:4294967295:2'],
+    ['0:4294967296:1', '0:4294967296:1'],
     ['0:100000', '0:100000'],
     ['0:1:2:3', '0:1:2:3'],
     ['0:1:2,a:1:2', 'a:1:2'],
@@ -95,6 +102,6 @@ test('parseIdMap reads containerID:hostID:size lists and refuses anything else, 
     ['0:1.5:5', '0:1.5:5'],
     ['0:100000:0', '0:100000:0'],
   ]) {
-    t.throws(() => parseIdMap(spec), { code: 'EIDMAP', message: `bad id mapping "${part}": want containerID:hostID:size` }, spec);
+    t.throws(() => parseIdMap(spec), { code: 'EIDMAP', message: `bad id mapping "${part}": want containerID:hostID:size[:containerID:hostID:size...]` }, spec);
   }
 });
