@@ -154,7 +154,7 @@ test('errors carry stable codes and name the layer', async (t) => {
     [store.layer('nope'), 'ELAYERUNKNOWN', /layer "nope" not known/],
     [store.createLayer({ parent: 'nope' }), 'ELAYERUNKNOWN', /parent layer "nope"/],
     [store.createLayer({ names: ['a'] }), 'ENAMEINUSE', /name "a" is already in use by layer aaa/],
-    [store.createLayer({ id: 'aaa' }), 'ELAYEREXISTS', /aaa/],
+    [store.createLayer({ id: 'aaa' }), 'EIDINUSE', /layer id aaa is already in use/],
     [store.createLayer({ id: '../x' }), 'EUSAGE', /bad layer id/],
     [store.deleteLayer('a'), 'ELAYERHASCHILDREN', /layer aaa has child layers/],
     [store.applyDiff('a', '/nonexistent.tar'), 'ELAYERHASCHILDREN', /aaa/],
