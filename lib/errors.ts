@@ -14,15 +14,15 @@ export type ErrorCode =
   | 'EBIGDATAUNKNOWN'
   /** the image is used by containers */
   | 'EIMAGEINUSE'
-  /** an image or container id is taken */
+  /** a layer, image or container id is taken */
   | 'EIDINUSE'
   /** the layer has child layers */
   | 'ELAYERHASCHILDREN'
   /** the layer is not mounted, and what was asked needs its mount point */
   | 'ENOTMOUNTED'
-  /** the id is taken */
+  /** no longer raised: a taken layer id is EIDINUSE, as for images and containers */
   | 'ELAYEREXISTS'
-  /** a name is taken by another layer */
+  /** a name is taken by another record of the same kind */
   | 'ENAMEINUSE'
   /** bad arguments: unknown command or flag, missing argument, bad value */
   | 'EUSAGE'
