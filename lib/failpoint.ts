@@ -1,6 +1,7 @@
 // Named points between the steps of multi-step store operations, where a test can have the
 // process SIGKILLed (LAYERS_FAILPOINT=<name>) to show that the next command repairs what a
-// crash at exactly that point leaves. Unset, a failpoint costs one environment lookup.
+// crash at exactly that point leaves (docs/images-and-containers.md, "Crashes"). The points sit
+// in lib/store/containers.ts and lib/store/images.ts. Unset, a failpoint costs one environment lookup.
 
 /** Every failpoint, by the operation it sits in, in the order they are passed. */
 export const FAILPOINTS = {

@@ -1,8 +1,13 @@
-// One JSON file of records (layers.json, images.json, containers.json): loaded whole, replaced
-// atomically, looked up as containers/storage looks records up, names kept unique within it.
+// One JSON file of records (layers.json, images.json, containers.json; docs/on-disk-format.md):
+// loaded whole, replaced atomically, looked up as containers/storage looks records up, ids and
+// names kept unique within it (one reservation for new layers, images and containers alike).
+import { randomBytes } from 'node:crypto';
 import { readJsonFile, writeJsonAtomic } from '../atomic.ts';
 import { LayersError, type ErrorCode } from '../errors.ts';
 import { findExact, findRecord, isIncomplete, normalize, type AnyRecord } from './records.ts';
+
+/** What an id may be: it names files and directories of the store. */
+const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 export class RecordTable<T extends AnyRecord> {
   records: T[] = [];
@@ -54,12 +59,21 @@ export class RecordTable<T extends AnyRecord> {
     return r;
   }
 
-  /** throws when a name is taken by another record of this table */
-  checkNames(names: string[], except?: T): void {
-    for (const n of names) {
-      const owner = this.records.find((r) => r !== except && r.names?.includes(n));
+  /**
+   * The id and names of a new record of this table, checked before anything is made: the id
+   * given (or 64 random hex digits) must be well formed (EUSAGE) and no record's (EIDINUSE), and
+   * no other record may have one of the names (ENAMEINUSE). Duplicate names are dropped.
+   */
+  reserve(id: string | undefined, names: string[] | undefined): { id: string; names: string[] } {
+    const newId = id ?? randomBytes(32).toString('hex');
+    if (!ID_RE.test(newId)) throw new LayersError('EUSAGE', `bad ${this.kind} id "${newId}": use letters, digits, '.', '_' and '-'`);
+    if (this.get(newId)) throw new LayersError('EIDINUSE', `${this.kind} id ${newId} is already in use`);
+    const unique = [...new Set(names ?? [])];
+    for (const n of unique) {
+      const owner = this.records.find((r) => r.names?.includes(n));
       if (owner) throw new LayersError('ENAMEINUSE', `name "${n}" is already in use by ${this.kind} ${owner.id}`);
     }
+    return { id: newId, names: unique };
   }
 
   /** Give rec exactly these names; a name another record has moves to rec (as the peer does). Saves. */

@@ -154,7 +154,7 @@ test('errors carry stable codes and name the layer', async (t) => {
     [store.layer('nope'), 'ELAYERUNKNOWN', /layer "nope" not known/],
     [store.createLayer({ parent: 'nope' }), 'ELAYERUNKNOWN', /parent layer "nope"/],
     [store.createLayer({ names: ['a'] }), 'ENAMEINUSE', /name "a" is already in use by layer aaa/],
-    [store.createLayer({ id: 'aaa' }), 'ELAYEREXISTS', /aaa/],
+    [store.createLayer({ id: 'aaa' }), 'EIDINUSE', /layer id aaa is already in use/],
     [store.createLayer({ id: '../x' }), 'EUSAGE', /bad layer id/],
     [store.deleteLayer('a'), 'ELAYERHASCHILDREN', /layer aaa has child layers/],
     [store.applyDiff('a', '/nonexistent.tar'), 'ELAYERHASCHILDREN', /aaa/],
@@ -167,6 +167,34 @@ test('errors carry stable codes and name the layer', async (t) => {
   }
   t.is((await store.layers()).length, 2);
   t.is((await store.layer(a.id.slice(0, 2))).id, 'aaa');
+});
+
+test('a taken id or name is refused with one code each, whatever the kind, and nothing is made', async (t) => {
+  const s = tempStore(t);
+  const store = await s.open();
+  await store.createLayer({ id: 'l1', names: ['ln'] });
+  await store.createImage({ id: 'i1', layer: 'l1', names: ['in'] });
+  await store.createContainer({ id: 'c1', image: 'i1', names: ['cn'] });
+  const cases: Array<[Promise<unknown>, string, string]> = [
+    [store.createLayer({ id: 'l1' }), 'EIDINUSE', 'layer id l1 is already in use'],
+    [store.createImage({ id: 'i1', layer: 'l1' }), 'EIDINUSE', 'image id i1 is already in use'],
+    [store.createContainer({ id: 'c1', image: 'i1' }), 'EIDINUSE', 'container id c1 is already in use'],
+    [store.createLayer({ names: ['x', 'ln'] }), 'ENAMEINUSE', 'name "ln" is already in use by layer l1'],
+    [store.createImage({ layer: 'l1', names: ['in'] }), 'ENAMEINUSE', 'name "in" is already in use by image i1'],
+    [store.createContainer({ image: 'i1', names: ['cn'] }), 'ENAMEINUSE', 'name "cn" is already in use by container c1'],
+    [store.createImage({ id: 'bad/id', layer: 'l1' }), 'EUSAGE', `bad image id "bad/id": use letters, digits, '.', '_' and '-'`],
+  ];
+  for (const [p, c, message] of cases) {
+    const err = await t.throwsAsync(p);
+    t.true(code(c).is(err), `${c}: ${err?.message}`);
+    t.is(err!.message, message);
+  }
+  // a name is per kind: a layer's name is free for an image
+  t.deepEqual((await store.createImage({ layer: 'l1', names: ['ln'] })).names, ['ln']);
+  // the refused ones left no record and no rw layer behind
+  t.deepEqual((await store.layers()).map((l) => l.id).sort(), ['l1', (await store.container('c1')).layer].sort());
+  t.is((await store.containers()).length, 1);
+  t.is((await store.images()).length, 2);
 });
 
 test('names: add-names moves a name from another layer, as the peer does', async (t) => {

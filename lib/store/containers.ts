@@ -1,0 +1,181 @@
+// Containers and mapped top layers (docs/images-and-containers.md; records in
+// docs/on-disk-format.md, "containers.json"). A container is a read-write layer on its image's
+// top layer, or, when its id mappings differ from the top layer's, on a mapped top layer: a copy
+// of the top layer made by the driver's CreateFromTemplate and shifted to those mappings, listed
+// in the image's mapped-layers. Records are written before what they describe is made (the rw
+// layer and a mapped layer incomplete until done), so a crash leaves references to incomplete
+// layers that the next writer removes, never a complete layer nothing refers to.
+import fs from 'node:fs';
+import path from 'node:path';
+import { LayersError } from '../errors.ts';
+import { failpoint } from '../failpoint.ts';
+import { sameMappings, type IdMap, type IdMappings } from '../idmap.ts';
+import { findContainer, findLayer, mappingsOf, type StoreContext } from './context.ts';
+import { checkLayerOptions, completeLayer, makeLayer, markIncomplete, recordNewLayer, removeLayer, usersOf } from './layers.ts';
+import { isIncomplete, rfc3339, type ContainerRecord, type ImageRecord, type LayerRecord } from './records.ts';
+import { whyLayerStays } from './removal.ts';
+
+export interface CreateContainerOptions {
+  /** default: 64 random hex digits */
+  id?: string;
+  /** the image: id, name or id prefix */
+  image: string;
+  names?: string[];
+  metadata?: string;
+  mountLabel?: string;
+  uidmap?: IdMap[];
+  gidmap?: IdMap[];
+  /** driver options for the read-write layer (btrfs: size=); a key the driver does not take is refused before anything is made */
+  storageOpt?: Record<string, string>;
+}
+
+export interface CreateFromTemplateOptions {
+  /** default: 64 random hex digits */
+  id?: string;
+  /** the template layer: id, name or id prefix */
+  template: string;
+  names?: string[];
+  uidmap?: IdMap[];
+  gidmap?: IdMap[];
+  /** register the new layer as a mapped top layer of this image (whose top layer must be the template) */
+  image?: string;
+  /** per-layer driver options (btrfs: size=); a key the driver does not take is refused before anything is made */
+  storageOpt?: Record<string, string>;
+}
+
+/** The record fields that describe a layer's contents, which a mapped copy shares with its template. */
+const CONTENT_FIELDS = ['compressed-diff-digest', 'compressed-size', 'diff-digest', 'diff-size', 'compression', 'uidset', 'gidset'] as const;
+
+/**
+ * A container on the image: a read-write layer on the image's top layer, or, when the
+ * container's id mappings differ from the top layer's, on the mapped top layer with its
+ * mappings (made now when the image has none yet).
+ */
+export async function createContainer(ctx: StoreContext, opts: CreateContainerOptions): Promise<ContainerRecord> {
+  checkLayerOptions(ctx, opts.storageOpt);
+  const image = ctx.images.find(opts.image);
+  const { id, names } = ctx.containers.reserve(opts.id, opts.names);
+  const want = { uidmap: opts.uidmap ?? [], gidmap: opts.gidmap ?? [] };
+  const base = image.layer !== undefined ? await topLayerFor(ctx, image, want) : undefined;
+
+  const layer = recordNewLayer(ctx, { parent: base?.id, mountlabel: opts.mountLabel, ...want });
+  failpoint('container-layer-recorded');
+  const container: ContainerRecord = {
+    id,
+    names,
+    image: image.id,
+    layer: layer.id,
+    metadata: opts.metadata,
+    created: rfc3339(),
+    ...want,
+    flags: { MountLabel: opts.mountLabel ?? '', ProcessLabel: '' },
+  };
+  try {
+    ctx.containers.push(container);
+    ctx.containers.save();
+    failpoint('container-recorded');
+    for (const d of [ctx.containersDir, ctx.runContainersDir]) fs.mkdirSync(path.join(d, id, 'userdata'), { recursive: true, mode: 0o700 });
+    await makeLayer(ctx, layer, base, { readWrite: true, storageOpt: opts.storageOpt });
+    failpoint('container-layer-made');
+  } catch (err) {
+    await removeContainer(ctx, container).catch(() => undefined);
+    throw err;
+  }
+  completeLayer(ctx, layer);
+  return container;
+}
+
+/** The image's top layer or mapped top layer with these mappings, made when there is none. */
+async function topLayerFor(ctx: StoreContext, image: ImageRecord, want: IdMappings): Promise<LayerRecord> {
+  const top = findLayer(ctx, image.layer!, `top layer of image ${image.id}`);
+  const candidates = [top, ...(image['mapped-layers'] ?? []).map((m) => ctx.layers.get(m)).filter((l) => l && !isIncomplete(l))] as LayerRecord[];
+  return candidates.find((l) => sameMappings(mappingsOf(l), want)) ?? (await makeMappedLayer(ctx, top, want, { image }));
+}
+
+/**
+ * A copy of template shifted to `want`, made by the driver's CreateFromTemplate: its notional
+ * parent is the template's parent, and it carries the template's digests and sizes (its diff,
+ * mapped back to container ids, is the template's). With an image, it is listed in the image's
+ * mapped-layers (while still incomplete, so a crash never leaves it unlisted).
+ */
+async function makeMappedLayer(
+  ctx: StoreContext,
+  template: LayerRecord,
+  want: IdMappings,
+  opts: { image?: ImageRecord; id?: string; names?: string[]; storageOpt?: Record<string, string> },
+): Promise<LayerRecord> {
+  const content = Object.fromEntries(CONTENT_FIELDS.map((k) => [k, template[k]]));
+  const rec = recordNewLayer(ctx, { id: opts.id, names: opts.names, parent: template.parent, ...content, ...want });
+  failpoint('mapped-layer-recorded');
+  try {
+    if (opts.image) {
+      opts.image['mapped-layers'] = [...(opts.image['mapped-layers'] ?? []), rec.id];
+      ctx.images.save();
+      failpoint('mapped-layer-registered');
+    }
+    const parent = template.parent !== undefined ? ctx.layers.get(template.parent) : undefined;
+    await ctx.driver.createFromTemplate(rec.id, template.id, mappingsOf(template), parent?.id, mappingsOf(parent), { idMappings: want, storageOpt: opts.storageOpt });
+    failpoint('mapped-layer-copied');
+    if (!sameMappings(mappingsOf(template), want)) await ctx.driver.updateIdMappings(rec.id, mappingsOf(template), want);
+    failpoint('mapped-layer-shifted');
+  } catch (err) {
+    await removeLayer(ctx, rec).catch(() => undefined);
+    if (opts.image) {
+      opts.image['mapped-layers'] = opts.image['mapped-layers']!.filter((m) => m !== rec.id);
+      ctx.images.save();
+    }
+    throw err;
+  }
+  completeLayer(ctx, rec);
+  failpoint('mapped-layer-complete');
+  return rec;
+}
+
+/** A new layer from a template layer with other id mappings; with opts.image, one of that image's mapped top layers. */
+export async function createFromTemplate(ctx: StoreContext, opts: CreateFromTemplateOptions): Promise<LayerRecord> {
+  checkLayerOptions(ctx, opts.storageOpt);
+  const template = findLayer(ctx, opts.template, 'template layer');
+  const image = opts.image !== undefined ? ctx.images.find(opts.image) : undefined;
+  if (image && image.layer !== template.id)
+    throw new LayersError('EUSAGE', `layer ${template.id} is not the top layer of image ${image.id} (${image.layer}); a mapped top layer is made from the top layer`);
+  const want = { uidmap: opts.uidmap ?? [], gidmap: opts.gidmap ?? [] };
+  return makeMappedLayer(ctx, template, want, { image, id: opts.id, names: opts.names, storageOpt: opts.storageOpt });
+}
+
+/** The container's data directory and run-time directory. */
+export function containerDirs(ctx: StoreContext, ref: string): { dir: string; runDir: string } {
+  const c = findContainer(ctx, ref);
+  return { dir: path.join(ctx.containersDir, c.id, 'userdata'), runDir: path.join(ctx.runContainersDir, c.id, 'userdata') };
+}
+
+/** Remove a container: mark its layer incomplete, drop the record and directories, then remove the layer (unmounting it). */
+export async function removeContainer(ctx: StoreContext, c: ContainerRecord): Promise<void> {
+  const layer = ctx.layers.get(c.layer);
+  if (layer) markIncomplete(ctx, layer);
+  dropContainerRecord(ctx, c);
+  ctx.containers.save();
+  if (layer) await removeLayer(ctx, layer);
+}
+
+/** The container's record and directories go (the caller saves the table). */
+export function dropContainerRecord(ctx: StoreContext, c: ContainerRecord): void {
+  for (const d of [ctx.containersDir, ctx.runContainersDir]) fs.rmSync(path.join(d, c.id), { recursive: true, force: true });
+  ctx.containers.drop(c);
+}
+
+/** Remove mapped top layers that nothing but their own image uses (no container, layer, other image or mount); returns their ids. */
+export async function prune(ctx: StoreContext): Promise<string[]> {
+  const removed: string[] = [];
+  for (const image of ctx.images.complete())
+    for (const id of [...(image['mapped-layers'] ?? [])].reverse()) {
+      const layer = ctx.layers.get(id);
+      if (!layer) continue;
+      if (whyLayerStays(id, await usersOf(ctx, id, { image: image.id }))) continue;
+      // marked incomplete first: a crash before the image forgets it leaves a dangling entry the repair drops
+      await removeLayer(ctx, layer);
+      image['mapped-layers'] = image['mapped-layers']!.filter((m) => m !== id);
+      ctx.images.save();
+      removed.push(id);
+    }
+  return removed;
+}

@@ -1,0 +1,154 @@
+// The state every part of the store shares, in one object the facade (store.ts) builds and the
+// concern modules (layers.ts, images.ts, containers.ts, big-data.ts, repair.ts) take as their
+// first argument: the store's directories, the driver, the lock, the three record tables and the
+// mount counts (docs/on-disk-format.md names each file). Also the lookups every concern needs:
+// a reference to a layer, image or container, found as the peer finds it.
+//
+// Functions here and in the concern modules do not take the lock: the facade takes it around each
+// public call, and every table write checks it is held.
+import fs from 'node:fs';
+import path from 'node:path';
+import type { Driver } from '../../drivers/driver.ts';
+import { LayersError } from '../errors.ts';
+import type { IdMap, IdMappings } from '../idmap.ts';
+import { StoreLock } from '../lock.ts';
+import { MountRecords } from './mounts.ts';
+import {
+  CONTAINER_FIELDS,
+  IMAGE_FIELDS,
+  isIncomplete,
+  LAYER_FIELDS,
+  type AnyRecord,
+  type ContainerRecord,
+  type ImageRecord,
+  type LayerRecord,
+} from './records.ts';
+import { RecordTable } from './table.ts';
+
+export interface StoreDirs {
+  root: string;
+  runroot: string;
+  /** <root>/<driver>-layers: layers.json, the peer's <id>.tar-split.gz files, each layer's big data in <id>/ */
+  layersDir: string;
+  /** <root>/<driver>-images: images.json and each image's big data in <id>/ */
+  imagesDir: string;
+  /** <root>/<driver>-containers: containers.json, each container's big data in <id>/ and its <id>/userdata */
+  containersDir: string;
+  /** <runroot>/<driver>-containers: each container's <id>/userdata for run-time state */
+  runContainersDir: string;
+  /** <runroot>/<driver>-layers: mountpoints.json */
+  runLayersDir: string;
+  /** temp files (decompressed or spooled input, gzip output) on the store's filesystem */
+  tmpDir: string;
+}
+
+export interface StoreContext extends StoreDirs {
+  driver: Driver;
+  lock: StoreLock;
+  layers: RecordTable<LayerRecord>;
+  images: RecordTable<ImageRecord>;
+  containers: RecordTable<ContainerRecord>;
+  mounts: MountRecords;
+}
+
+/** What a reference names: the peer's commands take a layer, image or container. */
+export type Found =
+  | { kind: 'layer'; record: LayerRecord }
+  | { kind: 'image'; record: ImageRecord }
+  | { kind: 'container'; record: ContainerRecord };
+
+/** The store's directories for this driver, made when missing. */
+export function storeDirs(root: string, runroot: string, driverName: string): StoreDirs {
+  const dirs: StoreDirs = {
+    root,
+    runroot,
+    layersDir: path.join(root, `${driverName}-layers`),
+    imagesDir: path.join(root, `${driverName}-images`),
+    containersDir: path.join(root, `${driverName}-containers`),
+    runContainersDir: path.join(runroot, `${driverName}-containers`),
+    runLayersDir: path.join(runroot, `${driverName}-layers`),
+    tmpDir: path.join(root, 'tmp'),
+  };
+  for (const d of [root, dirs.layersDir, dirs.imagesDir, dirs.containersDir, dirs.tmpDir, runroot, dirs.runLayersDir, dirs.runContainersDir])
+    fs.mkdirSync(d, { recursive: true, mode: 0o700 });
+  return dirs;
+}
+
+/**
+ * The context over dirs and driver. `onLock` runs each time the lock is taken, before the
+ * holder's work (the facade reloads the records and repairs there).
+ */
+export function makeContext(dirs: StoreDirs, driver: Driver, onLock: (ctx: StoreContext) => Promise<void>): StoreContext {
+  const lock: StoreLock = new StoreLock(path.join(dirs.root, 'layers-store.lock'), () => onLock(ctx));
+  const held = () => lock.assertHeld();
+  const ctx: StoreContext = {
+    ...dirs,
+    driver,
+    lock,
+    layers: new RecordTable(path.join(dirs.layersDir, 'layers.json'), 'layer', LAYER_FIELDS, 'ELAYERUNKNOWN', held),
+    images: new RecordTable(path.join(dirs.imagesDir, 'images.json'), 'image', IMAGE_FIELDS, 'EIMAGEUNKNOWN', held),
+    containers: new RecordTable(path.join(dirs.containersDir, 'containers.json'), 'container', CONTAINER_FIELDS, 'ECONTAINERUNKNOWN', held),
+    mounts: new MountRecords(dirs.runLayersDir),
+  };
+  return ctx;
+}
+
+/** Read every record file again: another process may have changed them. */
+export function loadRecords(ctx: StoreContext): void {
+  ctx.layers.load();
+  ctx.images.load();
+  ctx.containers.load();
+  ctx.mounts.load();
+}
+
+export function saveMounts(ctx: StoreContext): void {
+  ctx.lock.assertHeld();
+  ctx.mounts.save();
+}
+
+/** A record's id mappings, empty when it has none. */
+export function mappingsOf(r: { uidmap?: IdMap[]; gidmap?: IdMap[] } | undefined): IdMappings {
+  return { uidmap: r?.uidmap ?? [], gidmap: r?.gidmap ?? [] };
+}
+
+export function tableOf(ctx: StoreContext, kind: Found['kind']): RecordTable<AnyRecord> {
+  return { layer: ctx.layers, image: ctx.images, container: ctx.containers }[kind] as unknown as RecordTable<AnyRecord>;
+}
+
+/** A container whose read-write layer is complete (one being made or removed is not). */
+export function isLive(ctx: StoreContext, c: ContainerRecord): boolean {
+  const l = ctx.layers.get(c.layer);
+  return l !== undefined && !isIncomplete(l);
+}
+
+/**
+ * What ref names, as the peer's commands that take any of several kinds look: an exact id or
+ * name of each kind in `kinds` order, then an unambiguous id prefix of each.
+ */
+export function resolveRef(ctx: StoreContext, ref: string, kinds: Array<Found['kind']>): Found | undefined {
+  const live = (kind: Found['kind'], r: AnyRecord | undefined) => (kind === 'container' && r && !isLive(ctx, r as ContainerRecord) ? undefined : r);
+  for (const how of ['exact', 'lookup'] as const)
+    for (const kind of kinds) {
+      const r = live(kind, tableOf(ctx, kind)[how](ref));
+      if (r) return { kind, record: r } as Found;
+    }
+  return undefined;
+}
+
+/** A layer by id, name or id prefix; `role` names it in the error ("parent layer", ...). */
+export function findLayer(ctx: StoreContext, ref: string, role = 'layer'): LayerRecord {
+  return ctx.layers.find(ref, role);
+}
+
+export function findContainer(ctx: StoreContext, ref: string): ContainerRecord {
+  const found = resolveRef(ctx, ref, ['container']);
+  if (!found) throw new LayersError('ECONTAINERUNKNOWN', `container "${ref}" not known`);
+  return found.record as ContainerRecord;
+}
+
+/** A layer, image or container (the peer's metadata and names commands look in that order). */
+export function findAny(ctx: StoreContext, ref: string): Found {
+  const found = resolveRef(ctx, ref, ['layer', 'image', 'container']);
+  if (!found) throw new LayersError('ELAYERUNKNOWN', `layer, image or container "${ref}" not known`);
+  return found;
+}

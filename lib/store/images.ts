@@ -1,0 +1,127 @@
+// Images (docs/images-and-containers.md; records in docs/on-disk-format.md, "images.json"): an
+// image names its top layer; removing one removes the layers only it needs, in the order
+// removal.ts plans. The whole plan is written down (image and layers marked incomplete) before
+// anything goes, so a crash part way leaves work the next writer finishes (repair.ts).
+import fs from 'node:fs';
+import path from 'node:path';
+import { LayersError } from '../errors.ts';
+import { failpoint } from '../failpoint.ts';
+import { findLayer, type StoreContext } from './context.ts';
+import { removeContainer } from './containers.ts';
+import { removeLayer, storeGraph } from './layers.ts';
+import { isIncomplete, rfc3339, type ImageRecord } from './records.ts';
+import { imageRemovalOrder } from './removal.ts';
+
+export interface CreateImageOptions {
+  /** default: 64 random hex digits */
+  id?: string;
+  /** the top layer: id, name or id prefix */
+  layer: string;
+  names?: string[];
+  metadata?: string;
+  digest?: string;
+}
+
+export interface RemoveImageOptions {
+  /** remove the containers that use the image first, instead of refusing */
+  force?: boolean;
+}
+
+export interface RemoveImageResult {
+  /** containers removed first (with force) */
+  containers: string[];
+  /** layers removed, in the order they went */
+  layers: string[];
+}
+
+/** Record an image whose top layer is opts.layer. */
+export function createImage(ctx: StoreContext, opts: CreateImageOptions): ImageRecord {
+  const top = findLayer(ctx, opts.layer, 'top layer');
+  const { id, names } = ctx.images.reserve(opts.id, opts.names);
+  const image: ImageRecord = { id, digest: opts.digest, names, layer: top.id, metadata: opts.metadata, created: rfc3339() };
+  ctx.images.push(image);
+  ctx.images.save();
+  return image;
+}
+
+/** Complete images whose digest (or one of whose digests) is this one. */
+export function imagesByDigest(ctx: StoreContext, digest: string): ImageRecord[] {
+  return ctx.images.complete().filter((i) => i.digest === digest || i.digests?.includes(digest));
+}
+
+/**
+ * Remove an image and the layers only it needs: its mapped top layers first, then its top
+ * layer, then each parent upward that no other image, container or layer needs. Refuses while
+ * containers use the image, or a layer it would take is mounted, unless force removes the
+ * containers first and unmounts the layers.
+ */
+export async function removeImage(ctx: StoreContext, ref: string, opts: RemoveImageOptions): Promise<RemoveImageResult> {
+  const image = ctx.images.find(ref);
+  if (!opts.force) refuseUsedImage(ctx, image);
+  const users = ctx.containers.records.filter((c) => c.image === image.id);
+  for (const c of users) await removeContainer(ctx, c);
+  if (users.length > 0) failpoint('containers-removed');
+  const plan = await imageRemovalPlan(ctx, image);
+  const mounted = plan.filter((id) => ctx.mounts.count(id) > 0);
+  if (mounted.length > 0 && !opts.force)
+    throw new LayersError('ELAYERINUSE', `image ${image.id}: layer ${mounted.join(', ')} is mounted; unmount it first or use --force`);
+  const layers = await finishImageRemoval(ctx, image, plan);
+  return { containers: users.map((c) => c.id), layers };
+}
+
+/** What removeImage would remove, without removing anything (delete-image --test). */
+export async function planImageRemoval(ctx: StoreContext, ref: string): Promise<RemoveImageResult> {
+  const image = ctx.images.find(ref);
+  refuseUsedImage(ctx, image);
+  return { containers: [], layers: await imageRemovalPlan(ctx, image) };
+}
+
+function refuseUsedImage(ctx: StoreContext, image: ImageRecord): void {
+  const users = ctx.containers.records.filter((c) => c.image === image.id);
+  if (users.length > 0)
+    throw new LayersError(
+      'EIMAGEINUSE',
+      `image ${image.id} is used by container${users.length === 1 ? '' : 's'} ${users.map((c) => c.id).join(', ')}; remove ${users.length === 1 ? 'it' : 'them'} first or use --force`,
+    );
+}
+
+/** The layers removing image takes, in order. */
+async function imageRemovalPlan(ctx: StoreContext, image: ImageRecord): Promise<string[]> {
+  // only the layers the plan may take need the driver's word on hidden dependents: the mapped layers and the top layer's chain
+  const candidates = [...(image['mapped-layers'] ?? [])];
+  for (let l = image.layer !== undefined ? ctx.layers.get(image.layer) : undefined; l; l = l.parent !== undefined ? ctx.layers.get(l.parent) : undefined)
+    candidates.push(l.id);
+  return imageRemovalOrder(await storeGraph(ctx, candidates), image);
+}
+
+/**
+ * Mark the image and its planned layers incomplete, then remove the layers in order and the
+ * image. The repair calls it for an image already marked (without a plan: it is made again from
+ * the records left, which gives the same order).
+ */
+export async function finishImageRemoval(ctx: StoreContext, image: ImageRecord, plan?: string[]): Promise<string[]> {
+  if (!isIncomplete(image)) {
+    image.flags = { ...image.flags, incomplete: true };
+    ctx.images.save();
+    failpoint('image-marked');
+  }
+  const order = plan ?? (await imageRemovalPlan(ctx, image));
+  const doomed = order.map((id) => ctx.layers.get(id)!);
+  for (const l of doomed) l.flags = { ...l.flags, incomplete: true };
+  ctx.layers.save();
+  failpoint('image-layers-marked');
+  for (const l of doomed) {
+    await removeLayer(ctx, l);
+    failpoint('image-layer-removed');
+  }
+  failpoint('image-layers-removed');
+  dropImageRecord(ctx, image);
+  ctx.images.save();
+  return order;
+}
+
+/** The image's record and big data go, its layers stay (the caller saves the table). */
+export function dropImageRecord(ctx: StoreContext, image: ImageRecord): void {
+  fs.rmSync(path.join(ctx.imagesDir, image.id), { recursive: true, force: true });
+  ctx.images.drop(image);
+}
