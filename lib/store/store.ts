@@ -215,9 +215,9 @@ export class Store {
     this.runContainersDir = path.join(this.runroot, `${name}-containers`);
     this.tmpDir = path.join(this.root, 'tmp');
     const runLayers = path.join(this.runroot, `${name}-layers`);
+    this.driver = openDriver(name, this.root, this.runroot, this.storageOpts);
     for (const d of [this.root, this.layersDir, this.imagesDir, this.containersDir, this.tmpDir, this.runroot, runLayers, this.runContainersDir])
       fs.mkdirSync(d, { recursive: true, mode: 0o700 });
-    this.driver = openDriver(name, this.root, this.runroot);
     const held = () => this.lock.assertHeld();
     this.layerTable = new RecordTable(path.join(this.layersDir, 'layers.json'), 'layer', LAYER_FIELDS, 'ELAYERUNKNOWN', held);
     this.imageTable = new RecordTable(path.join(this.imagesDir, 'images.json'), 'image', IMAGE_FIELDS, 'EIMAGEUNKNOWN', held);
@@ -557,7 +557,7 @@ export class Store {
   /** The driver's part of a new layer on parent, with the owners of what it inherits shifted to rec's mappings. */
   private async makeLayer(rec: LayerRecord, parent: LayerRecord | undefined, opts: { readWrite?: boolean; storageOpt?: Record<string, string> }): Promise<void> {
     const mappings = this.mappings(rec);
-    await this.driver.create(rec.id, parent?.id, { ...opts, idMappings: mappings, mountLabel: rec.mountlabel });
+    await this.driver.create(rec.id, parent?.id, { ...opts, idMappings: mappings });
     // the copy of the parent carries the parent's owners: shift them to this layer's mappings
     if (parent && !sameMappings(this.mappings(parent), mappings)) await this.driver.updateIdMappings(rec.id, this.mappings(parent), mappings);
   }
@@ -671,10 +671,10 @@ export class Store {
   }
 
   /** Mount a layer, or a container's layer (one more user); returns its path. */
-  async mount(ref: string, opts: MountOptions = {}): Promise<string> {
+  async mount(ref: string, opts: MountOptions & { /** the peer's SELinux label: accepted, no driver applies one */ mountLabel?: string } = {}): Promise<string> {
     return this.lock.withLock(async () => {
       const rec = this.mountTarget(ref);
-      const p = await this.driver.mount(rec.id, { mountLabel: rec.mountlabel, ...opts });
+      const p = await this.driver.mount(rec.id, opts);
       this.mounts.add(rec.id, p);
       this.saveMounts();
       return p;
@@ -744,7 +744,7 @@ export class Store {
       // a host path is the caller's: relative to the working directory (a trailing '/' kept: it means "into")
       if (spec.layer === undefined) return { root: '/', path: path.resolve(spec.path) + (spec.path.endsWith('/') && spec.path !== '/' ? '/' : '') };
       const rec = await this.layer(spec.layer);
-      const root = await this.mount(rec.id, { mountLabel: rec.mountlabel });
+      const root = await this.mount(rec.id);
       mounted.push(rec.id);
       return { root, path: spec.path, mappings: this.mappings(rec) };
     };
@@ -992,8 +992,7 @@ export class Store {
         this.imageTable.save();
         failpoint('mapped-layer-registered');
       }
-      const parent = template.parent !== undefined ? this.layerTable.get(template.parent) : undefined;
-      await this.driver.createFromTemplate(rec.id, template.id, this.mappings(template), parent?.id, this.mappings(parent), { idMappings: want, storageOpt: opts.storageOpt });
+      await this.driver.createFromTemplate(rec.id, template.id, { idMappings: want, storageOpt: opts.storageOpt });
       failpoint('mapped-layer-copied');
       if (!sameMappings(this.mappings(template), want)) await this.driver.updateIdMappings(rec.id, this.mappings(template), want);
       failpoint('mapped-layer-shifted');
