@@ -1,19 +1,21 @@
 // The graph driver interface (docs/architecture.md, "Driver interface"). A driver owns file trees: how a layer is laid
 // out, created, mounted, copied and diffed. It knows nothing of images or containers.
+//
+// In two parts, as containers/storage splits ProtoDriver from its NaiveDiffDriver: DriverCore is what
+// every driver implements; Differ (Diff, ApplyDiff, Changes, DiffSize) comes for free from the naive
+// differ (drivers/naive), built only on the core's trees, and a driver with a faster path overrides it.
 import type { IdMappings } from '../lib/idmap.ts';
 
 export interface CreateOptions {
-  readWrite?: boolean;
   /** the mappings the layer's root directory owner follows (root dir owned by container root) */
   idMappings?: IdMappings;
-  mountLabel?: string;
   /** driver-specific options (--storage-opt for this layer), e.g. size= */
   storageOpt?: Record<string, string>;
 }
 
 export interface MountOptions {
   readOnly?: boolean;
-  mountLabel?: string;
+  /** mount options beyond the driver's own (overlay: added to the mount data) */
   options?: string[];
 }
 
@@ -52,25 +54,20 @@ export interface DiffOptions {
   sparse?: boolean;
 }
 
-export interface DriverStatus {
-  [key: string]: string;
-}
+export type DriverName = 'overlay' | 'btrfs' | 'vfs';
 
-export interface Driver {
-  readonly name: 'overlay' | 'btrfs' | 'vfs';
+/** What every driver implements (the peer's ProtoDriver). */
+export interface DriverCore {
+  readonly name: DriverName;
   /** the driver's home, <root>/<name> */
   readonly home: string;
   /** the keys CreateOptions.storageOpt may hold for this driver (btrfs: size); the store refuses others */
   readonly layerOptions: readonly string[];
+  /** the driver's global options (--storage-opt), as parsed when it was opened */
+  readonly options: Readonly<Record<string, string>>;
   create(id: string, parent: string | undefined, opts?: CreateOptions): Promise<void>;
-  createFromTemplate(
-    id: string,
-    template: string,
-    templateMappings: IdMappings | undefined,
-    parent: string | undefined,
-    parentMappings: IdMappings | undefined,
-    opts?: CreateOptions,
-  ): Promise<void>;
+  /** a new layer with the template's files (the store shifts its owners afterwards with updateIdMappings) */
+  createFromTemplate(id: string, template: string, opts?: CreateOptions): Promise<void>;
   /** shift every owner in the layer's tree from one mapping to another */
   updateIdMappings(id: string, from: IdMappings | undefined, to: IdMappings | undefined): Promise<void>;
   remove(id: string): Promise<void>;
@@ -78,11 +75,6 @@ export interface Driver {
   /** mount (or for vfs/btrfs: return the directory of) the layer; the store keeps the refcount */
   mount(id: string, opts?: MountOptions): Promise<string>;
   unmount(id: string): Promise<void>;
-  /** write the layer's changes against parent as an uncompressed tar to fd */
-  diff(id: string, parent: string | undefined, fd: number, opts?: DiffOptions): Promise<void>;
-  applyDiff(id: string, parent: string | undefined, fd: number, opts?: ApplyDiffOptions): Promise<ApplyDiffResult>;
-  changes(id: string, parent: string | undefined, opts?: DiffOptions): Promise<Change[]>;
-  diffSize(id: string, parent: string | undefined, opts?: DiffOptions): Promise<number>;
   /**
    * Layers whose files stand on this one though their records may name another parent: a
    * driver whose CreateFromTemplate keeps the template underneath (overlay) reports the copies,
@@ -92,3 +84,14 @@ export interface Driver {
   status(): Promise<Array<[string, string]>>;
   cleanup(): Promise<void>;
 }
+
+/** The four diff operations (the peer's DiffDriver): drivers/naive gives them to any core. */
+export interface Differ {
+  /** write the layer's changes against parent as an uncompressed tar to fd */
+  diff(id: string, parent: string | undefined, fd: number, opts?: DiffOptions): Promise<void>;
+  applyDiff(id: string, parent: string | undefined, fd: number, opts?: ApplyDiffOptions): Promise<ApplyDiffResult>;
+  changes(id: string, parent: string | undefined, opts?: DiffOptions): Promise<Change[]>;
+  diffSize(id: string, parent: string | undefined, opts?: DiffOptions): Promise<number>;
+}
+
+export interface Driver extends DriverCore, Differ {}

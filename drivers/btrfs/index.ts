@@ -5,12 +5,13 @@
 // against its parent's subvolume).
 import fs from 'node:fs';
 import path from 'node:path';
-import { toHost, type IdMappings } from '../../lib/idmap.ts';
+import { toHost } from '../../lib/idmap.ts';
 import { LayersError } from '../../lib/errors.ts';
 import type { CreateOptions, Driver } from '../driver.ts';
-import { removeTree } from '../naive/remove.ts';
-import { FS_MAGIC, fsType } from '../naive/backing-fs.ts';
-import { FullTreeDriver } from '../naive/full-tree.ts';
+import { FS_MAGIC, fsType } from '../backing-fs.ts';
+import { FullTreeDriver } from '../full-tree.ts';
+import { driverOptions, IMAGESTORE, parseSize, recordedOptionsStatus, unsupportedOption } from '../options.ts';
+import { removeTree } from '../trees.ts';
 import { native } from '../../lib/native.ts';
 import { walkTree } from '../../lib/tar/tree.ts';
 
@@ -19,27 +20,27 @@ const SUBVOL_ROOT_INO = 256n;
 /** A base layer's root before any tar sets it, as containers/storage makes it. */
 const BASE_ROOT_MODE = 0o555;
 
-/**
- * The bytes of a `size=` storage option, read as the peer reads it (docker's RAMInBytes):
- * a number with an optional k/m/g/t/p suffix, binary multiples, optional "i" and "b".
- */
-export function parseSize(value: string): number {
-  const m = /^(\d+(?:\.\d+)?) ?([kmgtp])?i?b?$/i.exec(value.trim());
-  if (!m) throw new LayersError('EUSAGE', `btrfs: invalid size "${value}": want a number of bytes with an optional k, m, g, t or p suffix`);
-  const exp = m[2] ? 'kmgtp'.indexOf(m[2].toLowerCase()) + 1 : 0;
-  return Math.floor(Number(m[1]) * 1024 ** exp);
-}
-
 export class BtrfsDriver extends FullTreeDriver implements Driver {
   readonly name = 'btrfs' as const;
   /** size=: a qgroup limit on what the layer's subvolume references */
   readonly layerOptions = ['size'] as const;
   readonly home: string;
+  readonly options: Readonly<Record<string, string>>;
   protected readonly what = 'subvolume';
   private readonly subvolumes: string;
+  /** btrfs.min_space: no layer's size= may be below it */
+  private readonly minSpace: number | undefined;
+  /** btrfs.size: the size= of a layer that gives none */
+  private readonly defaultSize: string | undefined;
 
-  constructor(home: string) {
+  /** options: --storage-opt (btrfs.min_space, btrfs.size, btrfs.imagestore), refused before anything is made */
+  constructor(home: string, options: readonly string[] = []) {
     super();
+    this.options = driverOptions('btrfs', options, ['min_space', 'size', IMAGESTORE, 'mountopt']);
+    if (this.options.mountopt !== undefined) throw unsupportedOption('btrfs', 'mountopt', 'nothing is mounted (the peer refuses it too)');
+    this.minSpace = this.options.min_space === undefined ? undefined : parseSize('btrfs', this.options.min_space);
+    this.defaultSize = this.options.size;
+    if (this.defaultSize !== undefined) this.checkedSize(this.defaultSize);
     this.home = home;
     this.subvolumes = path.join(home, 'subvolumes');
     // checked on the nearest existing ancestor, so a wrong root fails before anything is made there
@@ -60,7 +61,7 @@ export class BtrfsDriver extends FullTreeDriver implements Driver {
 
   async create(id: string, parent: string | undefined, opts: CreateOptions = {}): Promise<void> {
     const n = native();
-    const size = sizeOption(opts);
+    const size = this.sizeOption(opts);
     if (parent) {
       // the snapshot's root keeps the parent's owner, mode, xattrs and times
       n.btrfsSnapshot(this.existing(parent), this.subvolumes, id);
@@ -88,15 +89,8 @@ export class BtrfsDriver extends FullTreeDriver implements Driver {
     n.btrfsQgroupLimit(this.dir(id), bytes);
   }
 
-  async createFromTemplate(
-    id: string,
-    template: string,
-    _templateMappings: IdMappings | undefined,
-    _parent: string | undefined,
-    _parentMappings: IdMappings | undefined,
-    opts: CreateOptions = {},
-  ): Promise<void> {
-    const size = sizeOption(opts);
+  async createFromTemplate(id: string, template: string, opts: CreateOptions = {}): Promise<void> {
+    const size = this.sizeOption(opts);
     // a writable snapshot: the store shifts its owners afterwards with updateIdMappings, which
     // unshares only the metadata it changes
     native().btrfsSnapshot(this.existing(template), this.subvolumes, id);
@@ -140,13 +134,21 @@ export class BtrfsDriver extends FullTreeDriver implements Driver {
       ['Quota', quota ? 'enabled' : 'disabled'],
       ['Space Total', String(s.blocks * s.bsize)],
       ['Space Available', String(s.bavail * s.bsize)],
+      ...recordedOptionsStatus(this.options),
     ];
   }
 
-}
+  /** The layer's `size=` (else btrfs.size) in bytes, checked against btrfs.min_space before anything is made. */
+  private sizeOption(opts: CreateOptions): number | undefined {
+    const v = opts.storageOpt?.size ?? this.defaultSize;
+    return v === undefined ? undefined : this.checkedSize(v);
+  }
 
-/** The layer's `size=` option in bytes, checked before anything is made. */
-function sizeOption(opts: CreateOptions): number | undefined {
-  const v = opts.storageOpt?.size;
-  return v === undefined ? undefined : parseSize(v);
+  private checkedSize(value: string): number {
+    const bytes = parseSize('btrfs', value);
+    // the peer's words: "btrfs: storage size cannot be less than <min_space>"
+    if (this.minSpace !== undefined && bytes < this.minSpace)
+      throw new LayersError('EUSAGE', `btrfs: storage size cannot be less than ${this.options.min_space} (btrfs.min_space); size=${value} asked for ${bytes} bytes`);
+    return bytes;
+  }
 }

@@ -1,32 +1,138 @@
-// What the drivers share (docs/architecture.md, "Driver interface"): a two-tree diff, a tree copy with reflinks, a
-// chown walk by id mappings, and applying a tar onto a full tree. Each is built on the tar
-// engine (lib/tar) and the native apply batch, so there is one walk and one copy loop.
-import fs from 'node:fs';
-import path from 'node:path';
-import { native } from '../../lib/native.ts';
-import type { ApplyOp } from '../../lib/native.ts';
-import { containerMapper, type IdMappings } from '../../lib/idmap.ts';
-import { extractTar, type ExtractResult } from '../../lib/tar/extract.ts';
-import { nodeItem, treeItems, writeTar, type TarItem, type WriteTarOptions } from '../../lib/tar/write.ts';
-import { inodeKey, walkTree } from '../../lib/tar/tree.ts';
-import { whiteoutName } from '../../lib/tar/whiteout.ts';
-import { entryOp } from '../../lib/tar/ops.ts';
-import { nativeToTarError } from '../../lib/tar/native-errors.ts';
-import type { Change, DiffOptions } from '../driver.ts';
+// The naive differ (docs/architecture.md, "Driver interface"), as containers/storage's
+// NaiveDiffDriver: Diff, ApplyDiff, Changes and DiffSize built only on a driver's core, by reading
+// the layer's full tree and its parent's and comparing them (compare.ts), or extracting a tar into
+// the layer's tree with whiteouts as deletions. A driver implementing only DriverCore extends
+// NaiveDiffDriver and gets all four; a driver with a faster path (overlay) overrides them and
+// keeps a NaiveDiffer for the cases its fast path cannot take.
+import type { IdMappings } from '../../lib/idmap.ts';
+import { containerMapper } from '../../lib/idmap.ts';
+import { extractTar } from '../../lib/tar/extract.ts';
+import { treeItems, nodeItem, writeTar, type TarItem, type WriteTarOptions } from '../../lib/tar/write.ts';
+import { inodeKey } from '../../lib/tar/tree.ts';
+import { whiteoutEntry } from '../../lib/tar/whiteout.ts';
+import type {
+  ApplyDiffOptions,
+  ApplyDiffResult,
+  Change,
+  CreateOptions,
+  DiffOptions,
+  Differ,
+  Driver,
+  DriverCore,
+  DriverName,
+  MountOptions,
+} from '../driver.ts';
 import { compareTrees, type OwnerMappings, type TreeChange } from './compare.ts';
 
 export { compareTrees, type TreeChange };
 
-export interface ApplyTarOptions {
-  idMappings?: IdMappings;
-  /** 'delete': whiteouts remove what they name (full-tree drivers); 'overlay': they become char 0/0 devices and opaque xattrs */
-  whiteouts: 'delete' | 'overlay';
+/** How the naive differ reaches a layer's full tree: the peer's Get ... Put around each operation. */
+export interface LayerTrees {
+  /** the layer's full tree, to read, for the duration of fn */
+  read<T>(id: string, fn: (dir: string) => Promise<T>): Promise<T>;
+  /** the layer's full tree, to apply a tar into, for the duration of fn */
+  write<T>(id: string, fn: (dir: string) => Promise<T>): Promise<T>;
 }
 
-/** Extract the uncompressed tar on fd into layerDir. */
-export function applyTar(layerDir: string, fd: number, opts: ApplyTarOptions): Promise<ExtractResult> {
-  return extractTar(fd, layerDir, { whiteouts: opts.whiteouts, idMappings: opts.idMappings });
+/**
+ * Trees through the core's own mount and unmount. Right for a driver whose mount is a lookup
+ * (vfs, btrfs); a driver whose mount the store shares (overlay's <id>/merged) passes trees of
+ * its own instead, so that a diff never unmounts what the store has mounted.
+ */
+export function mountedTrees(core: Pick<DriverCore, 'mount' | 'unmount'>): LayerTrees {
+  const use = async <T>(id: string, opts: MountOptions, fn: (dir: string) => Promise<T>): Promise<T> => {
+    const dir = await core.mount(id, opts);
+    try {
+      return await fn(dir);
+    } finally {
+      await core.unmount(id);
+    }
+  };
+  return { read: (id, fn) => use(id, { readOnly: true }, fn), write: (id, fn) => use(id, {}, fn) };
 }
+
+export interface NaiveApplyOptions {
+  /** owners the process cannot give (outside its user namespace) are left as created (the driver's ignore_chown_errors) */
+  ignoreChownErrors?: boolean;
+}
+
+/** Diff, ApplyDiff, Changes and DiffSize on full trees. */
+export class NaiveDiffer implements Differ {
+  constructor(
+    private readonly trees: LayerTrees,
+    private readonly applyOpts: NaiveApplyOptions = {},
+  ) {}
+
+  /** fn on the layer's tree and its parent's (undefined: no parent) */
+  private both<T>(id: string, parent: string | undefined, fn: (layer: string, base: string | undefined) => Promise<T>): Promise<T> {
+    return this.trees.read(id, (layer) => (parent === undefined ? fn(layer, undefined) : this.trees.read(parent, (base) => fn(layer, base))));
+  }
+
+  diff(id: string, parent: string | undefined, fd: number, opts: DiffOptions = {}): Promise<void> {
+    return this.both(id, parent, (layer, base) => treeDiff(layer, base, fd, opts));
+  }
+
+  /** Returns the whole ExtractResult (digest, tar size, owners), which the store records. */
+  applyDiff(id: string, _parent: string | undefined, fd: number, opts: ApplyDiffOptions = {}): Promise<ApplyDiffResult> {
+    return this.trees.write(id, (dir) => extractTar(fd, dir, { whiteouts: 'delete', idMappings: opts.idMappings, ...this.applyOpts }));
+  }
+
+  changes(id: string, parent: string | undefined, opts: DiffOptions = {}): Promise<Change[]> {
+    return this.both(id, parent, (layer, base) => treeChanges(layer, base, opts));
+  }
+
+  diffSize(id: string, parent: string | undefined, opts: DiffOptions = {}): Promise<number> {
+    return this.both(id, parent, (layer, base) => treeDiffSize(layer, base, opts));
+  }
+}
+
+/**
+ * A driver from its core alone (the peer's NewNaiveDiffDriver): subclasses implement DriverCore,
+ * the four diff operations run the naive differ on the subclass's own mount and unmount.
+ */
+export abstract class NaiveDiffDriver implements Driver {
+  abstract readonly name: DriverName;
+  abstract readonly home: string;
+  abstract readonly layerOptions: readonly string[];
+  abstract readonly options: Readonly<Record<string, string>>;
+  abstract create(id: string, parent: string | undefined, opts?: CreateOptions): Promise<void>;
+  abstract createFromTemplate(id: string, template: string, opts?: CreateOptions): Promise<void>;
+  abstract updateIdMappings(id: string, from: IdMappings | undefined, to: IdMappings | undefined): Promise<void>;
+  abstract remove(id: string): Promise<void>;
+  abstract exists(id: string): Promise<boolean>;
+  abstract mount(id: string, opts?: MountOptions): Promise<string>;
+  abstract unmount(id: string): Promise<void>;
+  abstract status(): Promise<Array<[string, string]>>;
+  abstract cleanup(): Promise<void>;
+
+  /** what ApplyDiff passes to the tar engine beyond the tar (a subclass's ignore_chown_errors) */
+  protected applyOptions(): NaiveApplyOptions {
+    return {};
+  }
+
+  private differ?: NaiveDiffer;
+  private get naive(): NaiveDiffer {
+    return (this.differ ??= new NaiveDiffer(mountedTrees(this), this.applyOptions()));
+  }
+
+  diff(id: string, parent: string | undefined, fd: number, opts?: DiffOptions): Promise<void> {
+    return this.naive.diff(id, parent, fd, opts);
+  }
+
+  applyDiff(id: string, parent: string | undefined, fd: number, opts?: ApplyDiffOptions): Promise<ApplyDiffResult> {
+    return this.naive.applyDiff(id, parent, fd, opts);
+  }
+
+  changes(id: string, parent: string | undefined, opts?: DiffOptions): Promise<Change[]> {
+    return this.naive.changes(id, parent, opts);
+  }
+
+  diffSize(id: string, parent: string | undefined, opts?: DiffOptions): Promise<number> {
+    return this.naive.diffSize(id, parent, opts);
+  }
+}
+
+// ---- the operations on two directories, which the differ runs on the trees it gets ----
 
 /** Tar items for the changes of layerDir against parentDir: deletions become AUFS whiteouts. */
 export function* diffItems(layerDir: string, parentDir: string | undefined, opts: DiffOptions = {}): Generator<TarItem> {
@@ -36,7 +142,7 @@ export function* diffItems(layerDir: string, parentDir: string | undefined, opts
   for (const c of compareTrees(layerDir, parentDir, ownerMappings(opts))) {
     if (c.kind === 'Delete') {
       // a fixed time, not "now": the same two trees always give the same tar
-      yield { entry: { name: whiteoutName(c.rel), type: 'file', mode: 0o644, uid: 0, gid: 0, size: 0, mtime: { sec: 0, nsec: 0 } } };
+      yield { entry: whiteoutEntry(c.rel, { mode: 0o644, uid: 0, gid: 0, mtime: { sec: 0, nsec: 0 } }) };
       continue;
     }
     const item = nodeItem(c.node!, seen, mapOwner);
@@ -79,97 +185,4 @@ export async function treeDiffSize(layerDir: string, parentDir: string | undefin
     size += Number(st.size);
   }
   return size;
-}
-
-/** Files copied per native batch: each holds an open source fd until its batch is done. */
-const COPY_BATCH_FILES = 1024;
-
-export interface CopyTreeResult {
-  /** paths that cannot be copied (sockets), left out */
-  skipped: string[];
-}
-
-/**
- * Copy the contents of src into the existing directory dst, keeping owners, modes, times (with
- * nanoseconds), xattrs, hardlinks, devices and fifos. File data goes through the same native
- * apply batch as tar extraction, with source and destination offsets at 0, so btrfs and xfs
- * reflink it. trusted.overlay.* attributes are not copied. Directory times are set last.
- */
-export async function copyTree(src: string, dst: string): Promise<CopyTreeResult> {
-  const dstFd = fs.openSync(dst, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-  const skipped: string[] = [];
-  const dirTimes: ApplyOp[] = [];
-  const seen = new Map<string, string>();
-  let ops: ApplyOp[] = [];
-  let fds: number[] = [];
-  let pending: Promise<void> = Promise.resolve();
-  const run = async () => {
-    const batch = ops;
-    const open = fds;
-    ops = [];
-    fds = [];
-    await pending;
-    pending = native().applyBatch(dstFd, batch).then(
-      () => open.forEach((fd) => fs.closeSync(fd)),
-      (err) => {
-        open.forEach((fd) => fs.closeSync(fd));
-        throw nativeToTarError(err, batch, `copying ${src} to ${dst}`);
-      },
-    );
-    pending.catch(() => undefined);
-  };
-  try {
-    let root: TarItem | undefined;
-    for (const node of walkTree(src, { includeRoot: true })) {
-      const item = nodeItem(node, seen);
-      if (!item) {
-        skipped.push(node.rel);
-        continue;
-      }
-      const e = item.entry;
-      if (node.rel === '.') {
-        root = item;
-        continue;
-      }
-      let body;
-      if (e.type === 'file') {
-        const fd = fs.openSync(path.join(src, node.rel), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
-        fds.push(fd);
-        body = { srcFd: fd, srcOffset: 0 };
-      }
-      ops.push(entryOp(e, e.uid, e.gid, body));
-      if (e.type === 'dir') dirTimes.push({ op: 'times', path: e.name, mtime: e.mtime });
-      if (fds.length >= COPY_BATCH_FILES || ops.length >= 4 * COPY_BATCH_FILES) await run();
-    }
-    ops.push(...dirTimes);
-    await run();
-    await pending;
-    if (root) setRootMeta(dst, root);
-  } finally {
-    await pending.catch(() => undefined);
-    for (const fd of fds) fs.closeSync(fd);
-    fs.closeSync(dstFd);
-  }
-  return { skipped };
-}
-
-/** The root of a tree is the driver's directory: no op can replace it, so set its metadata directly. */
-function setRootMeta(dst: string, item: TarItem): void {
-  const e = item.entry;
-  native().lchown(dst, e.uid, e.gid);
-  fs.chmodSync(dst, e.mode);
-  for (const [k, v] of e.xattrs ?? []) if (!k.startsWith('trusted.overlay.')) native().lsetxattr(dst, k, v);
-  native().lutimes(dst, e.mtime, e.mtime);
-}
-
-/**
- * Shift every owner in dir from one mapping to another (host ids under `from` -> the same
- * container ids -> host ids under `to`). An id that has no place in `to` (or was outside `from`)
- * becomes the overflow id 65534, as the kernel would show it, and is counted. chown clears
- * setuid/setgid bits and file capabilities, so both are put back. The walk and the chowns run
- * in native code on a worker thread (`native/shift.cc`): one call for the tree, as chown -R.
- */
-export async function chownTree(dir: string, from: IdMappings | undefined, to: IdMappings | undefined): Promise<{ overflowed: number }> {
-  const overflowed = await native().shiftOwners(dir, from?.uidmap ?? [], from?.gidmap ?? [], to?.uidmap ?? [], to?.gidmap ?? []);
-  return { overflowed };
 }

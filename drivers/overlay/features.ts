@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { native } from '../../lib/native.ts';
+import { OVERLAY_METACOPY_XATTR } from '../../lib/tar/whiteout.ts';
 
 /**
  * The peer names the metacopy probe after the mount options it tried (`metacopy(<mountopt>)`); this
@@ -14,8 +15,6 @@ import { native } from '../../lib/native.ts';
  * configured with `overlay.mountopt = "metacopy=on"`, so a shared run root holds one answer for both.
  */
 export const METACOPY_FEATURE = 'metacopy(metacopy=on)';
-
-const METACOPY_XATTR = 'trusted.overlay.metacopy';
 
 function featureFile(runHome: string, feature: string, supported: boolean): string {
   return path.join(runHome, `${feature}-${supported}`);
@@ -93,7 +92,7 @@ export async function probeMetacopy(home: string): Promise<boolean> {
     try {
       fs.chmodSync(path.join(merged, 'f'), 0o600);
       try {
-        return native().lgetxattr(path.join(td, 'l2', 'f'), METACOPY_XATTR) !== undefined;
+        return native().lgetxattr(path.join(td, 'l2', 'f'), OVERLAY_METACOPY_XATTR) !== undefined;
       } catch (err) {
         if ((err as NodeJS.ErrnoException).code === 'ENOTSUP') return false;
         throw err;

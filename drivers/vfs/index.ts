@@ -3,27 +3,33 @@
 // mounted and any filesystem works. Diffs are naive: two trees compared.
 import fs from 'node:fs';
 import path from 'node:path';
-import { toHost, type IdMappings } from '../../lib/idmap.ts';
+import { toHost } from '../../lib/idmap.ts';
 import { LayersError } from '../../lib/errors.ts';
 import type { CreateOptions, Driver } from '../driver.ts';
-import { removeTree } from '../naive/remove.ts';
-import { backingFs } from '../naive/backing-fs.ts';
-import { FullTreeDriver } from '../naive/full-tree.ts';
-import { copyTree } from '../naive/index.ts';
+import { backingFs } from '../backing-fs.ts';
+import { FullTreeDriver } from '../full-tree.ts';
+import type { NaiveApplyOptions } from '../naive/index.ts';
+import { boolOption, driverOptions, IMAGESTORE, recordedOptionsStatus, unsupportedOption } from '../options.ts';
+import { copyTree, removeTree } from '../trees.ts';
 
 /** A base layer's root before any tar sets it, as containers/storage makes it. */
 const BASE_ROOT_MODE = 0o555;
-
 
 export class VfsDriver extends FullTreeDriver implements Driver {
   readonly name = 'vfs' as const;
   readonly layerOptions = [] as const;
   readonly home: string;
+  readonly options: Readonly<Record<string, string>>;
   protected readonly what = 'directory';
   private readonly dirs: string;
+  private readonly ignoreChownErrors: boolean;
 
-  constructor(home: string) {
+  /** options: --storage-opt (vfs.ignore_chown_errors, vfs.imagestore), refused before anything is made */
+  constructor(home: string, options: readonly string[] = []) {
     super();
+    this.options = driverOptions('vfs', options, ['ignore_chown_errors', IMAGESTORE, 'mountopt']);
+    if (this.options.mountopt !== undefined) throw unsupportedOption('vfs', 'mountopt', 'nothing is mounted (the peer refuses it too)');
+    this.ignoreChownErrors = boolOption('vfs', 'ignore_chown_errors', this.options.ignore_chown_errors);
     this.home = home;
     this.dirs = path.join(home, 'dir');
     fs.mkdirSync(this.dirs, { recursive: true, mode: 0o700 });
@@ -39,7 +45,7 @@ export class VfsDriver extends FullTreeDriver implements Driver {
       const pd = this.existing(parent);
       fs.mkdirSync(d, { mode: 0o700 });
       // copyTree sets the root's owner, mode, xattrs and times from the parent's root
-      await copyTree(pd, d);
+      await copyTree(pd, d, this.applyOptions());
       return;
     }
     fs.mkdirSync(d, { mode: 0o700 });
@@ -51,18 +57,12 @@ export class VfsDriver extends FullTreeDriver implements Driver {
     fs.chmodSync(d, BASE_ROOT_MODE);
   }
 
-  async createFromTemplate(
-    id: string,
-    template: string,
-    _templateMappings: IdMappings | undefined,
-    _parent: string | undefined,
-    _parentMappings: IdMappings | undefined,
-  ): Promise<void> {
+  async createFromTemplate(id: string, template: string): Promise<void> {
     // a plain copy: the store shifts its owners afterwards with updateIdMappings
     const td = this.existing(template);
     const d = this.dir(id);
     fs.mkdirSync(d, { mode: 0o700 });
-    await copyTree(td, d);
+    await copyTree(td, d, this.applyOptions());
   }
 
   async remove(id: string): Promise<void> {
@@ -70,7 +70,11 @@ export class VfsDriver extends FullTreeDriver implements Driver {
   }
 
   async status(): Promise<Array<[string, string]>> {
-    return [['Backing Filesystem', backingFs(this.home)]];
+    return [['Backing Filesystem', backingFs(this.home)], ...recordedOptionsStatus(this.options)];
   }
 
+  /** vfs.ignore_chown_errors: an owner outside the process's user namespace is left as created */
+  protected override applyOptions(): NaiveApplyOptions {
+    return { ignoreChownErrors: this.ignoreChownErrors };
+  }
 }

@@ -199,7 +199,7 @@ export const commands: Command[] = [
       let failed = false;
       for (const ref of p.positionals) {
         try {
-          const mountpoint = await store.mount(ref, { readOnly: bool(p, 'ro'), mountLabel: str(p, 'label'), options: list(p, 'opt') });
+          const mountpoint = await store.mount(ref, { readOnly: bool(p, 'ro'), options: list(p, 'opt') });
           results.push({ id: ref, mountpoint, error: '' });
           if (!g.json) out(`${mountpoint}\n`);
         } catch (err) {

@@ -75,7 +75,7 @@ export async function createContainer(ctx: StoreContext, opts: CreateContainerOp
     ctx.containers.save();
     failpoint('container-recorded');
     for (const d of [ctx.containersDir, ctx.runContainersDir]) fs.mkdirSync(path.join(d, id, 'userdata'), { recursive: true, mode: 0o700 });
-    await makeLayer(ctx, layer, base, { readWrite: true, storageOpt: opts.storageOpt });
+    await makeLayer(ctx, layer, base, { storageOpt: opts.storageOpt });
     failpoint('container-layer-made');
   } catch (err) {
     await removeContainer(ctx, container).catch(() => undefined);
@@ -113,8 +113,7 @@ async function makeMappedLayer(
       ctx.images.save();
       failpoint('mapped-layer-registered');
     }
-    const parent = template.parent !== undefined ? ctx.layers.get(template.parent) : undefined;
-    await ctx.driver.createFromTemplate(rec.id, template.id, mappingsOf(template), parent?.id, mappingsOf(parent), { idMappings: want, storageOpt: opts.storageOpt });
+    await ctx.driver.createFromTemplate(rec.id, template.id, { idMappings: want, storageOpt: opts.storageOpt });
     failpoint('mapped-layer-copied');
     if (!sameMappings(mappingsOf(template), want)) await ctx.driver.updateIdMappings(rec.id, mappingsOf(template), want);
     failpoint('mapped-layer-shifted');

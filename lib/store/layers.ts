@@ -25,7 +25,6 @@ export interface CreateLayerOptions {
   mountLabel?: string;
   uidmap?: IdMap[];
   gidmap?: IdMap[];
-  readWrite?: boolean;
   /** per-layer driver options (btrfs: size=); a key the driver does not take is refused before anything is made */
   storageOpt?: Record<string, string>;
 }
@@ -125,7 +124,7 @@ export async function createLayer(ctx: StoreContext, opts: CreateLayerOptions, i
   const mappings = { uidmap: opts.uidmap ?? [], gidmap: opts.gidmap ?? [] };
   const rec = recordNewLayer(ctx, { id: opts.id, names: opts.names, parent: parent?.id, metadata: opts.metadata, mountlabel: opts.mountLabel, ...mappings });
   try {
-    await makeLayer(ctx, rec, parent, { readWrite: opts.readWrite, storageOpt: opts.storageOpt });
+    await makeLayer(ctx, rec, parent, { storageOpt: opts.storageOpt });
     if (input !== undefined) await applyInto(ctx, rec, input);
   } catch (err) {
     // on failure the record stays incomplete; the next writer removes it if this cannot
@@ -141,10 +140,10 @@ export async function makeLayer(
   ctx: StoreContext,
   rec: LayerRecord,
   parent: LayerRecord | undefined,
-  opts: { readWrite?: boolean; storageOpt?: Record<string, string> },
+  opts: { storageOpt?: Record<string, string> },
 ): Promise<void> {
   const mappings = mappingsOf(rec);
-  await ctx.driver.create(rec.id, parent?.id, { ...opts, idMappings: mappings, mountLabel: rec.mountlabel });
+  await ctx.driver.create(rec.id, parent?.id, { ...opts, idMappings: mappings });
   // the copy of the parent carries the parent's owners: shift them to this layer's mappings
   if (parent && !sameMappings(mappingsOf(parent), mappings)) await ctx.driver.updateIdMappings(rec.id, mappingsOf(parent), mappings);
 }
@@ -273,7 +272,7 @@ export function mountTarget(ctx: StoreContext, ref: string): LayerRecord {
 /** Mount a layer, or a container's layer (one more user); returns its path. */
 export async function mount(ctx: StoreContext, ref: string, opts: MountOptions): Promise<string> {
   const rec = mountTarget(ctx, ref);
-  const p = await ctx.driver.mount(rec.id, { mountLabel: rec.mountlabel, ...opts });
+  const p = await ctx.driver.mount(rec.id, opts);
   ctx.mounts.add(rec.id, p);
   saveMounts(ctx);
   return p;

@@ -89,8 +89,9 @@ export class Store {
     for (const o of this.storageOpts)
       if (!/^[^=]+=/.test(o)) throw new LayersError('EUSAGE', `bad storage option "${o}": want key=value`);
     const name = opts.driver ?? 'vfs';
+    // the driver first: a storage option it refuses must leave nothing on disk
+    this.driver = openDriver(name, this.root, this.runroot, this.storageOpts);
     const dirs = storeDirs(this.root, this.runroot, name);
-    this.driver = openDriver(name, this.root, this.runroot);
     this.ctx = makeContext(dirs, this.driver, async (ctx) => {
       loadRecords(ctx);
       await repair(ctx);
@@ -298,7 +299,7 @@ export class Store {
       // a host path is the caller's: relative to the working directory (a trailing '/' kept: it means "into")
       if (spec.layer === undefined) return { root: '/', path: path.resolve(spec.path) + (spec.path.endsWith('/') && spec.path !== '/' ? '/' : '') };
       const rec = await this.layer(spec.layer);
-      const root = await this.mount(rec.id, { mountLabel: rec.mountlabel });
+      const root = await this.mount(rec.id);
       mounted.push(rec.id);
       return { root, path: spec.path, mappings: mappingsOf(rec) };
     };

@@ -10,18 +10,23 @@ import type { ApplyOp, Sha256 } from '../native.ts';
 import { hostMapper, type IdMappings } from '../idmap.ts';
 import { readEntry, padding } from './header.ts';
 import { FileSource, PipeSource, type BlockSource } from './source.ts';
-import { parseWhiteout } from './whiteout.ts';
+import { overlayOpaqueXattr, overlayWhiteoutOp, parseWhiteout } from './whiteout.ts';
 import { nativeToTarError } from './native-errors.ts';
 import { TarError } from './errors.ts';
-import { entryOp } from './ops.ts';
+import { entryOp, givableOwners } from './ops.ts';
 import type { ReadEntry } from './types.ts';
 
 export interface ExtractOptions {
   /** container ids in the tar -> host ids on disk */
   idMappings?: IdMappings;
-  /** 'delete': a whiteout removes what it names (full-tree drivers); 'overlay': it becomes a
-   *  char 0/0 device and an opaque marker becomes trusted.overlay.opaque=y; 'keep': extracted as files */
+  /** 'delete': a whiteout removes what it names (full-tree drivers); 'overlay': converted to
+   *  overlayfs's form by whiteout.ts (char 0/0 device, trusted.overlay.opaque=y); 'keep': extracted as files */
   whiteouts: 'delete' | 'overlay' | 'keep';
+  /**
+   * An owner the process cannot give (an id outside its user namespace: chown fails with EINVAL)
+   * is left as the file is created, the process's own, as the peer's ignore_chown_errors does.
+   */
+  ignoreChownErrors?: boolean;
 }
 
 export interface ExtractResult {
@@ -126,6 +131,8 @@ class Planner {
   readonly uids = new Set<number>();
   readonly gids = new Set<number>();
   private readonly mapOwner;
+  /** with ignoreChownErrors: the ids chown can give in this process's user namespace */
+  private readonly givable?: (uid: number, gid: number) => [number, number];
   /** directory ops of this tar, to set their times at the end and re-mark them opaque */
   private readonly dirs = new Map<string, { op: ApplyOp & { op: 'dir' }; mtime: ReadEntry['mtime']; atime?: ReadEntry['atime'] }>();
   /** names this tar created in each directory, so an opaque marker after them keeps them */
@@ -138,6 +145,7 @@ class Planner {
     private readonly pipeHash: Sha256 | undefined,
   ) {
     this.mapOwner = hostMapper(opts.idMappings);
+    if (opts.ignoreChownErrors) this.givable = givableOwners();
   }
 
   take(): ApplyOp[] {
@@ -171,6 +179,7 @@ class Planner {
 
   private owner(e: ReadEntry): [number, number] {
     const ids: [number, number] = this.mapOwner ? this.mapOwner(e.uid, e.gid, e.name) : [e.uid, e.gid];
+    if (this.givable) [ids[0], ids[1]] = this.givable(ids[0], ids[1]);
     this.uids.add(ids[0]);
     this.gids.add(ids[1]);
     return ids;
@@ -190,13 +199,13 @@ class Planner {
       if (!overlay) return void this.ops.push({ op: 'remove', path: target });
       const [uid, gid] = this.owner(e);
       this.note(dir, wh.target);
-      this.ops.push({ op: 'mknod', path: target, mode: fs.constants.S_IFCHR, major: 0, minor: 0, uid, gid, mtime: e.mtime, atime: e.atime });
+      this.ops.push(overlayWhiteoutOp(target, uid, gid, e));
       return;
     }
     // opaque directory: what lower layers had in it is hidden
     if (overlay) {
       const known = this.dirs.get(dir);
-      const opaque: [string, Buffer] = ['trusted.overlay.opaque', Buffer.from('y')];
+      const opaque = overlayOpaqueXattr();
       if (known) {
         known.op.xattrs = [...(known.op.xattrs ?? []), opaque];
         this.ops.push({ ...known.op });

@@ -7,7 +7,8 @@ import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { BtrfsDriver, parseSize } from '../../drivers/btrfs/index.ts';
+import { BtrfsDriver } from '../../drivers/btrfs/index.ts';
+import { parseSize as parseSizeOf } from '../../drivers/options.ts';
 import { openDriver } from '../../drivers/index.ts';
 import { isLayersError } from '../../lib/errors.ts';
 import { openStore } from '../../lib/index.ts';
@@ -116,7 +117,7 @@ test('createFromTemplate snapshots the template; updateIdMappings shifts every o
   const td = await d.mount('t');
   makeTree(td);
   fs.lchownSync(path.join(td, 'etc/hostname'), 1000, 100);
-  await d.createFromTemplate('n', 't', undefined, undefined, undefined);
+  await d.createFromTemplate('n', 't');
   const nd = await d.mount('n');
   t.true(native().btrfsIsSubvolume(nd));
   t.deepEqual(snapshotTree(nd), snapshotTree(td));
@@ -242,7 +243,7 @@ test('remove leaves alone another btrfs mounted inside the layer', async (t) => 
 
 test('a root not on btrfs is refused with an error that says so, by the driver and by the CLI', async (t) => {
   const mnt = loopFs(t, 'ext4', 32 * MiB);
-  const err = t.throws(() => openDriver('btrfs', path.join(mnt, 'root')));
+  const err = t.throws(() => openDriver('btrfs', path.join(mnt, 'root'), undefined, []));
   t.true(isLayersError(err, 'EDRIVER'));
   t.regex(err!.message, /is not on a btrfs filesystem/);
   t.false(fs.existsSync(path.join(mnt, 'root/btrfs')));
@@ -340,12 +341,13 @@ test('size= caps what a layer references with a qgroup limit; quotas are turned 
   const overQuota = (f: () => void) => t.is((t.throws(f) as NodeJS.ErrnoException).errno, -os.constants.errno.EDQUOT);
   overQuota(() => fs.writeFileSync(path.join(small, 'big'), big));
   fs.writeFileSync(path.join(await d.mount('free'), 'big'), big);
-  await d.createFromTemplate('copy', 'free', undefined, undefined, undefined, { storageOpt: { size: '4M' } });
+  await d.createFromTemplate('copy', 'free', { storageOpt: { size: '4M' } });
   // the snapshot references the template's 16 MiB already: any new data is over the limit
   const copy = await d.mount('copy');
   overQuota(() => fs.writeFileSync(path.join(copy, 'more'), Buffer.alloc(MiB, 2)));
   await d.remove('small');
   await d.remove('copy');
   t.false(await d.exists('small'));
+  const parseSize = (v: string) => parseSizeOf('btrfs', v);
   t.deepEqual([parseSize('100'), parseSize('8M'), parseSize('1.5g'), parseSize('10KiB'), parseSize('2 GB')], [100, 8 * MiB, 1.5 * 1024 * MiB, 10240, 2 * 1024 * MiB]);
 });

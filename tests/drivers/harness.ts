@@ -70,7 +70,7 @@ function wrap(d: Driver, name: DriverName, scratch: string, backingFs: string): 
     backingFs,
     home: d.home,
     create: (id, parent, opts) => d.create(id, parent, { idMappings: opts?.idMappings }),
-    createFromTemplate: (id, template) => d.createFromTemplate(id, template, undefined, undefined, undefined),
+    createFromTemplate: (id, template) => d.createFromTemplate(id, template),
     remove: (id) => d.remove(id),
     exists: (id) => d.exists(id),
     mount: (id) => d.mount(id),
@@ -110,7 +110,7 @@ export function driverHarness(name: DriverName): (t: ExecutionContext) => Harnes
     const dir = path.join(base, `t${n++}`);
     const scratch = path.join(dir, 'scratch');
     fs.mkdirSync(scratch, { recursive: true });
-    const d = openDriver(name, path.join(dir, 'root'), path.join(dir, 'run'));
+    const d = openDriver(name, path.join(dir, 'root'), path.join(dir, 'run'), []);
     // whatever the test left mounted goes before the filesystem does
     t.teardown(() => d.cleanup());
     const statusName = BACKING[name].statusName || fsName(scratch);

@@ -1,9 +1,11 @@
-// The helpers all drivers share: tree copy (reflinks), two-tree diff / changes / size, chown walk.
+// The naive differ's two-tree diff / changes / size, and the tree copy (reflinks) and chown walk drivers share.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { applyTar, chownTree, copyTree, treeChanges, treeDiff, treeDiffSize } from '../../drivers/naive/index.ts';
+import { treeChanges, treeDiff, treeDiffSize } from '../../drivers/naive/index.ts';
+import { chownTree, copyTree } from '../../drivers/trees.ts';
+import { extractTar } from '../../lib/tar/extract.ts';
 import { loopFs, tempDir } from '../fixtures/fs.ts';
 import { CAPABILITY, makeRichTree, snapshotTree } from '../fixtures/tree.ts';
 
@@ -109,7 +111,7 @@ test('diff of a child applied onto a copy of its parent gives the child, with wh
   fs.mkdirSync(again);
   await copyTree(parent, again);
   const rfd = fs.openSync(tarPath, 'r');
-  await applyTar(again, rfd, { whiteouts: 'delete' });
+  await extractTar(rfd, again, { whiteouts: 'delete' });
   fs.closeSync(rfd);
   t.deepEqual(snapshotTree(again), snapshotTree(child));
   // the same two trees always give the same tar

@@ -245,7 +245,7 @@ for (const kind of KINDS) {
     const { d } = env;
     await d.create('t', undefined);
     await apply(d, 't', tarOf(env, 't', makeTree));
-    await d.createFromTemplate('n', 't', undefined, undefined, undefined);
+    await d.createFromTemplate('n', 't');
     const linkT = fs.readFileSync(path.join(d.dir('t'), 'link'), 'utf8');
     t.is(fs.readFileSync(path.join(d.dir('n'), 'lower'), 'utf8'), `l/${linkT}`);
     t.deepEqual(fs.readdirSync(d.diffDir('n')), [], 'nothing is copied');

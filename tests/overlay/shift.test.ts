@@ -122,7 +122,7 @@ for (const kind of KINDS) {
       }),
     );
     const diffT = await tarFacts(await diffTo(env, 't', 'p', 't.tar'));
-    await d.createFromTemplate('n', 't', undefined, 'p', undefined);
+    await d.createFromTemplate('n', 't');
     await d.updateIdMappings('n', undefined, map(100000));
 
     // the rotation: the shift's copy-ups in diff1, a fresh empty diff with the shifted root's attributes
@@ -192,7 +192,7 @@ for (const kind of KINDS) {
     const { d } = env;
     await d.create('t', undefined);
     await apply(d, 't', tarOf(env, 't', makeRichTree));
-    await d.createFromTemplate('n', 't', undefined, undefined, undefined);
+    await d.createFromTemplate('n', 't');
     await d.updateIdMappings('n', undefined, map(100000));
     await d.create('c', 'n');
     const m = await d.mount('c');

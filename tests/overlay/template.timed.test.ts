@@ -29,7 +29,7 @@ for (const kind of KINDS) {
     const times: number[] = [];
     for (const id of ['n', 'n2', 'n3']) {
       const t0 = process.hrtime.bigint();
-      await d.createFromTemplate(id, 't', undefined, undefined, undefined);
+      await d.createFromTemplate(id, 't');
       times.push(Number(process.hrtime.bigint() - t0) / 1e6);
     }
     t.log(`createFromTemplate: ${times.map((x) => x.toFixed(1)).join(', ')} ms`);

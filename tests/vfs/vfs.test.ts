@@ -55,7 +55,7 @@ test('createFromTemplate copies the template; updateIdMappings shifts every owne
   const d = new VfsDriver(path.join(tempDir(t), 'vfs'));
   await d.create('t', undefined);
   makeTree(await d.mount('t'));
-  await d.createFromTemplate('n', 't', undefined, undefined, undefined);
+  await d.createFromTemplate('n', 't');
   await d.updateIdMappings('n', undefined, map(100000));
   const nd = await d.mount('n');
   t.is(fs.statSync(path.join(nd, 'etc/hostname')).uid, 100000);
@@ -78,9 +78,9 @@ test('remove deletes a tree with read-only directories (as root: no EACCES to ge
 
 test('the driver factory puts each driver in <root>/<name> and refuses unknown names', (t) => {
   const root = tempDir(t);
-  t.is(openDriver('vfs', root).home, path.join(root, 'vfs'));
-  t.is(openDriver('overlay', root).home, path.join(root, 'overlay'));
-  const err = t.throws(() => openDriver('zfs', root));
+  t.is(openDriver('vfs', root, undefined, []).home, path.join(root, 'vfs'));
+  t.is(openDriver('overlay', root, undefined, []).home, path.join(root, 'overlay'));
+  const err = t.throws(() => openDriver('zfs', root, undefined, []));
   t.true(isLayersError(err, 'EDRIVER'));
   t.regex(err!.message, /unknown storage driver "zfs"/);
 });

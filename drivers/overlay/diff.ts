@@ -1,29 +1,24 @@
-// The direct Diff of an overlay layer: its diff dir already holds exactly its changes against
-// its nearest lower, in overlayfs's form. Written as a tar it only needs the whiteouts turned
-// back into the AUFS form layer tars use: a char 0/0 device <dir>/<name> becomes '<dir>/.wh.<name>'
+// The direct Diff of an overlay layer (the overlay driver's fast path over the naive differ): its
+// diff dir already holds exactly its changes against its nearest lower, in overlayfs's form.
+// Written as a tar it only needs the whiteouts turned back into the AUFS form layer tars use, by
+// the converter in lib/tar/whiteout.ts: a char 0/0 device <dir>/<name> becomes '<dir>/.wh.<name>'
 // and a directory with trusted.overlay.opaque=y is followed by '<dir>/.wh..wh..opq'.
 import fs from 'node:fs';
 import path from 'node:path';
 import { containerMapper } from '../../lib/idmap.ts';
 import { LayersError } from '../../lib/errors.ts';
-import { native } from '../../lib/native.ts';
-import { OVERLAY_XATTR_PREFIX } from '../../lib/tar/ops.ts';
-import { walkTree, type TreeNode } from '../../lib/tar/tree.ts';
-import { opaqueName, whiteoutName } from '../../lib/tar/whiteout.ts';
+import { walkTree } from '../../lib/tar/tree.ts';
+import {
+  isOverlayOpaque,
+  isOverlayWhiteout,
+  isOverlayXattr,
+  opaqueEntry,
+  OVERLAY_METACOPY_XATTR,
+  OVERLAY_REDIRECT_XATTR,
+  whiteoutEntry,
+} from '../../lib/tar/whiteout.ts';
 import { nodeItem, writeTar, type TarItem } from '../../lib/tar/write.ts';
 import type { Change, DiffOptions } from '../driver.ts';
-
-const OPAQUE_XATTR = 'trusted.overlay.opaque';
-const METACOPY_XATTR = 'trusted.overlay.metacopy';
-const REDIRECT_XATTR = 'trusted.overlay.redirect';
-
-export function isWhiteout(node: TreeNode): boolean {
-  return node.st.isCharacterDevice() && node.st.rdev === 0n;
-}
-
-export function isOpaque(node: TreeNode): boolean {
-  return node.st.isDirectory() && node.xattrs?.get(OPAQUE_XATTR)?.toString() === 'y';
-}
 
 /** Tar items for an overlay diff dir, whiteouts in AUFS form (as the peer writes them) and no trusted.overlay.* xattrs. */
 export function* overlayDiffItems(diffDir: string, opts: DiffOptions = {}): Generator<TarItem> {
@@ -33,22 +28,21 @@ export function* overlayDiffItems(diffDir: string, opts: DiffOptions = {}): Gene
     const item = nodeItem(node, seen, mapOwner);
     if (!item) continue;
     const e = item.entry;
-    if (isWhiteout(node)) {
+    if (isOverlayWhiteout(node)) {
       // owner and time of the device; an empty 0600 file, as the peer makes it
-      yield { entry: { name: whiteoutName(node.rel), type: 'file', mode: 0o600, uid: e.uid, gid: e.gid, size: 0, mtime: e.mtime } };
+      yield { entry: whiteoutEntry(node.rel, { mode: 0o600, uid: e.uid, gid: e.gid, mtime: e.mtime }) };
       continue;
     }
     // a metacopy upper (a peer that mounted with metacopy=on) holds metadata only: its data is in a lower
-    if (e.type === 'file' && node.xattrs?.has(METACOPY_XATTR))
+    if (e.type === 'file' && node.xattrs?.has(OVERLAY_METACOPY_XATTR))
       throw new LayersError('EDRIVER', `overlay: ${path.join(diffDir, node.rel)} is a metacopy file whose data lives in a lower layer; diffs of metacopy layers are not supported`);
     if (e.xattrs) {
-      const kept = [...e.xattrs].filter(([k]) => !k.startsWith(OVERLAY_XATTR_PREFIX));
+      const kept = [...e.xattrs].filter(([k]) => !isOverlayXattr(k));
       e.xattrs = kept.length ? new Map(kept) : undefined;
     }
     yield item;
     // the marker takes the directory's owner and permission bits; no time, as the peer writes it
-    if (isOpaque(node))
-      yield { entry: { name: opaqueName(node.rel), type: 'file', mode: e.mode & 0o777, uid: e.uid, gid: e.gid, size: 0, mtime: { sec: 0, nsec: 0 } } };
+    if (isOverlayOpaque(node)) yield { entry: opaqueEntry(node.rel, { mode: e.mode & 0o777, uid: e.uid, gid: e.gid, mtime: { sec: 0, nsec: 0 } }) };
   }
 }
 
@@ -67,7 +61,7 @@ export function overlayChanges(diffDir: string, base: string | undefined): Chang
   const baseDirs = new Set<string>(['.']);
   for (const node of walkTree(diffDir)) {
     const p = '/' + node.rel;
-    if (isWhiteout(node)) {
+    if (isOverlayWhiteout(node)) {
       out.push({ path: p, kind: 'Delete' });
       continue;
     }
@@ -75,7 +69,7 @@ export function overlayChanges(diffDir: string, base: string | undefined): Chang
     out.push({ path: p, kind: old ? 'Modify' : 'Add' });
     if (!old?.isDirectory() || !node.st.isDirectory()) continue;
     baseDirs.add(node.rel);
-    if (!isOpaque(node)) continue;
+    if (!isOverlayOpaque(node)) continue;
     const own = new Set(fs.readdirSync(path.join(diffDir, node.rel)));
     for (const name of fs.readdirSync(path.join(base!, node.rel))) if (!own.has(name)) out.push({ path: `${p}/${name}`, kind: 'Delete' });
   }
@@ -88,25 +82,6 @@ export function overlayChanges(diffDir: string, base: string | undefined): Chang
  * contents are found under the old name in the lowers). The direct Diff cannot write either.
  */
 export function hasMetacopyOrRedirect(diffDir: string): boolean {
-  for (const node of walkTree(diffDir)) if (node.xattrs?.has(METACOPY_XATTR) || node.xattrs?.has(REDIRECT_XATTR)) return true;
+  for (const node of walkTree(diffDir)) if (node.xattrs?.has(OVERLAY_METACOPY_XATTR) || node.xattrs?.has(OVERLAY_REDIRECT_XATTR)) return true;
   return false;
-}
-
-/**
- * Copy up every name of a multiply linked file: setting its times to what they are is a change
- * of metadata, so with metacopy=on nothing but metadata is copied, and with index=on it is a link
- * to the inode already copied up. Without it, later mounts without the index would show the
- * names the walk did not touch with their lower, unshifted owners.
- */
-export function copyUpHardlinks(merged: string): void {
-  for (const node of walkTree(merged, { xattrs: false })) {
-    if (!node.st.isFile() || node.st.nlink < 2n) continue;
-    const p = path.join(merged, node.rel);
-    const st = fs.lstatSync(p, { bigint: true });
-    native().lutimes(p, timespec(st.atimeNs), timespec(st.mtimeNs));
-  }
-}
-
-function timespec(ns: bigint): { sec: number; nsec: number } {
-  return { sec: Number(ns / 1_000_000_000n), nsec: Number(ns % 1_000_000_000n) };
 }

@@ -1,0 +1,197 @@
+// The mount stack of the overlay driver: which dirs a layer's mount stacks (its diff on its own
+// rotated uppers, then each ancestor's l/ path with that ancestor's rotated uppers), the mount data
+// and flags, and mounting and unmounting. No refcount here: the store counts the users of
+// <id>/merged; the private read-only views the diffs use are mounted and unmounted per call.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { LayersError } from '../../lib/errors.ts';
+import { native } from '../../lib/native.ts';
+import type { MountOptions } from '../driver.ts';
+import type { LinkNames } from './links.ts';
+
+/** The kernel copies at most one page of mount data; with a 64-char id, 128 short lowers need ~3.9 KiB. */
+const MOUNT_DATA_LIMIT = 4096 - 1;
+
+/**
+ * mount(8)'s flag words (<linux/mount.h> values, the same on every Linux architecture): an option
+ * that is one of these becomes a mount flag, as the peer's mount.ParseOptions makes it, not
+ * overlay mount data (which the kernel would refuse). [bits set, bits cleared]
+ */
+const MOUNT_FLAG_WORDS: Record<string, [number, number]> = {
+  ro: [0x1, 0],
+  rw: [0, 0x1],
+  nosuid: [0x2, 0],
+  suid: [0, 0x2],
+  nodev: [0x4, 0],
+  dev: [0, 0x4],
+  noexec: [0x8, 0],
+  exec: [0, 0x8],
+  sync: [0x10, 0],
+  async: [0, 0x10],
+  noatime: [0x400, 0],
+  atime: [0, 0x400],
+  nodiratime: [0x800, 0],
+  diratime: [0, 0x800],
+  relatime: [0x200000, 0],
+  strictatime: [0x1000000, 0],
+};
+
+/** Mount options split as mount(2) takes them: flag words to flags, the rest to data. */
+export function splitMountOptions(options: readonly string[]): { flags: number; data: string[] } {
+  let flags = 0;
+  const data: string[] = [];
+  for (const o of options) {
+    const word = MOUNT_FLAG_WORDS[o];
+    if (word) flags = (flags | word[0]) & ~word[1];
+    else data.push(o);
+  }
+  return { flags, data };
+}
+
+export class MountStack {
+  /**
+   * @param metacopy whether the kernel copies up metadata only (asked when a mount wants it)
+   * @param extra overlay.mountopt: options added to every mount
+   */
+  constructor(
+    private readonly names: LinkNames,
+    private readonly metacopy: () => Promise<boolean>,
+    private readonly extra: readonly string[],
+  ) {}
+
+  private dir(id: string): string {
+    return path.join(this.names.home, id);
+  }
+
+  /** The layer's rotated uppers, newest first: 'diff1', 'diff2', ... */
+  rotatedUppers(id: string): string[] {
+    const out: string[] = [];
+    for (let n = 1; fs.existsSync(path.join(this.dir(id), `diff${n}`)); n++) out.push(`diff${n}`);
+    return out;
+  }
+
+  /**
+   * The lower dirs of a mount of the layer, top first, relative to the home: its own rotated
+   * uppers, then each ancestor's l/ path followed by that ancestor's rotated uppers, named through
+   * the link as the peer names them ('l/X/../diff1': the kernel resolves '..' after the symlink).
+   * `rotated`: some layer of the stack has been id-shifted, so metacopy files may be in it.
+   */
+  stack(id: string, lowers: string): { dirs: string[]; rotated: boolean } {
+    const dirs = this.rotatedUppers(id).map((r) => `${id}/${r}`);
+    let rotated = dirs.length > 0;
+    for (const l of lowers ? lowers.split(':') : []) {
+      dirs.push(l);
+      // not a link of this home's form: a lower without rotated uppers
+      const owner = this.names.layerOfLink(l);
+      if (owner === undefined) continue;
+      for (const r of this.rotatedUppers(owner)) {
+        dirs.push(`${l}/../${r}`);
+        rotated = true;
+      }
+    }
+    return { dirs, rotated };
+  }
+
+  /** merged is a mount point when it sits on another device than the layer's directory */
+  isMounted(id: string): boolean {
+    try {
+      return fs.statSync(path.join(this.dir(id), 'merged')).dev !== fs.statSync(this.dir(id)).dev;
+    } catch {
+      return false;
+    }
+  }
+
+  /** <id>/merged, once (the store counts the users) */
+  async mount(id: string, opts: MountOptions = {}): Promise<string> {
+    const merged = path.join(this.dir(id), 'merged');
+    if (this.isMounted(id)) return merged;
+    fs.mkdirSync(merged, { recursive: true, mode: 0o700 });
+    await this.mountAt(id, merged, opts);
+    return merged;
+  }
+
+  async unmount(id: string): Promise<void> {
+    if (!this.isMounted(id)) return;
+    const target = path.join(this.dir(id), 'merged');
+    const f = native().mountFlags;
+    try {
+      native().umount2(target, f.UMOUNT_NOFOLLOW);
+    } catch (err) {
+      // busy (an open file, a process's cwd): detach now, the kernel finishes when it is released
+      if ((err as NodeJS.ErrnoException).code !== 'EBUSY') throw err;
+      native().umount2(target, f.UMOUNT_NOFOLLOW | f.MNT_DETACH);
+    }
+  }
+
+  /**
+   * Run fn on the full tree of a layer without touching <id>/merged, which the store may have
+   * mounted read-write: a base layer's tree is its diff dir, any other (or a shifted base layer)
+   * gets a read-only overlay mount of its own in a temp dir, unmounted afterwards.
+   */
+  async view<T>(id: string, fn: (dir: string) => Promise<T>): Promise<T> {
+    if (!this.names.lowers(id) && this.rotatedUppers(id).length === 0) return fn(path.join(this.dir(id), 'diff'));
+    const view = fs.mkdtempSync(path.join(os.tmpdir(), 'layers-overlay-view-'));
+    try {
+      await this.mountAt(id, view, { readOnly: true });
+      try {
+        return await fn(view);
+      } finally {
+        native().umount2(view, native().mountFlags.MNT_DETACH);
+      }
+    } finally {
+      fs.rmdirSync(view);
+    }
+  }
+
+  /**
+   * Mount options of the layer's mounts beyond the caller's: `metacopy=on` wherever a shifted
+   * layer is in the stack (the kernel refuses to follow a metacopy file without it), and only
+   * there, since it implies redirect_dir=on, whose renamed directories the direct Diff cannot
+   * write. A `metacopy=on` the kernel does not have is dropped, as the peer drops it.
+   */
+  private async mountOptions(rotated: boolean, asked: string[]): Promise<string[]> {
+    const wants = asked.includes('metacopy=on') || (rotated && !asked.some((o) => o.startsWith('metacopy=')));
+    const out = asked.filter((o) => o !== 'metacopy=on');
+    if (wants && (await this.metacopy())) out.push('metacopy=on');
+    return out;
+  }
+
+  /** Mount the layer's stack at target: read-only (diff as the top lower) or with diff as the upper. */
+  async mountAt(id: string, target: string, opts: MountOptions = {}): Promise<void> {
+    const lowers = this.names.checkedLowers(id);
+    const { dirs, rotated } = this.stack(id, lowers);
+    const below = dirs.length ? dirs.join(':') : `${id}/empty`;
+    const data: string[] = [];
+    if (opts.readOnly) {
+      data.push(`lowerdir=${id}/diff:${below}`);
+    } else {
+      fs.mkdirSync(path.join(this.dir(id), 'work'), { recursive: true, mode: 0o700 });
+      data.push(`lowerdir=${below}`, `upperdir=${id}/diff`, `workdir=${id}/work`);
+    }
+    const asked = splitMountOptions([...this.extra, ...(opts.options ?? [])]);
+    if (opts.readOnly) asked.flags |= native().mountFlags.MS_RDONLY;
+    data.push(...(await this.mountOptions(rotated, asked.data)));
+    const text = data.join(',');
+    const bytes = Buffer.byteLength(text);
+    if (bytes > MOUNT_DATA_LIMIT) {
+      const n = lowers ? lowers.split(':').length : 0;
+      throw new LayersError(
+        'EDRIVER',
+        `overlay: cannot mount layer ${id}: its mount data is ${bytes} bytes for ${n} lower layers, over the kernel's limit of one page (${MOUNT_DATA_LIMIT} bytes)`,
+      );
+    }
+    // relative lower paths are resolved against the cwd at mount(2); nothing else runs in between
+    const cwd = process.cwd();
+    process.chdir(this.names.home);
+    try {
+      native().mount('overlay', target, 'overlay', asked.flags, text);
+    } catch (err) {
+      const e = err as Error;
+      e.message = `overlay: mounting layer ${id} at ${target}: ${e.message}`;
+      throw e;
+    } finally {
+      process.chdir(cwd);
+    }
+  }
+}
