@@ -63,8 +63,9 @@ export type CommandLine =
 
 /**
  * Parse argv: global flags before the command, then the command's own flags, arguments and global
- * flags in any order (the command's own flags win on a clash: -f, -l). Values of --storage-opt
- * given before and after add up; without any, $STORAGE_OPTS (comma-separated) holds them.
+ * flags in any order (a command's own flag of the same spelling wins over a global one). Values
+ * of --storage-opt given before and after add up; without any, $STORAGE_OPTS (comma-separated)
+ * holds them. Pure but for the commands' table: tests call it with their own env.
  */
 export function parseCommandLine(argv: string[], env: Record<string, string | undefined> = process.env): CommandLine {
   let name: string | undefined;
