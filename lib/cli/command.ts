@@ -37,7 +37,7 @@ export function open(g: Globals): Promise<Store> {
 }
 
 /** One argument of several failed: say which and why; the command goes on with the others. */
-export function reportFailure(cmd: string, arg: string, err: unknown): void {
+function reportFailure(cmd: string, arg: string, err: unknown): void {
   process.stderr.write(`layers: ${cmd}: ${arg}: ${errorMessage(err)}\n`);
 }
 
