@@ -1,12 +1,14 @@
 // `layers`: a thin shell over the public API (lib/index.ts) with containers-storage's command
 // names, flags and output. Exit 0 ok, 1 failed, 2 usage; errors are one line on stderr,
-// "layers: <command>: <what failed>: <why>".
-import { isLayersError } from '../errors.ts';
+// "layers: <command>: <what failed>: <why>". The commands are in commands/ (see commands/index.ts).
+import { isLayersError, LayersError } from '../errors.ts';
 import { defaultRoot, defaultRunroot } from '../index.ts';
-import { flagUsage, list, parseArgs, type FlagSpec, usageError } from './args.ts';
-import { commands, type Globals } from './commands.ts';
+import { flagUsage, list, parseArgs, str, usageError, type FlagSpec, type Parsed } from './args.ts';
+import type { Command, Globals } from './command.ts';
+import { commands } from './commands/index.ts';
 
-const globalFlags: FlagSpec[] = [
+/** containers-storage's global flags, with its spellings (--graph, --run, --storage-driver, -D) */
+export const globalFlags: FlagSpec[] = [
   { names: ['root', 'graph', 'g'], value: true, help: `root of the storage tree (default ${defaultRoot})` },
   { names: ['runroot', 'run', 'R'], value: true, help: `root of the runtime state tree (default ${defaultRunroot})` },
   { names: ['driver', 'storage-driver', 's'], value: true, help: 'storage driver to use ($STORAGE_DRIVER; default vfs)' },
@@ -36,7 +38,7 @@ function mainUsage(): string {
   ].join('\n');
 }
 
-function commandUsage(c: (typeof commands)[number]): string {
+function commandUsage(c: Command): string {
   return [
     `Usage: layers ${c.names[0]} [flags] ${c.args}`,
     '',
@@ -48,49 +50,81 @@ function commandUsage(c: (typeof commands)[number]): string {
   ].join('\n');
 }
 
-export async function main(argv: string[]): Promise<number> {
-  let cmdName = '';
-  let debug = argv.includes('--debug') || argv.includes('-D');
+/** What a command line asks for. */
+export type CommandLine =
+  /** no command: the main usage; exit 0 when asked for with --help, else 2 */
+  | { kind: 'usage'; asked: boolean }
+  /** COMMAND --help */
+  | { kind: 'command-help'; cmd: Command }
+  /** `name` as given (createlayer or create-layer), for the error line */
+  | { kind: 'run'; cmd: Command; name: string; globals: Globals; args: Parsed }
+  /** a usage error, and the command it concerns when it got that far */
+  | { kind: 'error'; command?: string; error: LayersError };
+
+/**
+ * Parse argv: global flags before the command, then the command's own flags, arguments and global
+ * flags in any order (a command's own flag of the same spelling wins over a global one). Values
+ * of --storage-opt given before and after add up; without any, $STORAGE_OPTS (comma-separated)
+ * holds them. Pure but for the commands' table: tests call it with their own env.
+ */
+export function parseCommandLine(argv: string[], env: Record<string, string | undefined> = process.env): CommandLine {
+  let name: string | undefined;
   try {
     const head = parseArgs(argv, globalFlags, true);
-    const [name, ...rest] = head.positionals;
-    if (!name) {
-      process.stdout.write(mainUsage());
-      return head.flags.has('help') ? 0 : 2;
-    }
-    cmdName = name;
-    const cmd = commands.find((c) => c.names.includes(name));
+    const [first, ...rest] = head.positionals;
+    name = first;
+    if (name === undefined) return { kind: 'usage', asked: head.flags.has('help') };
+    const cmd = commands.find((c) => c.names.includes(name!));
     if (!cmd) throw usageError(`unknown command "${name}"; see layers --help`);
-    // global flags may also follow the command; the command's own flags win on a clash (-f, -l)
     const own = new Set(cmd.flags.flatMap((f) => f.names));
     const globalsAfter = globalFlags.map((g) => ({ ...g, names: g.names.filter((n) => !own.has(n)) })).filter((g) => g.names.length > 0);
     const parsed = parseArgs(rest, [...cmd.flags, ...globalsAfter]);
-    const merged = new Map([...head.flags, ...parsed.flags]);
-    // multi-valued globals add up from both places
+    const merged: Parsed = { flags: new Map([...head.flags, ...parsed.flags]), positionals: parsed.positionals };
+    if (merged.flags.has('help')) return { kind: 'command-help', cmd };
     const opts = [...list(head, 'storage-opt'), ...list(parsed, 'storage-opt')];
-    if (merged.has('help')) {
-      process.stdout.write(commandUsage(cmd));
-      return 0;
-    }
-    debug = merged.has('debug');
-    const envOpts = process.env.STORAGE_OPTS ? process.env.STORAGE_OPTS.split(',').filter(Boolean) : [];
-    const g: Globals = {
-      root: (merged.get('root') as string | undefined) ?? defaultRoot,
-      runroot: (merged.get('runroot') as string | undefined) ?? defaultRunroot,
-      driver: (merged.get('driver') as string | undefined) ?? process.env.STORAGE_DRIVER ?? 'vfs',
+    const envOpts = env.STORAGE_OPTS ? env.STORAGE_OPTS.split(',').filter(Boolean) : [];
+    const globals: Globals = {
+      root: str(merged, 'root') ?? defaultRoot,
+      runroot: str(merged, 'runroot') ?? defaultRunroot,
+      driver: str(merged, 'driver') ?? env.STORAGE_DRIVER ?? 'vfs',
       storageOpts: opts.length > 0 ? opts : envOpts,
-      json: merged.has('json'),
+      json: merged.flags.has('json'),
+      debug: merged.flags.has('debug'),
     };
     const { positionals } = parsed;
     if (positionals.length < cmd.min) throw usageError(`${cmd.names[0]} needs ${cmd.args}`);
     if (cmd.max !== undefined && positionals.length > cmd.max) throw usageError(`too many arguments (${positionals.slice(cmd.max).join(' ')})`);
-    return await cmd.run(g, { flags: merged, positionals }, cmd.names[0]);
+    return { kind: 'run', cmd, name, globals, args: merged };
   } catch (err) {
-    const e = err as Error;
-    const where = cmdName ? `${cmdName}: ` : '';
-    process.stderr.write(`layers: ${where}${e.message}\n`);
-    if (debug && e.stack) process.stderr.write(e.stack + '\n');
-    if (isLayersError(err, 'EUSAGE')) return 2;
-    return 1;
+    if (!(err instanceof LayersError)) throw err;
+    return { kind: 'error', command: name, error: err };
+  }
+}
+
+/** The one error line, and with --debug the stack; the exit code: 2 for usage, else 1. */
+function fail(command: string | undefined, err: unknown, debug: boolean): number {
+  const e = err as Error;
+  process.stderr.write(`layers: ${command ? `${command}: ` : ''}${e.message}\n`);
+  if (debug && e.stack) process.stderr.write(e.stack + '\n');
+  return isLayersError(err, 'EUSAGE') ? 2 : 1;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const line = parseCommandLine(argv);
+  switch (line.kind) {
+    case 'usage':
+      process.stdout.write(mainUsage());
+      return line.asked ? 0 : 2;
+    case 'command-help':
+      process.stdout.write(commandUsage(line.cmd));
+      return 0;
+    case 'error':
+      return fail(line.command, line.error, argv.includes('--debug') || argv.includes('-D'));
+  }
+  const { cmd, name, globals, args } = line;
+  try {
+    return await cmd.run(globals, args, cmd.names[0]);
+  } catch (err) {
+    return fail(name, err, globals.debug);
   }
 }

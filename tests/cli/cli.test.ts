@@ -209,7 +209,14 @@ test('status, version, shutdown, wipe', async (t) => {
   const s = tempStore(t);
   const st = await s.cli(['status']);
   t.regex(st.stdout, new RegExp(`^Root: ${s.root}\nRun Root: ${s.runroot}\nDriver Name: vfs\nDriver Options: \\[\\]\nBacking Filesystem: \\w+\n$`));
-  t.is(JSON.parse((await s.cli(['status', '--storage-opt', 'vfs.x=1', '-j'])).stdout)[3][1], '[vfs.x=1]');
+  // --storage-opt (before and after the command) and else $STORAGE_OPTS reach the store
+  const opt = 'vfs.ignore_chown_errors';
+  t.is(JSON.parse((await s.cli(['--storage-opt', `${opt}=true`, 'status', '--storage-opt', `${opt}=false`, '-j'])).stdout)[3][1], `[${opt}=true ${opt}=false]`);
+  const fromEnv = await runCli(['-g', s.root, '-R', s.runroot, 'status'], { env: { STORAGE_DRIVER: 'vfs', STORAGE_OPTS: `${opt}=true` } });
+  t.regex(fromEnv.stdout, new RegExp(`^Driver Name: vfs\nDriver Options: \\[${opt}=true\\]$`, 'm'));
+  const bad = await s.cli(['--storage-opt', 'novalue', 'status']);
+  t.not(bad.code, 0);
+  t.regex(bad.stderr, /^layers: status: .*"novalue".*\n$/);
   t.regex((await s.cli(['version'])).stdout, /^Version: \d+\.\d+\.\d+\nNode Version: v\d+/);
   await s.cli(['create-layer', '-n', 'a']);
   await s.cli(['mount', 'a']);

@@ -2,20 +2,22 @@
 // peer's command names: list-, get-, set-<kind>-data for all three, and get-<kind>-data-size
 // and -digest for images and containers (the peer records those two only for them).
 import fs from 'node:fs';
-import { LayersError } from '../errors.ts';
-import type { DataOwnerKind } from '../index.ts';
-import { str } from './args.ts';
-import { json, open, out, printJson, type Command } from './common.ts';
+import { LayersError } from '../../errors.ts';
+import type { DataOwnerKind } from '../../index.ts';
+import { str } from '../args.ts';
+import { open, spellings, type Command } from '../command.ts';
+import { json } from '../flags.ts';
+import { out, printJson } from '../output.ts';
 
-/** The peer's two spellings of each command: list-image-data and listimagedata. */
-const spellings = (name: string) => [name, name.replaceAll('-', '')];
+/** "a layer", "an image", "a container" */
+const withArticle = (kind: DataOwnerKind) => (kind === 'image' ? `an ${kind}` : `a ${kind}`);
 
 function dataCommands(kind: DataOwnerKind): Command[] {
   const ref = `${kind}NameOrID`;
   const fact = (which: 'size' | 'digest'): Command => ({
     names: spellings(`get-${kind}-data-${which}`),
     args: `${ref} dataName`,
-    help: `Print the ${which} of a data item of a ${kind}`,
+    help: `Print the ${which} of a data item of ${withArticle(kind)}`,
     min: 2,
     max: 2,
     flags: [],
@@ -29,7 +31,7 @@ function dataCommands(kind: DataOwnerKind): Command[] {
     {
       names: spellings(`list-${kind}-data`),
       args: ref,
-      help: `List the data items of a ${kind}`,
+      help: `List the data items of ${withArticle(kind)}`,
       min: 1,
       max: 1,
       flags: [json],
@@ -43,7 +45,7 @@ function dataCommands(kind: DataOwnerKind): Command[] {
     {
       names: spellings(`get-${kind}-data`),
       args: `${ref} dataName`,
-      help: `Write a data item of a ${kind} to stdout (or -f FILE)`,
+      help: `Write a data item of ${withArticle(kind)} to stdout (or -f FILE)`,
       min: 2,
       max: 2,
       flags: [{ names: ['file', 'f'], value: true, help: 'write the data to this file' }],
@@ -59,7 +61,7 @@ function dataCommands(kind: DataOwnerKind): Command[] {
     {
       names: spellings(`set-${kind}-data`),
       args: `${ref} dataName`,
-      help: `Store a data item with a ${kind} (from -f FILE or stdin)`,
+      help: `Store a data item with ${withArticle(kind)} (from -f FILE or stdin)`,
       min: 2,
       max: 2,
       flags: [{ names: ['file', 'f'], value: true, help: 'read the data from this file' }],
@@ -78,6 +80,6 @@ function dataCommands(kind: DataOwnerKind): Command[] {
   ];
 }
 
-export const imageDataCommands = dataCommands('image');
-export const containerDataCommands = dataCommands('container');
-export const layerDataCommands = dataCommands('layer');
+export const layerData = dataCommands('layer');
+export const imageData = dataCommands('image');
+export const containerData = dataCommands('container');

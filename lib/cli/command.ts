@@ -1,0 +1,71 @@
+// How a command of `layers` is declared and what every command shares to run. Each command is one
+// `Command` value in the file of its area under commands/ (layers.ts, images.ts, mount.ts, ...);
+// commands/index.ts lists them in the order `layers --help` prints them.
+import { openStore, type Store } from '../index.ts';
+import type { FlagSpec, Parsed } from './args.ts';
+
+/** The global flags, resolved (cli.ts): what every command runs against. */
+export interface Globals {
+  root: string;
+  runroot: string;
+  driver: string;
+  /** --storage-opt (repeatable) or else $STORAGE_OPTS (comma-separated); handed to openStore */
+  storageOpts: string[];
+  json: boolean;
+  debug: boolean;
+}
+
+export interface Command {
+  /** the name `layers --help` lists, then the peer's other spellings (createlayer, umount) */
+  names: string[];
+  /** the positional arguments, for usage */
+  args: string;
+  help: string;
+  /** how many positional arguments it takes; cli.ts checks before run */
+  min: number;
+  max?: number;
+  flags: FlagSpec[];
+  /** `name` is the spelling used, for error lines. Returns the exit code. */
+  run(g: Globals, p: Parsed, name: string): Promise<number>;
+}
+
+/** The peer's two spellings of a command: list-image-data and listimagedata. */
+export const spellings = (name: string): string[] => [name, name.replaceAll('-', '')];
+
+export function open(g: Globals): Promise<Store> {
+  return openStore({ root: g.root, runroot: g.runroot, driver: g.driver, storageOpts: g.storageOpts });
+}
+
+/** One argument of several failed: say which and why; the command goes on with the others. */
+function reportFailure(cmd: string, arg: string, err: unknown): void {
+  process.stderr.write(`layers: ${cmd}: ${arg}: ${errorMessage(err)}\n`);
+}
+
+const errorMessage = (err: unknown): string => (err as Error).message ?? String(err);
+
+/** What became of one argument of a command that takes several. */
+export type Outcome<T> = { ref: string; ok: true; value: T } | { ref: string; ok: false; error: string };
+
+/**
+ * The peer's way with several arguments: `act` on each in turn, a failure reported on stderr
+ * (`layers: <command>: <argument>: <why>`) and the others gone on with. `quiet` leaves failures
+ * off stderr, for a command whose --json output carries them.
+ */
+export async function eachArg<T>(cmd: string, refs: string[], act: (ref: string) => Promise<T>, opts: { quiet?: boolean } = {}): Promise<Array<Outcome<T>>> {
+  const outcomes: Array<Outcome<T>> = [];
+  for (const ref of refs) {
+    try {
+      outcomes.push({ ref, ok: true, value: await act(ref) });
+    } catch (err) {
+      outcomes.push({ ref, ok: false, error: errorMessage(err) });
+      if (!opts.quiet) reportFailure(cmd, ref, err);
+    }
+  }
+  return outcomes;
+}
+
+/** The values of the arguments that went. */
+export const succeeded = <T>(outcomes: Array<Outcome<T>>): T[] => outcomes.flatMap((o) => (o.ok ? [o.value] : []));
+
+/** 1 if any argument failed, else 0 */
+export const exitCode = (outcomes: Array<Outcome<unknown>>): number => (outcomes.every((o) => o.ok) ? 0 : 1);

@@ -1,0 +1,166 @@
+// Images: create-image, images, images-by-digest, image (examine, with the peer's size), and
+// their removal: delete-image, ours `rm` (mapped top layers first, then the top layer and each
+// parent no one else needs) and `prune` (mapped top layers no container uses).
+import type { ImageRecord, Store } from '../../index.ts';
+import { bool, list, str } from '../args.ts';
+import { eachArg, exitCode, open, spellings, succeeded, type Command, type Globals } from '../command.ts';
+import { idFlag, json, metadataFlags, metadataOf, nameFlag, quietIds } from '../flags.ts';
+import { out, printCreated, printJson } from '../output.ts';
+
+/**
+ * The image's size as the peer's `image` prints it (its ImageSize): every layer reached from the
+ * top layer and the mapped top layers through parents, each once, by its recorded diff-size when
+ * it has a diff digest and else by its DiffSize, plus the sizes of the big data items.
+ */
+async function imageSize(store: Store, image: ImageRecord): Promise<number> {
+  const layers = new Map((await store.layers()).map((l) => [l.id, l]));
+  const queue = [image.layer, ...(image['mapped-layers'] ?? [])].filter((id): id is string => id !== undefined);
+  const seen = new Set<string>();
+  let size = 0;
+  for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
+    const l = layers.get(id);
+    if (seen.has(id) || !l) continue;
+    seen.add(id);
+    size += l['diff-digest'] ? (l['diff-size'] ?? 0) : await store.diffSize(id);
+    if (l.parent !== undefined) queue.push(l.parent);
+  }
+  for (const n of Object.values(image['big-data-sizes'] ?? {})) size += n;
+  return size;
+}
+
+/** the image's digests as the peer lists them: `digests`, else the one `digest` */
+function digestsOf(i: ImageRecord): string[] {
+  return i.digests ?? (i.digest ? [i.digest] : []);
+}
+
+function listImages(g: Globals, images: ImageRecord[], quiet: boolean): void {
+  if (g.json) return printJson(images);
+  for (const i of images) {
+    out(`${i.id}\n`);
+    if (quiet) continue;
+    for (const n of i.names ?? []) out(`\tname: ${n}\n`);
+    for (const d of digestsOf(i)) out(`\tdigest: ${d}\n`);
+    for (const n of i['big-data-names'] ?? []) out(`\tdata: ${n}\n`);
+  }
+}
+
+export const createImage: Command = {
+  names: spellings('create-image'),
+  args: 'topLayerNameOrID',
+  help: 'Create a new image using layers',
+  min: 1,
+  max: 1,
+  flags: [idFlag('image'), nameFlag('image'), { names: ['digest', 'd'], value: true, help: 'image digest' }, ...metadataFlags, json],
+  async run(g, p) {
+    const store = await open(g);
+    const image = await store.createImage({ id: str(p, 'id'), layer: p.positionals[0], names: list(p, 'name'), metadata: metadataOf(p), digest: str(p, 'digest') });
+    printCreated(g, image);
+    return 0;
+  },
+};
+
+export const images: Command = {
+  names: ['images'],
+  args: '',
+  help: 'List images',
+  min: 0,
+  max: 0,
+  flags: [quietIds, json],
+  async run(g, p) {
+    listImages(g, await (await open(g)).images(), bool(p, 'quiet'));
+    return 0;
+  },
+};
+
+export const imagesByDigest: Command = {
+  names: spellings('images-by-digest'),
+  args: 'DIGEST',
+  help: 'List images by digest',
+  min: 1,
+  max: 1,
+  flags: [quietIds, json],
+  async run(g, p) {
+    listImages(g, await (await open(g)).imagesByDigest(p.positionals[0]), bool(p, 'quiet'));
+    return 0;
+  },
+};
+
+export const image: Command = {
+  names: ['image'],
+  args: 'imageNameOrID [...]',
+  help: 'Examine images',
+  min: 1,
+  flags: [json],
+  async run(g, p, name) {
+    const store = await open(g);
+    const outcomes = await eachArg(name, p.positionals, (ref) => store.image(ref));
+    const found = succeeded(outcomes);
+    if (g.json) printJson(found);
+    else
+      for (const i of found) {
+        out(`ID: ${i.id}\n`);
+        for (const n of i.names ?? []) out(`Name: ${n}\n`);
+        out(`Top Layer: ${i.layer ?? ''}\n`);
+        for (const m of i['mapped-layers'] ?? []) out(`Top Layer: ${m}\n`);
+        for (const d of digestsOf(i)) out(`Digest: ${d}\n`);
+        for (const n of i['big-data-names'] ?? []) out(`Data: ${n}\n`);
+        out(`Size: ${await imageSize(store, i)}\n`);
+      }
+    return exitCode(outcomes);
+  },
+};
+
+/** `delete-image` and `rm`: per image, the layers removed in order (and with --force the containers first). */
+function removeImagesCommand(names: string[], help: string, withForce: boolean): Command {
+  return {
+    names,
+    args: 'imageNameOrID [...]',
+    help,
+    min: 1,
+    flags: [
+      withForce ? { names: ['force', 'f'], help: 'remove the containers that use the image first' } : { names: ['test', 't'], help: 'only say what would be removed' },
+      json,
+    ],
+    async run(g, p, name) {
+      const store = await open(g);
+      const outcomes = await eachArg(
+        name,
+        p.positionals,
+        async (ref) => {
+          const r = bool(p, 'test') ? await store.planImageRemoval(ref) : await store.removeImage(ref, { force: bool(p, 'force') });
+          if (!g.json) {
+            for (const c of r.containers) out(`${ref}: container ${c}\n`);
+            for (const l of r.layers) out(`${ref}: ${l}\n`);
+          }
+          return r;
+        },
+        { quiet: g.json },
+      );
+      if (g.json)
+        printJson(
+          Object.fromEntries(
+            outcomes.map((o) => [o.ref, o.ok ? { ...(o.value.containers.length > 0 ? { 'deleted-containers': o.value.containers } : {}), 'deleted-layers': o.value.layers } : { error: o.error }]),
+          ),
+        );
+      return exitCode(outcomes);
+    },
+  };
+}
+
+export const deleteImage = removeImagesCommand(spellings('delete-image'), 'Delete images and the layers only they use (refuses while containers use them)', false);
+export const rm = removeImagesCommand(['rm'], 'Remove images: their mapped top layers first, then the top layer and each parent no one else needs', true);
+
+export const prune: Command = {
+  names: ['prune'],
+  args: '',
+  help: 'Remove mapped top layers that no container uses',
+  min: 0,
+  max: 0,
+  flags: [json],
+  async run(g) {
+    const removed = await (await open(g)).prune();
+    if (g.json) printJson(removed);
+    else out(removed.map((id) => `${id}\n`).join(''));
+    return 0;
+  },
+};
