@@ -1,7 +1,7 @@
 // mount, unmount and mounted: a layer's or container's mount and its count of users. Each takes
 // several arguments; `--json` prints [{"id", ..., "error"}] as the peer does.
 import type { Store } from '../../index.ts';
-import { bool, list, str } from '../args.ts';
+import { bool, list } from '../args.ts';
 import { eachArg, exitCode, open, type Command } from '../command.ts';
 import { json, labelFlag } from '../flags.ts';
 import { out, printJson } from '../output.ts';
