@@ -15,7 +15,8 @@
         "native/hash.cc",
         "native/scan.cc",
         "native/shift.cc",
-        "native/btrfs.cc"
+        "native/btrfs.cc",
+        "native/lockfile.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "_GNU_SOURCE", "_FILE_OFFSET_BITS=64"],

@@ -204,6 +204,18 @@ export interface Native {
   /** flock(fd, LOCK_EX | LOCK_NB): true when taken, false while another open file holds it;
    *  the kernel drops it when the holder's fd closes, also when the process is killed */
   tryLockExclusive(fd: number): boolean;
+  /** fcntl(F_OFD_SETLKW) on the whole file, waiting on a worker thread: 'r' shared, 'w' exclusive.
+   *  Open-file-description locks conflict with the POSIX record locks containers/storage takes and
+   *  with each other (also between two open files of one process); closing another fd of the
+   *  file does not drop them (docs/sharing.md, "Locks") */
+  ofdLock(fd: number, type: 'r' | 'w'): Promise<void>;
+  /** fcntl(F_OFD_SETLK): true when taken, false while a conflicting lock is held */
+  ofdTryLock(fd: number, type: 'r' | 'w'): boolean;
+  /** fcntl(F_OFD_SETLK, F_UNLCK) on the whole file */
+  ofdUnlock(fd: number): void;
+  /** fcntl(F_OFD_GETLK): null when a lock of that type could be taken now, else a conflicting one;
+   *  pid is its holder's for a POSIX lock, -1 for an OFD lock */
+  ofdGetLock(fd: number, type: 'r' | 'w'): { type: 'r' | 'w'; pid: number } | null;
   /** run an apply batch on a worker thread beneath rootFd */
   applyBatch(rootFd: number, ops: ApplyOp[]): Promise<BatchResult>;
   /** the same on the calling thread (used for pipe input, where each body must be read before the next header) */

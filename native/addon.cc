@@ -5,6 +5,7 @@
 #include "btrfs.h"
 #include "fsops.h"
 #include "hash.h"
+#include "lockfile.h"
 #include "mount.h"
 #include "scan.h"
 #include "shift.h"
@@ -21,6 +22,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitScan(env, exports);
   InitShift(env, exports);
   InitBtrfs(env, exports);
+  InitLockfile(env, exports);
   Sha256::Init(env, exports);
   return exports;
 }
