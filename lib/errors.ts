@@ -80,9 +80,9 @@ export function wrapError(context: string, cause: unknown, code?: StoreErrorCode
   const why = cause instanceof Error ? cause.message : String(cause);
   const kept = code ?? (errorCode(cause) as ErrorCode | undefined) ?? 'EINPUT';
   const out = new LayersError(kept, `${context}: ${why}`, { cause });
-  const sys = cause as { errno?: number; syscall?: string; path?: string };
-  // keep what a caller may branch on besides the code
-  for (const k of ['errno', 'syscall', 'path'] as const) if (sys?.[k] !== undefined) Object.assign(out, { [k]: sys[k] });
+  // keep what a caller may branch on besides the code: errno, syscall, path, a tar entry, ...
+  if (cause !== null && typeof cause === 'object')
+    for (const [k, v] of Object.entries(cause)) if (!(k in out) && k !== 'name') Object.assign(out, { [k]: v });
   return out;
 }
 

@@ -12,7 +12,7 @@
 // In-process callers are queued first, so one process never races itself for either lock.
 import fs from 'node:fs';
 import lockfile from 'proper-lockfile';
-import { LayersError } from './errors.ts';
+import { cleanupFailed, LayersError } from './errors.ts';
 import { AddonMissingError, native } from './native.ts';
 
 /** A lock directory not refreshed for this long belongs to a dead process (the fallback rule). */
@@ -117,7 +117,7 @@ export class StoreLock {
       return result;
     } finally {
       this.held = false;
-      if (!this.compromised) await release().catch(() => undefined);
+      if (!this.compromised) await release().catch((e) => cleanupFailed(`releasing the store lock ${this.lockPath}`, e));
       fs.closeSync(holder);
     }
   }

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 
+import { cleanupFailed, errorCode, wrapError } from '../../lib/errors.ts';
 import { native } from '../../lib/native.ts';
 import { OVERLAY_METACOPY_XATTR } from '../../lib/tar/whiteout.ts';
 
@@ -51,8 +52,10 @@ function removeDeadProbes(home: string): void {
     const dir = path.join(home, name);
     try {
       native().umount2(path.join(dir, 'merged'), native().mountFlags.MNT_DETACH);
-    } catch {
-      // not mounted (EINVAL) or already gone: nothing to detach
+    } catch (err) {
+      // not mounted (EINVAL) or already gone (ENOENT): nothing to detach
+      const code = errorCode(err);
+      if (code !== 'EINVAL' && code !== 'ENOENT') cleanupFailed(`detaching the dead metacopy probe ${dir}/merged`, err);
     }
     fs.rmSync(dir, { recursive: true, force: true });
   }
@@ -85,9 +88,7 @@ export async function probeMetacopy(home: string): Promise<boolean> {
       native().mount('overlay', merged, 'overlay', 0, `lowerdir=${td}/l1,upperdir=${td}/l2,workdir=${td}/work,metacopy=on`);
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'EINVAL') return false;
-      const e = err as Error;
-      e.message = `overlay: mounting the metacopy check in ${td}: ${e.message}`;
-      throw e;
+      throw wrapError(`overlay: mounting the metacopy check in ${td}`, err);
     }
     try {
       fs.chmodSync(path.join(merged, 'f'), 0o600);

@@ -5,7 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { LayersError } from '../../lib/errors.ts';
+import { LayersError, wrapError } from '../../lib/errors.ts';
 import { native } from '../../lib/native.ts';
 import type { MountOptions } from '../driver.ts';
 import type { LinkNames } from './links.ts';
@@ -187,9 +187,7 @@ export class MountStack {
     try {
       native().mount('overlay', target, 'overlay', asked.flags, text);
     } catch (err) {
-      const e = err as Error;
-      e.message = `overlay: mounting layer ${id} at ${target}: ${e.message}`;
-      throw e;
+      throw wrapError(`overlay: mounting layer ${id} at ${target}`, err);
     } finally {
       process.chdir(cwd);
     }

@@ -1,7 +1,7 @@
 // `layers`: a thin shell over the public API (lib/index.ts) with containers-storage's command
 // names, flags and output. Exit 0 ok, 1 failed, 2 usage; errors are one line on stderr,
 // "layers: <command>: <what failed>: <why>". The commands are in commands/ (see commands/index.ts).
-import { isLayersError, LayersError } from '../errors.ts';
+import { isLayersError, LayersError, setDebugOutput } from '../errors.ts';
 import { defaultRoot, defaultRunroot } from '../index.ts';
 import { flagUsage, list, parseArgs, str, usageError, type FlagSpec, type Parsed } from './args.ts';
 import type { Command, Globals } from './command.ts';
@@ -105,7 +105,8 @@ export function parseCommandLine(argv: string[], env: Record<string, string | un
 function fail(command: string | undefined, err: unknown, debug: boolean): number {
   const e = err as Error;
   process.stderr.write(`layers: ${command ? `${command}: ` : ''}${e.message}\n`);
-  if (debug && e.stack) process.stderr.write(e.stack + '\n');
+  // with --debug: the stack, and those of the errors it wraps (lib/errors.ts, wrapError)
+  for (let c: unknown = err; debug && c instanceof Error; c = c.cause) process.stderr.write(`${c === err ? '' : 'caused by: '}${c.stack ?? c.message}\n`);
   return isLayersError(err, 'EUSAGE') ? 2 : 1;
 }
 
@@ -122,6 +123,8 @@ export async function main(argv: string[]): Promise<number> {
       return fail(line.command, line.error, argv.includes('--debug') || argv.includes('-D'));
   }
   const { cmd, name, globals, args } = line;
+  // failed cleanups (lib/errors.ts, cleanupFailed) are printed with --debug, not dropped
+  if (globals.debug) setDebugOutput((text) => process.stderr.write(text + '\n'));
   try {
     return await cmd.run(globals, args, cmd.names[0]);
   } catch (err) {

@@ -7,7 +7,7 @@
 // layers that the next writer removes, never a complete layer nothing refers to.
 import fs from 'node:fs';
 import path from 'node:path';
-import { LayersError } from '../errors.ts';
+import { cleanupFailed, LayersError } from '../errors.ts';
 import { failpoint } from '../failpoint.ts';
 import { sameMappings, type IdMap, type IdMappings } from '../idmap.ts';
 import { findContainer, findLayer, mappingsOf, type StoreContext } from './context.ts';
@@ -78,7 +78,7 @@ export async function createContainer(ctx: StoreContext, opts: CreateContainerOp
     await makeLayer(ctx, layer, base, { storageOpt: opts.storageOpt });
     failpoint('container-layer-made');
   } catch (err) {
-    await removeContainer(ctx, container).catch(() => undefined);
+    await removeContainer(ctx, container).catch((e) => cleanupFailed(`removing the half-made container ${container.id}`, e));
     throw err;
   }
   completeLayer(ctx, layer);
@@ -118,7 +118,7 @@ async function makeMappedLayer(
     if (!sameMappings(mappingsOf(template), want)) await ctx.driver.updateIdMappings(rec.id, mappingsOf(template), want);
     failpoint('mapped-layer-shifted');
   } catch (err) {
-    await removeLayer(ctx, rec).catch(() => undefined);
+    await removeLayer(ctx, rec).catch((e) => cleanupFailed(`removing the half-made mapped layer ${rec.id}`, e));
     if (opts.image) {
       opts.image['mapped-layers'] = opts.image['mapped-layers']!.filter((m) => m !== rec.id);
       ctx.images.save();

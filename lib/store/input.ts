@@ -11,7 +11,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
-import { LayersError } from '../errors.ts';
+import { LayersError, wrapError } from '../errors.ts';
 import { Compression } from './records.ts';
 
 export interface LayerInput {
@@ -140,8 +140,7 @@ async function spool(
     const { err: writeError } = sinkFailed;
     if (writeError) {
       // the errno code stays (ENOSPC, EIO); the message says which input and where it was going
-      writeError.message = `${what}: writing its ${kind === 'gzip' ? 'decompressed' : 'spooled'} copy into ${tmpDir}: ${writeError.message}`;
-      throw writeError;
+      throw wrapError(`${what}: writing its ${kind === 'gzip' ? 'decompressed' : 'spooled'} copy into ${tmpDir}`, writeError);
     }
     const why = (err as Error).message;
     throw kind === 'gzip' ? new LayersError('ECOMPRESSION', `${what}: bad gzip data: ${why}`, { cause: err }) : err;

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import type { Change, MountOptions } from '../../drivers/driver.ts';
-import { LayersError } from '../errors.ts';
+import { cleanupFailed, LayersError, wrapError } from '../errors.ts';
 import { sameMappings, toContainer, type IdMap } from '../idmap.ts';
 import { findLayer, mappingsOf, resolveRef, saveMounts, type StoreContext } from './context.ts';
 import { prepareInput, tempFile } from './input.ts';
@@ -128,7 +128,7 @@ export async function createLayer(ctx: StoreContext, opts: CreateLayerOptions, i
     if (input !== undefined) await applyInto(ctx, rec, input);
   } catch (err) {
     // on failure the record stays incomplete; the next writer removes it if this cannot
-    await removeLayer(ctx, rec).catch(() => undefined);
+    await removeLayer(ctx, rec).catch((e) => cleanupFailed(`removing the half-made layer ${rec.id}`, e));
     throw err;
   }
   completeLayer(ctx, rec);
@@ -164,9 +164,7 @@ export async function applyDiff(ctx: StoreContext, ref: string, input: DiffInput
   try {
     await applyInto(ctx, rec, input);
   } catch (err) {
-    const e = err as Error;
-    e.message += `; layer ${rec.id} is left incomplete and will be removed`;
-    throw e;
+    throw wrapError(`layer ${rec.id} is left incomplete and will be removed`, err);
   }
   completeLayer(ctx, rec);
   return rec;
@@ -184,9 +182,7 @@ async function applyInto(ctx: StoreContext, rec: LayerRecord, input: DiffInput):
       try {
         result = await ctx.driver.applyDiff(rec.id, rec.parent, prepared.fd, { idMappings: mappings });
       } catch (err) {
-        const e = err as Error;
-        e.message = `applying ${what} to layer ${rec.id}: ${e.message}`;
-        throw e;
+        throw wrapError(`applying ${what} to layer ${rec.id}`, err);
       }
       rec['diff-digest'] = result.digest;
       rec['diff-size'] = result.tarSize;

@@ -22,7 +22,7 @@
 import path from 'node:path';
 import { openDriver } from '../../drivers/index.ts';
 import type { Change, Driver, MountOptions } from '../../drivers/driver.ts';
-import { LayersError } from '../errors.ts';
+import { LayersError, wrapError } from '../errors.ts';
 import * as bigData from './big-data.ts';
 import type { BigDataItem, DataOwnerKind } from './big-data.ts';
 import * as containers from './containers.ts';
@@ -312,9 +312,7 @@ export class Store {
           await copyPath(from, to, this.tmpDir, opts.chown);
         } catch (err) {
           // the code stays (ETARPATH, ENOSPC, ...); the message says which copy failed
-          const e = err as Error;
-          e.message = `copying ${named(spec)} to ${named(target)}: ${e.message}`;
-          throw e;
+          throw wrapError(`copying ${named(spec)} to ${named(target)}`, err);
         }
       }
     } finally {
