@@ -293,6 +293,10 @@ export class TarSplitWriter {
 }
 // ------------------------------------------------------------------ splitting an existing tar
 
+/** Bodies up to this size are read here and checksummed with one native call: a worker-thread
+ *  round trip per tiny file costs more than the read (50 000 files of 300 bytes: 6.9 s -> 2.6 s). */
+const SMALL_BODY = 64 << 10;
+
 /** tar-split reads what follows the end blocks in chunks of this size, one segment each */
 const TRAILING_CHUNK = 1 << 20;
 
@@ -423,7 +427,8 @@ export async function disassembleTar(tarFd: number, writer: TarSplitWriter): Pro
     if (e.size > 0) {
       // Go checksums what it reads of the body: nothing for a header-only type
       crc.reset();
-      if (body > 0) await native().crc64Range(tarFd, e.dataOffset, body, crc);
+      if (body > SMALL_BODY) await native().crc64Range(tarFd, e.dataOffset, body, crc);
+      else if (body > 0) crc.update(readRange(e.dataOffset, e.dataOffset + body));
       sum = crc.sum();
       result.files++;
     }
