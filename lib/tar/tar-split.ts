@@ -249,7 +249,8 @@ export class TarSplitWriter {
     this.pending = [];
     this.pendingBytes = 0;
     if (this.failure) throw this.failure;
-    if (!this.gzip.write(chunk)) await new Promise<void>((resolve) => this.gzip.once('drain', resolve));
+    // a failing gzip or file never drains: the failure ends the wait
+    if (!this.gzip.write(chunk)) await Promise.race([new Promise<void>((resolve) => this.gzip.once('drain', resolve)), this.finished]);
   }
 
   /** Finish the gzip, fsync, rename into place, fsync the directory. */
