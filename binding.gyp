@@ -13,6 +13,7 @@
         "native/write_segments.cc",
         "native/mount.cc",
         "native/hash.cc",
+        "native/crc64.cc",
         "native/scan.cc",
         "native/shift.cc",
         "native/btrfs.cc",

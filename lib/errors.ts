@@ -40,7 +40,9 @@ export type StoreErrorCode =
   /** the store-wide lock could not be taken, or was lost while held */
   | 'ELOCK'
   /** the native addon is not built or cannot be loaded */
-  | 'ENATIVE';
+  | 'ENATIVE'
+  /** a layer's files no longer match the tar-split record they were applied from */
+  | 'ELAYERCHANGED';
 
 /** Codes of the tar engine: a malformed header, a tar that ends early, a name that would land
  *  outside the layer, a value too large to encode. */

@@ -154,6 +154,16 @@ export interface Sha256 {
   digest(): string;
 }
 
+/** A running CRC-64 with the ISO table, as Go's hash/crc64 computes it: the checksum tar-split
+ *  records for each file body (docs/tar-engine.md, "tar-split records"). */
+export interface Crc64 {
+  update(data: Buffer): void;
+  /** the checksum so far as 8 bytes, big-endian (Go's Sum); the CRC can still be updated */
+  sum(): Buffer;
+  /** back to the checksum of no bytes */
+  reset(): void;
+}
+
 /** One child of a directory as scanDir returns it (an array, to keep the crossing cheap):
  *  [name, mode, uid, gid, size, mtimeSec, mtimeNsec, rdev, nlink, ino, dev, linkTarget?, xattrs?] */
 export type ScanEntry = [
@@ -169,6 +179,10 @@ export interface Native {
   sha256(): Sha256;
   /** feed `length` bytes of fd from `offset` to hash on a worker thread (length -1: to EOF); resolves to the bytes hashed */
   hashRange(fd: number, offset: number, length: number, hash: Sha256): Promise<number>;
+  /** a new running CRC-64/ISO; not to be updated from JS while a crc64Range is feeding it */
+  crc64(): Crc64;
+  /** feed `length` bytes of fd from `offset` to crc on a worker thread (length -1: to EOF); resolves to the bytes read */
+  crc64Range(fd: number, offset: number, length: number, crc: Crc64): Promise<number>;
   /** copy `length` bytes; offsets of -1 mean "the fd's position". Returns fewer bytes only at EOF of the input.
    *  'auto' tries copy_file_range, then sendfile (output pipe/socket) or splice (input pipe), then read/write;
    *  the fallbacks are taken on EXDEV, ENOSYS, EOPNOTSUPP, EINVAL, EPERM, EIO, EBADF or a first call that copies 0.

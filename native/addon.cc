@@ -3,6 +3,7 @@
 
 #include "batch.h"
 #include "btrfs.h"
+#include "crc64.h"
 #include "fsops.h"
 #include "hash.h"
 #include "lockfile.h"
@@ -24,6 +25,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitBtrfs(env, exports);
   InitLockfile(env, exports);
   Sha256::Init(env, exports);
+  Crc64::Init(env, exports);
   return exports;
 }
 

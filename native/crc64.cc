@@ -1,0 +1,169 @@
+#include "crc64.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "errors.h"
+
+namespace layers {
+
+namespace {
+
+// x^64 + x^4 + x^3 + x + 1, reflected: Go's crc64.ISO
+constexpr uint64_t kIsoReflected = 0xD800000000000000ULL;
+
+struct Tables {
+  uint64_t t[8][256];
+  Tables() {
+    for (int i = 0; i < 256; i++) {
+      uint64_t c = static_cast<uint64_t>(i);
+      for (int k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ kIsoReflected : c >> 1;
+      t[0][i] = c;
+    }
+    // t[k][i]: the CRC of byte i followed by k zero bytes, so 8 bytes are folded per step
+    for (int i = 0; i < 256; i++)
+      for (int k = 1; k < 8; k++) t[k][i] = (t[k - 1][i] >> 8) ^ t[0][t[k - 1][i] & 0xff];
+  }
+};
+
+const Tables& T() {
+  static const Tables tables;  // thread-safe initialization (C++11)
+  return tables;
+}
+
+}  // namespace
+
+uint64_t Crc64Update(uint64_t crc, const void* data, size_t len) {
+  const Tables& tb = T();
+  const auto* p = static_cast<const unsigned char*>(data);
+  crc = ~crc;
+  while (len >= 8) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);  // little-endian load (x86-64, aarch64 as we build them)
+    crc ^= v;
+    crc = tb.t[7][crc & 0xff] ^ tb.t[6][(crc >> 8) & 0xff] ^ tb.t[5][(crc >> 16) & 0xff] ^ tb.t[4][(crc >> 24) & 0xff] ^
+          tb.t[3][(crc >> 32) & 0xff] ^ tb.t[2][(crc >> 40) & 0xff] ^ tb.t[1][(crc >> 48) & 0xff] ^ tb.t[0][crc >> 56];
+    p += 8;
+    len -= 8;
+  }
+  while (len--) crc = tb.t[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
+  return ~crc;
+}
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "Crc64Update's 8-byte step assumes a little-endian host");
+
+// The class constructor and the type tag that proves an object is ours. The env's single
+// instance-data slot belongs to Sha256 (hash.cc), so the constructor travels as the factory
+// function's data, and Unwrap checks the tag instead of instanceof.
+static const napi_type_tag kCrc64Tag = {0x6c61796572736372ULL, 0x6336342d69736f31ULL};
+
+Crc64::Crc64(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Crc64>(info) { info.This().As<Napi::Object>().TypeTag(&kCrc64Tag); }
+
+Crc64* Crc64::Unwrap(Napi::Value v) {
+  if (!v.IsObject()) return nullptr;
+  Napi::Object o = v.As<Napi::Object>();
+  if (!o.CheckTypeTag(&kCrc64Tag)) return nullptr;
+  return Napi::ObjectWrap<Crc64>::Unwrap(o);
+}
+
+Napi::Value Crc64::JsUpdate(const Napi::CallbackInfo& info) {
+  if (!info[0].IsBuffer()) throw Napi::TypeError::New(info.Env(), "crc64.update: want a Buffer");
+  auto b = info[0].As<Napi::Buffer<uint8_t>>();
+  Update(b.Data(), b.Length());
+  return info.Env().Undefined();
+}
+
+// 8 bytes, big-endian: what Go's hash.Hash64.Sum appends, and so what tar-split stores
+Napi::Value Crc64::JsSum(const Napi::CallbackInfo& info) {
+  auto out = Napi::Buffer<uint8_t>::New(info.Env(), 8);
+  for (int i = 0; i < 8; i++) out.Data()[i] = static_cast<uint8_t>(crc_ >> (56 - 8 * i));
+  return out;
+}
+
+Napi::Value Crc64::JsReset(const Napi::CallbackInfo& info) {
+  crc_ = 0;
+  return info.Env().Undefined();
+}
+
+namespace {
+
+class Crc64Worker : public Napi::AsyncWorker {
+ public:
+  Crc64Worker(Napi::Env env, int fd, int64_t off, int64_t len, Napi::Object crcObj, Crc64* crc)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), fd_(fd), off_(off), len_(len), crc_(crc) {
+    ref_ = Napi::Persistent(crcObj);
+  }
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    std::vector<char> buf(static_cast<size_t>(len_ >= 0 ? std::min<int64_t>(len_, 1 << 20) : 1 << 20) + 1);
+    int64_t pos = off_;
+    for (;;) {
+      size_t want = buf.size();
+      if (len_ >= 0) {
+        if (done_ >= len_) break;
+        want = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(want), len_ - done_));
+      }
+      ssize_t n = pread(fd_, buf.data(), want, pos);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        err_.err = errno;
+        err_.syscall = "pread";
+        SetError(err_.syscall);  // OnError rejects with err_, not this
+        return;
+      }
+      if (n == 0) break;
+      crc_->Update(buf.data(), static_cast<size_t>(n));
+      pos += n;
+      done_ += n;
+    }
+  }
+  void OnOK() override {
+    ref_.Reset();
+    deferred_.Resolve(Napi::Number::New(Env(), static_cast<double>(done_)));
+  }
+  void OnError(const Napi::Error&) override {
+    ref_.Reset();
+    deferred_.Reject(ToJsError(Env(), err_).Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  Napi::ObjectReference ref_;
+  int fd_;
+  int64_t off_, len_, done_ = 0;
+  Crc64* crc_;
+  SysError err_;
+};
+
+Napi::Value NewCrc64(const Napi::CallbackInfo& info) {
+  auto* ctor = static_cast<Napi::FunctionReference*>(info.Data());
+  return ctor->New({});
+}
+
+Napi::Value Crc64Range(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Crc64* c = Crc64::Unwrap(info[3]);
+  if (!c) throw Napi::TypeError::New(env, "crc64Range(fd, offset, length, crc): crc must come from crc64()");
+  auto* w = new Crc64Worker(env, info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int64Value(),
+                            info[2].As<Napi::Number>().Int64Value(), info[3].As<Napi::Object>(), c);
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
+
+}  // namespace
+
+void Crc64::Init(Napi::Env env, Napi::Object exports) {
+  Napi::Function f = DefineClass(env, "Crc64", {InstanceMethod("update", &Crc64::JsUpdate), InstanceMethod("sum", &Crc64::JsSum),
+                                                InstanceMethod("reset", &Crc64::JsReset)});
+  auto* ctor = new Napi::FunctionReference(Napi::Persistent(f));
+  env.AddCleanupHook([ctor]() { delete ctor; });
+  exports.Set("crc64", Napi::Function::New(env, NewCrc64, "crc64", ctor));
+  exports.Set("crc64Range", Napi::Function::New(env, Crc64Range, "crc64Range"));
+}
+
+}  // namespace layers
