@@ -36,15 +36,6 @@ function extract(tarPath: string, dir: string): string {
   return dir;
 }
 
-async function withFd<T>(file: string, flags: string, f: (fd: number) => Promise<T>): Promise<T> {
-  const fd = fs.openSync(file, flags);
-  try {
-    return await f(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 test('a base layer is a fresh 0555 subvolume owned by the mapping root; a child is a snapshot of its parent', async (t) => {
   const mnt = loopFs(t, 'btrfs', 256 * MiB);
   const d = new BtrfsDriver(path.join(mnt, 'btrfs'));
@@ -84,30 +75,6 @@ test('a base layer is a fresh 0555 subvolume owned by the mapping root; a child 
   const status = new Map(await d.status());
   t.is(status.get('Backing Filesystem'), 'btrfs');
   t.true(Number(status.get('Space Available')) > 0);
-});
-
-test('applyDiff of a GNU tar gives its tree; the diff extracts to the same tree; a child diff carries whiteouts', async (t) => {
-  const mnt = loopFs(t, 'btrfs', 256 * MiB);
-  const { src, tar } = richTar(mnt);
-  const d = new BtrfsDriver(path.join(mnt, 'btrfs'));
-  await d.create('base', undefined);
-  const res = await withFd(tar, 'r', (fd) => d.applyDiff('base', undefined, fd));
-  t.is(res.tarSize, fs.statSync(tar).size);
-  const base = await d.mount('base');
-  t.deepEqual(snapshotTree(base), snapshotTree(src));
-
-  const out = path.join(mnt, 'base-diff.tar');
-  await withFd(out, 'w', (fd) => d.diff('base', undefined, fd));
-  t.deepEqual(snapshotTree(extract(out, path.join(mnt, 'x-base'))), snapshotTree(src));
-
-  await d.create('child', 'base');
-  const child = await d.mount('child');
-  fs.rmSync(path.join(child, 'b513'));
-  fs.writeFileSync(path.join(child, 'sub/dir/added'), 'added\n');
-  const childOut = path.join(mnt, 'child-diff.tar');
-  await withFd(childOut, 'w', (fd) => d.diff('child', 'base', fd));
-  const names = execFileSync('tar', ['-tf', childOut], { encoding: 'utf8' }).split('\n').filter(Boolean).sort();
-  t.deepEqual(names, ['.wh.b513', 'sub/', 'sub/dir/', 'sub/dir/added']);
 });
 
 test('createFromTemplate snapshots the template; updateIdMappings shifts every owner of the copy only', async (t) => {

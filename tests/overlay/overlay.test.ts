@@ -182,7 +182,8 @@ for (const kind of KINDS) {
     t.deepEqual(naive.map(([n]) => n).sort(), ['kept', 'opq', 'opq/new']);
   });
 
-  test(`hardlinks, xattrs, devices and ns times survive apply -> diff -> apply (${kind})`, async (t) => {
+  // the shared driver suite (tests/drivers/) runs this round trip on ext4; here on xfs too
+  if (kind === 'xfs') test(`hardlinks, xattrs, devices and ns times survive apply -> diff -> apply (${kind})`, async (t) => {
     if (!canMount) return t.pass('needs root to mount');
     const env = setup(t, kind);
     const { d } = env;
