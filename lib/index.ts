@@ -25,7 +25,19 @@ export type {
 export type { LayerRecord, ImageRecord, ContainerRecord } from './store/records.ts';
 export { Compression } from './store/records.ts';
 export type { MountRecord } from './store/mounts.ts';
-export { LayersError, isLayersError, type ErrorCode } from './errors.ts';
+export {
+  LayersError,
+  isLayersError,
+  errorCode,
+  wrapError,
+  setDebugOutput,
+  type ErrorCode,
+  type StoreErrorCode,
+  type TarErrorCode,
+  type SystemErrorCode,
+} from './errors.ts';
+export { TarError } from './tar/errors.ts';
+export { NativeError, AddonMissingError } from './native.ts';
 export type { IdMap, IdMappings } from './idmap.ts';
 export { parseIdMap } from './idmap.ts';
 export type { Change, ChangeKind, MountOptions } from '../drivers/driver.ts';
