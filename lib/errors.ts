@@ -25,8 +25,6 @@ export type StoreErrorCode =
   | 'ELAYERHASCHILDREN'
   /** the layer is not mounted, and what was asked needs its mount point */
   | 'ENOTMOUNTED'
-  /** no longer raised: a taken layer id is EIDINUSE, as for images and containers */
-  | 'ELAYEREXISTS'
   /** a name is taken by another record of the same kind */
   | 'ENAMEINUSE'
   /** bad arguments: unknown command or flag, missing argument, bad value */
