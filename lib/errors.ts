@@ -86,6 +86,16 @@ export function wrapError(context: string, cause: unknown, code?: StoreErrorCode
   return out;
 }
 
+/**
+ * Text safe to show on a terminal: C0 and C1 control characters and DEL (which could move the
+ * cursor, retitle or recolour the terminal) as \xNN, backslashes doubled so the escaping can be
+ * told from a name that contains one. Names from a tar or a layer reach messages through here.
+ */
+export function printable(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\\\x00-\x1f\x7f-\x9f]/g, (c) => (c === '\\' ? '\\\\' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+}
+
 let debugOut: ((line: string) => void) | undefined =
   process.env.LAYERS_DEBUG ? (line) => process.stderr.write(line + '\n') : undefined;
 
@@ -101,5 +111,5 @@ export function setDebugOutput(out: ((line: string) => void) | undefined): void 
  * not swallowed silently — it is logged when debugging is on.
  */
 export function cleanupFailed(what: string, err: unknown): void {
-  debugOut?.(`layers: cleanup: ${what}: ${err instanceof Error ? err.message : String(err)}`);
+  debugOut?.(printable(`layers: cleanup: ${what}: ${err instanceof Error ? err.message : String(err)}`));
 }

@@ -1,7 +1,7 @@
 // `layers`: a thin shell over the public API (lib/index.ts) with containers-storage's command
 // names, flags and output. Exit 0 ok, 1 failed, 2 usage; errors are one line on stderr,
 // "layers: <command>: <what failed>: <why>". The commands are in commands/ (see commands/index.ts).
-import { isLayersError, LayersError, setDebugOutput } from '../errors.ts';
+import { isLayersError, LayersError, printable, setDebugOutput } from '../errors.ts';
 import { defaultRoot, defaultRunroot } from '../index.ts';
 import { flagUsage, list, parseArgs, str, usageError, type FlagSpec, type Parsed } from './args.ts';
 import type { Command, Globals } from './command.ts';
@@ -104,7 +104,8 @@ export function parseCommandLine(argv: string[], env: Record<string, string | un
 /** The one error line, and with --debug the stack; the exit code: 2 for usage, else 1. */
 function fail(command: string | undefined, err: unknown, debug: boolean): number {
   const e = err as Error;
-  process.stderr.write(`layers: ${command ? `${command}: ` : ''}${e.message}\n`);
+  // every name in a message may come from a tar or a layer: escaped before a terminal sees it
+  process.stderr.write(`layers: ${printable(`${command ? `${command}: ` : ''}${e.message}`)}\n`);
   // with --debug: the stack, and those of the errors it wraps (lib/errors.ts, wrapError)
   for (let c: unknown = err; debug && c instanceof Error; c = c.cause) process.stderr.write(`${c === err ? '' : 'caused by: '}${c.stack ?? c.message}\n`);
   return isLayersError(err, 'EUSAGE') ? 2 : 1;

@@ -171,10 +171,26 @@ interface Extensions {
   longName?: string;
   longLink?: string;
   bytes: number;
+  /** the extension headers seen for this entry: type flag -> header offset */
+  kinds: Map<number, number>;
 }
 
+/** PAX values a NUL would cut short (a link target, owner names), refused instead; names of
+ *  entries are refused by names.ts, which sees every name whatever header it came from */
+const NUL_FREE = new Set(['linkpath', 'uname', 'gname']);
+
+/** The largest uid or gid a layer may hold: (uid_t)-1 means "leave as is" to chown(2). */
+const MAX_ID = 2 ** 32 - 2;
+/** Linux device numbers: 12 bits of major, 20 of minor; more would wrap in the kernel. */
+const MAX_DEVMAJOR = 0xfff;
+const MAX_DEVMINOR = 0xfffff;
+
+/** Entry types whose size field must be 0: Go's reader (the peer) takes whatever follows their
+ *  header for the next header, other readers skip `size` bytes first. */
+const HEADER_ONLY: ReadonlySet<EntryType> = new Set(['hardlink', 'symlink', 'char', 'block', 'dir', 'fifo']);
+
 /** PAX records: keys as text, values as raw bytes (binary xattrs must survive). */
-function parsePax(data: Buffer, ext: Extensions, global: Map<string, Buffer> | undefined, what: string, at: number): void {
+function parsePax(data: Buffer, ext: Extensions, global: boolean, what: string, at: number): void {
   let pos = 0;
   while (pos < data.length) {
     if (data[pos] === 0) break; // NUL padding after the last record
@@ -190,10 +206,13 @@ function parsePax(data: Buffer, ext: Extensions, global: Map<string, Buffer> | u
     // data is a fresh buffer of this header: values can be views into it
     const value = data.subarray(eq + 1, recEnd);
     pos += len;
+    if (data.indexOf(0, sp + 1) !== -1 && data.indexOf(0, sp + 1) < eq)
+      throw new TarError('ETARFORMAT', `${what}: NUL byte in PAX key ${JSON.stringify(key)} (header at byte ${at})`, what, at);
+    if (NUL_FREE.has(key) && value.includes(0))
+      throw new TarError(key === 'linkpath' ? 'ETARPATH' : 'ETARFORMAT', `${what}: NUL byte in PAX ${key} (header at byte ${at}); readers would cut the value there`, what, at);
     if (global) {
-      // an empty global value removes the global
-      if (value.length === 0) global.delete(key);
-      else global.set(key, Buffer.from(value));
+      // parsed for its format only: containers/storage (Go's archive/tar) applies no global
+      // record to later entries, so neither do we (docs/tar-engine.md, "One tree")
     } else if (key === 'GNU.sparse.offset' || key === 'GNU.sparse.numbytes') {
       const n = decimal(value);
       if (Number.isNaN(n)) throw new TarError('ETARFORMAT', `${what}: PAX ${key} is not a number`, what, at);
@@ -237,8 +256,12 @@ export function readEntry(src: BlockSource): ReadEntry | null {
       throw new TarError('ETARTRUNCATED', `${what}: the tar ends at byte ${at + block.length}, inside a header`, name || undefined, at);
     }
     if (block[0] === 0 && isZeroBlock(block)) {
-      if (ext) throw new TarError('ETARFORMAT', `the extension header at byte ${headerOffset} is followed by an end block, not by its entry`, undefined, at);
-      src.readBlock(); // the second end block, if there is one
+      if (ext) throw new TarError('ETARFORMAT', `invalid tar header: the extension header at byte ${headerOffset} is followed by an end block, not by its entry`, undefined, at);
+      // the second end block, if there is one; a zero block and then data is no end but a
+      // damaged tar, which Go's reader refuses (ErrHeader) and so do we
+      const next = src.readBlock();
+      if (next.length === BLOCK && !isZeroBlock(next))
+        throw new TarError('ETARFORMAT', `invalid tar header: a single zero block at byte ${at} is followed by more data at byte ${at + BLOCK}`, undefined, at);
       return null;
     }
     if (!checksumOk(block)) {
@@ -257,18 +280,25 @@ export function readEntry(src: BlockSource): ReadEntry | null {
       case 0x4c: // 'L'
       case 0x4b: {
         // 'K'
-        ext ??= { bytes: 0 };
         const what = headerName(block);
         const kind = type === 0x78 ? 'PAX' : type === 0x67 ? 'PAX global' : type === 0x4c ? 'GNU long name' : 'GNU long link name';
+        // Two extension headers of one kind before one entry, or one before a global header:
+        // readers disagree on which applies (Go's keeps the last and drops an 'x' before a 'g';
+        // others merge), so the same tar would give different trees. Refused, naming both.
+        const seen = ext?.kinds.get(type);
+        if (seen !== undefined || (type === 0x67 && ext !== undefined)) {
+          const first = seen ?? ext!.kinds.values().next().value;
+          throw new TarError('ETARFORMAT', `invalid tar header: ${what}: ${kind} header at byte ${at} follows the extension header at byte ${first} of the same entry; readers disagree on which applies`, what, at);
+        }
+        ext ??= { bytes: 0, kinds: new Map() };
+        ext.kinds.set(type, at);
         const data = readExtension(src, ext, headerSize, kind, what, at);
-        if (type === 0x78) parsePax(data, ext, undefined, what, at);
+        if (type === 0x78) parsePax(data, ext, false, what, at);
         else if (type === 0x67) {
-          parsePax(data, ext, src.globals, what, at);
+          parsePax(data, ext, true, what, at);
           // a global header is an archive member of its own, not part of the next entry
-          if (ext.pax === undefined && ext.longName === undefined && ext.longLink === undefined && ext.sparse00 === undefined) {
-            ext = undefined;
-            headerOffset = src.position;
-          }
+          ext = undefined;
+          headerOffset = src.position;
         } else if (type === 0x4c) ext.longName = str(data, 0, data.length);
         else ext.longLink = str(data, 0, data.length);
         continue;
@@ -283,16 +313,14 @@ export function readEntry(src: BlockSource): ReadEntry | null {
   }
 }
 
-/** the PAX records that apply to an entry: its own, then the tar's globals */
+/** the PAX records of an entry (its own 'x' header; global ones apply to nothing) */
 interface Records {
-  pax: Map<string, Buffer> | undefined;
-  globals: Map<string, Buffer>;
+  pax: Map<string, Buffer>;
 }
 
 /** a PAX value for a standard key; an empty 'x' value means "as the header says" */
 function paxValue(r: Records | undefined, k: string): Buffer | undefined {
-  if (r === undefined) return undefined;
-  const v = r.pax?.get(k) ?? r.globals.get(k);
+  const v = r?.pax.get(k);
   return v === undefined || v.length === 0 ? undefined : v;
 }
 
@@ -304,6 +332,13 @@ function numField(block: Buffer, r: Records | undefined, key: string, off: numbe
     const shown = v !== undefined ? JSON.stringify(v.toString('latin1', 0, 40)) : `field at byte ${off} of its header`;
     throw new TarError('ETARFORMAT', `${name}: ${key} is not a valid number (${shown})`, name, at);
   }
+  return n;
+}
+
+/** a uid or gid, refused beyond what a layer can hold instead of wrapping on disk */
+function idField(block: Buffer, r: Records | undefined, key: 'uid' | 'gid', off: number, name: string, at: number): number {
+  const n = numField(block, r, key, off, 8, name, at);
+  if (n > MAX_ID) throw new TarError('ETARFORMAT', `${name}: ${key} ${n} is out of range (at most ${MAX_ID})`, name, at);
   return n;
 }
 
@@ -340,12 +375,16 @@ function entryType(type: number): EntryType | undefined {
 }
 
 function finishEntry(src: BlockSource, block: Buffer, type: number, headerSize: number, at: number, headerOffset: number, ext: Extensions | undefined): ReadEntry {
-  const globals = src.globals;
   const pax = ext?.pax;
   // most entries have no PAX records at all: then every lookup is skipped
-  const recs: Records | undefined = globals.size > 0 || pax !== undefined ? { pax, globals } : undefined;
+  const recs: Records | undefined = pax !== undefined ? { pax } : undefined;
 
-  let rawName = paxValue(recs, 'path')?.toString('utf8') ?? ext?.longName ?? headerName(block);
+  const paxPath = paxValue(recs, 'path')?.toString('utf8');
+  if (paxPath !== undefined && ext?.longName !== undefined && paxPath !== ext.longName) {
+    // Go's reader takes the GNU long name, GNU tar the PAX path: two trees from one tar
+    throw new TarError('ETARFORMAT', `invalid tar header: ${paxPath}: its PAX path and its GNU long name ${JSON.stringify(ext.longName)} differ (header at byte ${at}); readers disagree on which applies`, paxPath, at);
+  }
+  let rawName = paxPath ?? ext?.longName ?? headerName(block);
   const what = rawName;
   const sparseName = paxValue(recs, 'GNU.sparse.name');
   if (sparseName !== undefined) rawName = sparseName.toString('utf8');
@@ -373,8 +412,8 @@ function finishEntry(src: BlockSource, block: Buffer, type: number, headerSize: 
     name,
     type: etype,
     mode: numField(block, recs, 'mode', MODE, 8, name, at) & 0o7777,
-    uid: numField(block, recs, 'uid', UID, 8, name, at),
-    gid: numField(block, recs, 'gid', GID, 8, name, at),
+    uid: idField(block, recs, 'uid', UID, name, at),
+    gid: idField(block, recs, 'gid', GID, name, at),
     size: paxValue(recs, 'size') !== undefined ? numField(block, recs, 'size', SIZE, 12, name, at) : headerSize,
     mtime,
     headerOffset,
@@ -393,9 +432,17 @@ function finishEntry(src: BlockSource, block: Buffer, type: number, headerSize: 
   if (etype === 'char' || etype === 'block') {
     entry.devmajor = numField(block, recs, 'SCHILY.devmajor', DEVMAJOR, 8, name, at);
     entry.devminor = numField(block, recs, 'SCHILY.devminor', DEVMINOR, 8, name, at);
+    if (entry.devmajor > MAX_DEVMAJOR || entry.devminor > MAX_DEVMINOR)
+      throw new TarError('ETARFORMAT', `${name}: device ${entry.devmajor}:${entry.devminor} is out of range (major at most ${MAX_DEVMAJOR}, minor at most ${MAX_DEVMINOR}); it would wrap to another device`, name, at);
+  }
+  if (HEADER_ONLY.has(etype) && entry.size !== 0 && type !== 0x44) {
+    throw new TarError('ETARFORMAT', `invalid tar header: ${name}: a ${etype} entry with a body of ${entry.size} bytes (header at byte ${at}); readers disagree on where the next header starts`, name, at);
   }
   if (etype === 'symlink' || etype === 'hardlink') {
-    const link = paxValue(recs, 'linkpath')?.toString('utf8') ?? ext?.longLink ?? str(block, LINKNAME, 100);
+    const paxLink = paxValue(recs, 'linkpath')?.toString('utf8');
+    if (paxLink !== undefined && ext?.longLink !== undefined && paxLink !== ext.longLink)
+      throw new TarError('ETARFORMAT', `invalid tar header: ${name}: its PAX linkpath and its GNU long link name differ (header at byte ${at}); readers disagree on which applies`, name, at);
+    const link = paxLink ?? ext?.longLink ?? str(block, LINKNAME, 100);
     if (etype === 'symlink') entry.linkname = link; // a symlink's target is data: kept verbatim
     else {
       try {
@@ -406,7 +453,7 @@ function finishEntry(src: BlockSource, block: Buffer, type: number, headerSize: 
       }
     }
   }
-  if (recs) collectPax(entry, globals, pax, name, at);
+  if (recs) collectPax(entry, recs.pax, name, at);
 
   if (type === 0x53) entry.sparse = gnuOldSparse(src, block, entry, name, at);
   else if (ext?.sparse00 || (recs && isPaxSparse(recs))) entry.sparse = paxSparse(src, recs, ext?.sparse00, entry, name, at);
@@ -435,10 +482,9 @@ function pathReason(err: TarError): string {
   return i < 0 ? err.message : err.message.slice(i + 2);
 }
 
-/** xattrs and the PAX records no field holds; the entry's own records win over globals */
-function collectPax(entry: ReadEntry, globals: Map<string, Buffer>, pax: Map<string, Buffer> | undefined, name: string, at: number): void {
-  if (globals.size > 0) for (const [k, v] of globals) if (!pax?.has(k)) collectRecord(entry, k, v, name, at);
-  if (pax) for (const [k, v] of pax) collectRecord(entry, k, v, name, at);
+/** xattrs and the PAX records no field holds */
+function collectPax(entry: ReadEntry, pax: Map<string, Buffer>, name: string, at: number): void {
+  for (const [k, v] of pax) collectRecord(entry, k, v, name, at);
 }
 
 function collectRecord(entry: ReadEntry, k: string, v: Buffer, name: string, at: number): void {

@@ -22,8 +22,6 @@ export interface BlockSource {
   skip(n: number, what?: string): void;
   /** n bytes were consumed by someone else (a native splice of a body from a pipe) */
   advance(n: number): void;
-  /** PAX global ('g') records, which apply to every later entry of this tar */
-  readonly globals: Map<string, Buffer>;
 }
 
 // small: bodies are skipped, so each refill after a body mostly serves one header (a 64 KiB
@@ -39,7 +37,6 @@ function truncated(what: string, at: number, end: number, wanted: number): TarEr
 abstract class Source {
   position = 0;
   abstract readonly size: number | undefined;
-  readonly globals = new Map<string, Buffer>();
   private readonly header = Buffer.allocUnsafe(BLOCK);
 
   protected abstract fill(out: Buffer, len: number): number;

@@ -1,0 +1,139 @@
+// Never a third tree (docs/tar-engine.md, "One tree"): for tars that Go's archive/tar (the peer,
+// containers-storage) and other readers would read differently, we either build exactly the tree
+// the peer builds or refuse the tar naming the entry and the ambiguity. And numbers that would
+// wrap, NULs that would cut a value, control characters that would reach a terminal are refused
+// or escaped. One regression case per finding of the hostile-input review (issue 14).
+import test from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import { native } from '../../lib/native.ts';
+import { TarError } from '../../lib/tar/errors.ts';
+import { END_OF_ARCHIVE, encodeHeader, padding } from '../../lib/tar/header.ts';
+import type { TarEntry } from '../../lib/tar/types.ts';
+import { tempDir } from '../fixtures/fs.ts';
+import { tempStore } from '../fixtures/store.ts';
+import { fixChecksum, paxBlocks, readAll } from './gnutar.ts';
+
+const CAPABILITY = Buffer.from('0100000200200000000000000000000000000000', 'hex');
+const ZERO = Buffer.alloc(512);
+
+function base(name: string, type: TarEntry['type'], extra: Partial<TarEntry> = {}): TarEntry {
+  return { name, type, mode: type === 'dir' ? 0o755 : 0o644, uid: 0, gid: 0, size: 0, mtime: { sec: 1600000000, nsec: 0 }, ...extra };
+}
+
+function fileEntry(name: string, body: string, extra: Partial<TarEntry> = {}): Buffer {
+  const b = Buffer.from(body);
+  return Buffer.concat([encodeHeader(base(name, 'file', { size: b.length, ...extra })), b, Buffer.alloc(padding(b.length))]);
+}
+
+/** a header whose size field says `size` whatever its type (encodeHeader writes 0 for links) */
+function withSize(header: Buffer, size: number): Buffer {
+  const h = Buffer.from(header);
+  h.write(size.toString(8).padStart(11, '0') + '\0', 124, 12, 'latin1');
+  return fixChecksum(h);
+}
+
+/** a GNU 'L' (long name) or 'K' (long link) header with its data */
+function gnuLong(type: 'L' | 'K', value: string): Buffer {
+  const data = Buffer.from(value + '\0');
+  const h = encodeHeader(base('././@LongLink', 'file', { size: data.length }));
+  h[156] = type.charCodeAt(0);
+  return Buffer.concat([fixChecksum(h), data, Buffer.alloc(padding(data.length))]);
+}
+
+function refused(t: import('ava').ExecutionContext, bytes: Buffer, message: RegExp): TarError {
+  const p = path.join(tempDir(t), 'x.tar');
+  fs.writeFileSync(p, bytes);
+  const err = t.throws(() => readAll(p), { instanceOf: TarError }) as TarError;
+  t.regex(err.message, message);
+  return err;
+}
+
+test('a symlink, hardlink, device, fifo or directory with a body is refused: Go would read the body as the next header', (t) => {
+  // the smuggling case: the "body" of a symlink is a header of a setuid file
+  const hidden = encodeHeader(base('bin/evil', 'file', { mode: 0o4755 }));
+  const link = withSize(encodeHeader(base('harmless', 'symlink', { linkname: 'x' })), 512);
+  const err = refused(t, Buffer.concat([link, hidden, END_OF_ARCHIVE]), /invalid tar header: harmless: a symlink entry with a body of 512 bytes/);
+  t.is(err.code, 'ETARFORMAT');
+  t.is(err.entry, 'harmless');
+  for (const type of ['hardlink', 'char', 'fifo', 'dir'] as const) {
+    const h = withSize(encodeHeader(base(`e-${type}`, type, { linkname: type === 'hardlink' ? 'harmless' : undefined })), 1024);
+    refused(t, Buffer.concat([h, ZERO, ZERO, END_OF_ARCHIVE]), new RegExp(`e-${type}: a ${type} entry with a body of 1024 bytes`));
+  }
+});
+
+test('a lone zero block followed by more entries is an invalid tar, not its end (Go refuses it too)', (t) => {
+  const bytes = Buffer.concat([fileEntry('a', 'a\n'), ZERO, fileEntry('b', 'b\n'), END_OF_ARCHIVE]);
+  refused(t, bytes, /invalid tar header: a single zero block at byte 1024 is followed by more data at byte 1536/);
+  // one zero block at the very end is a complete tar, as for Go
+  const p = path.join(tempDir(t), 'one-zero.tar');
+  fs.writeFileSync(p, Buffer.concat([fileEntry('a', 'a\n'), ZERO]));
+  t.deepEqual(readAll(p).map((e) => e.name), ['a']);
+});
+
+test('two extension headers of one kind for one entry, or one before a global header, are refused', (t) => {
+  const file = fileEntry('real', 'x\n');
+  refused(t, Buffer.concat([paxBlocks([['path', 'one']]), paxBlocks([['path', 'two']]), file, END_OF_ARCHIVE]), /PAX header at byte 1024 follows the extension header at byte 0 of the same entry/);
+  refused(t, Buffer.concat([gnuLong('L', 'one'), gnuLong('L', 'two'), file, END_OF_ARCHIVE]), /GNU long name header at byte 1024 follows/);
+  refused(t, Buffer.concat([gnuLong('K', 'one'), gnuLong('K', 'two'), file, END_OF_ARCHIVE]), /GNU long link name header at byte 1024 follows/);
+  // Go drops an 'x' that a 'g' follows; others apply it to the next entry
+  refused(t, Buffer.concat([paxBlocks([['path', 'evil']]), paxBlocks([['comment', 'c']], 'g'), file, END_OF_ARCHIVE]), /PAX global header at byte 1024 follows the extension header at byte 0/);
+  // a PAX path and a GNU long name that disagree: Go takes the long name, GNU tar the path
+  refused(t, Buffer.concat([gnuLong('L', 'from-gnu'), paxBlocks([['path', 'from-pax']]), file, END_OF_ARCHIVE]), /from-pax: its PAX path and its GNU long name "from-gnu" differ/);
+  // the same name twice is no ambiguity
+  const p = path.join(tempDir(t), 'same.tar');
+  fs.writeFileSync(p, Buffer.concat([gnuLong('L', 'same'), paxBlocks([['path', 'same']]), file, END_OF_ARCHIVE]));
+  t.deepEqual(readAll(p).map((e) => e.name), ['same']);
+});
+
+test('device numbers, uids and gids out of range are refused, not wrapped', (t) => {
+  const dev = (major: string, minor: string) => Buffer.concat([paxBlocks([['SCHILY.devmajor', major], ['SCHILY.devminor', minor]]), encodeHeader(base('dev', 'char', { devmajor: 1, devminor: 1 })), END_OF_ARCHIVE]);
+  refused(t, dev(String(2 ** 32 + 1), '1'), /dev: device 4294967297:1 is out of range/);
+  refused(t, dev('1', String(2 ** 20)), /dev: device 1:1048576 is out of range/);
+  const p = path.join(tempDir(t), 'dev.tar');
+  fs.writeFileSync(p, dev('4095', String(2 ** 20 - 1)));
+  t.like(readAll(p)[0], { devmajor: 4095, devminor: 2 ** 20 - 1 });
+  for (const key of ['uid', 'gid'] as const) {
+    const bytes = Buffer.concat([paxBlocks([[key, String(2 ** 32)]]), fileEntry('f', 'x'), END_OF_ARCHIVE]);
+    refused(t, bytes, new RegExp(`f: ${key} 4294967296 is out of range`));
+    refused(t, Buffer.concat([paxBlocks([[key, String(2 ** 32 - 1)]]), fileEntry('f', 'x'), END_OF_ARCHIVE]), new RegExp(`${key} 4294967295 is out of range`));
+  }
+});
+
+test('a NUL inside a PAX path, linkpath or xattr key is refused, not cut at', (t) => {
+  refused(t, Buffer.concat([paxBlocks([['linkpath', Buffer.from('/etc\0/shadow')]]), encodeHeader(base('l', 'symlink', { linkname: 'x' })), END_OF_ARCHIVE]), /NUL byte in PAX linkpath/);
+  refused(t, Buffer.concat([paxBlocks([['path', Buffer.from('a\0b')]]), fileEntry('f', 'x'), END_OF_ARCHIVE]), /"a\\u0000b": NUL byte in name/);
+  refused(t, Buffer.concat([paxBlocks([['SCHILY.xattr.user.a\0security.capability', 'v']]), fileEntry('f', 'x'), END_OF_ARCHIVE]), /NUL byte in PAX key/);
+});
+
+test('a PAX global header sets no owner or capability: the same tree as the peer builds', async (t) => {
+  const s = tempStore(t);
+  const g = paxBlocks([['uid', '0'], ['SCHILY.xattr.security.capability', CAPABILITY]], 'g');
+  const tar = path.join(s.dir, 'g.tar');
+  fs.writeFileSync(tar, Buffer.concat([g, fileEntry('tool', '#!/bin/sh\n', { uid: 1000, gid: 1000, mode: 0o755 }), END_OF_ARCHIVE]));
+  const ours = await s.cli(['import-layer', '-f', tar]);
+  t.is(ours.code, 0, ours.stderr);
+  const peer = s.peer(['import-layer', '-f', tar]);
+  t.is(peer.code, 0, peer.stderr);
+  for (const id of [ours.stdout.split('\n')[0], peer.stdout.split('\n')[0]]) {
+    const f = path.join(s.root, 'vfs', 'dir', id, 'tool');
+    const st = fs.statSync(f);
+    t.is(st.uid, 1000, id);
+    t.is(st.gid, 1000, id);
+    t.is(native().lgetxattr(f, 'security.capability'), undefined, `${id}: no capability`);
+  }
+});
+
+test('a garbage tar with terminal escapes in its name: the error line escapes them', async (t) => {
+  const s = tempStore(t);
+  const h = encodeHeader(base('x', 'file'));
+  h.write('\x1b]0;pwned\x07\x1b[31mred\n', 0, 'latin1');
+  h.write('        ', 148, 'latin1'); // a bad checksum: garbage
+  const tar = path.join(s.dir, 'garbage.tar');
+  fs.writeFileSync(tar, Buffer.concat([h, END_OF_ARCHIVE]));
+  const r = await s.cli(['import-layer', '-f', tar]);
+  t.is(r.code, 1);
+  t.false(/[\x00-\x08\x0b-\x1f\x7f]/.test(r.stderr), JSON.stringify(r.stderr));
+  t.regex(r.stderr, /\\x1b\]0;pwned\\x07\\x1b\[31mred\\x0a/);
+  t.is(r.stderr.split('\n').length, 2, 'one line');
+});
