@@ -79,6 +79,7 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
     }
     await run(plan.finish());
     await pending;
+    if (plan.rootOpaque) native().lsetxattr(root, ...overlayOpaqueXattr());
     let tarSize: number;
     if (hashed) tarSize = await hashed;
     else tarSize = src.position + drainPipe(inFd, hash);
@@ -137,6 +138,8 @@ class Planner {
   private readonly dirs = new Map<string, { op: ApplyOp & { op: 'dir' }; mtime: ReadEntry['mtime']; atime?: ReadEntry['atime'] }>();
   /** names this tar created in each directory, so an opaque marker after them keeps them */
   private readonly created = new Map<string, Set<string>>();
+  /** overlay: the tar marked the layer root opaque ('.wh..wh..opq' at the top) */
+  rootOpaque = false;
 
   constructor(
     private readonly inFd: number,
@@ -206,7 +209,11 @@ class Planner {
     if (overlay) {
       const known = this.dirs.get(dir);
       const opaque = overlayOpaqueXattr();
-      if (known) {
+      if (dir === '.') {
+        // the layer root: no apply op touches it (it is the driver's); only the marker is set,
+        // once the tar is in, as the peer accepts a root-level opaque marker
+        this.rootOpaque = true;
+      } else if (known) {
         known.op.xattrs = [...(known.op.xattrs ?? []), opaque];
         this.ops.push({ ...known.op });
       } else {

@@ -270,3 +270,26 @@ for (const kind of KINDS) {
     t.is(fs.readlinkSync(path.join(d.home, 'l', linkT)), '../t/diff');
   });
 }
+
+test('a root-level .wh..wh..opq is accepted and marks the layer root opaque, as the peer does', async (t) => {
+  if (!canMount) return t.pass('needs root to mount');
+  const env = setup(t, 'ext4');
+  const { d } = env;
+  await d.create('p', undefined);
+  await apply(d, 'p', tarOf(env, 'p', (dir) => fs.writeFileSync(path.join(dir, 'old'), 'o')));
+  await d.create('c', 'p');
+  const tar = tarOf(env, 'c', (dir) => {
+    fs.writeFileSync(path.join(dir, '.wh..wh..opq'), '');
+    fs.writeFileSync(path.join(dir, 'new'), 'n');
+  });
+  await apply(d, 'c', tar);
+  t.deepEqual(native().lgetxattr(d.diffDir('c'), 'trusted.overlay.opaque'), Buffer.from('y'));
+  // overlayfs does not look up the root, so an opaque upper root hides nothing (the peer's
+  // layers behave the same: it sets the same xattr); the layer mounts with its own file in it
+  const merged = await d.mount('c');
+  try {
+    t.true(fs.readdirSync(merged).includes('new'));
+  } finally {
+    await d.unmount('c');
+  }
+});
