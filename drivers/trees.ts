@@ -3,6 +3,7 @@
 // the tar engine's entry ops (lib/tar/ops.ts), so there is one copy loop for copies and extraction.
 import fs from 'node:fs';
 import path from 'node:path';
+import { LayersError } from '../lib/errors.ts';
 import { native } from '../lib/native.ts';
 import type { ApplyOp } from '../lib/native.ts';
 import type { IdMappings } from '../lib/idmap.ts';
@@ -87,8 +88,12 @@ export async function copyTree(src: string, dst: string, opts: { ignoreChownErro
       }
       let body;
       if (e.type === 'file') {
-        const fd = fs.openSync(path.join(src, node.rel), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW);
+        // not blocking, and still a regular file: a FIFO put where the walk saw a file would
+        // otherwise block the open, and the store lock with it, for ever
+        const fd = fs.openSync(path.join(src, node.rel), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
         fds.push(fd);
+        if (!fs.fstatSync(fd).isFile())
+          throw new LayersError('EINPUT', `${path.join(src, node.rel)}: not a regular file any more (changed since it was listed)`);
         body = { srcFd: fd, srcOffset: 0 };
       }
       ops.push(entryOp(e, ...(givable ? givable(e.uid, e.gid) : ([e.uid, e.gid] as const)), body));

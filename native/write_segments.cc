@@ -174,13 +174,25 @@ class Writer {
   void File(const Segment& s) {
     bool owned = s.fd < 0;
     // the parent is resolved beneath the root once per directory (consecutive bodies share it);
-    // the file itself is opened without following a symlink
+    // the file itself is opened without following a symlink, and without blocking: what is there
+    // now may not be the regular file the walk listed (a FIFO put in its place would block the
+    // open, and the store lock with it, for ever), so it must still be a regular file
     int fd = s.fd;
     if (owned) {
       std::string base;
       int dir = parents_.Parent(s.path, base);
-      fd = openat(dir, base.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+      fd = openat(dir, base.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
       if (fd < 0) Fail(errno, "openat", s.path);
+      struct stat st;
+      if (fstat(fd, &st) != 0) {
+        int err = errno;
+        close(fd);
+        Fail(err, "fstat", s.path);
+      }
+      if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        FailWith("ENOTREG", EINVAL, "open", s.path, "not a regular file any more (changed since it was listed)");
+      }
     }
     size_t deferredBefore = deferred_.size();
     try {
