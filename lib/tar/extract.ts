@@ -172,12 +172,27 @@ class Planner {
       const wh = parseWhiteout(base);
       if (wh) return this.whiteout(e, dir, wh);
     }
+    if (e.sparse && e.sparse.realSize > this.capacity()) {
+      // a few KB of tar must not claim a file no copy of the layer could ever hold: its size
+      // is what a diff without holes, a child copy or `diffsize` would then have to deal with
+      throw new TarError('ETARTOOBIG', `${e.name}: a sparse file of ${e.sparse.realSize} bytes, larger than the filesystem of the layer (${this.capacity()} bytes)`, e.name, e.headerOffset);
+    }
     const [uid, gid] = this.owner(e);
     this.note(dir, base);
     const op = entryOp(e, uid, gid, e.type === 'file' ? { srcFd: this.inFd, srcOffset: this.pipeHash ? -1 : e.dataOffset, hash: this.pipeHash } : undefined);
     this.ops.push(op);
     if (op.op === 'file') this.size += e.sparse ? e.sparse.realSize : e.size;
     if (op.op === 'dir') this.dirs.set(e.name, { op, mtime: e.mtime, atime: e.atime });
+  }
+
+  private capacityBytes: number | undefined;
+  /** the size of the filesystem the layer is on (statfs once, on the first sparse entry) */
+  private capacity(): number {
+    if (this.capacityBytes === undefined) {
+      const st = fs.statfsSync(this.root);
+      this.capacityBytes = st.blocks * st.bsize;
+    }
+    return this.capacityBytes;
   }
 
   private owner(e: ReadEntry): [number, number] {

@@ -12,7 +12,7 @@ import { END_OF_ARCHIVE, encodeHeader, padding } from '../../lib/tar/header.ts';
 import type { TarEntry } from '../../lib/tar/types.ts';
 import { tempDir } from '../fixtures/fs.ts';
 import { tempStore } from '../fixtures/store.ts';
-import { fixChecksum, paxBlocks, readAll } from './gnutar.ts';
+import { fixChecksum, paxBlocks, readAll, writeTarFile } from './gnutar.ts';
 
 const CAPABILITY = Buffer.from('0100000200200000000000000000000000000000', 'hex');
 const ZERO = Buffer.alloc(512);
@@ -136,4 +136,17 @@ test('a garbage tar with terminal escapes in its name: the error line escapes th
   t.false(/[\x00-\x08\x0b-\x1f\x7f]/.test(r.stderr), JSON.stringify(r.stderr));
   t.regex(r.stderr, /\\x1b\]0;pwned\\x07\\x1b\[31mred\\x0a/);
   t.is(r.stderr.split('\n').length, 2, 'one line');
+});
+
+test('a sparse entry larger than the layer filesystem is refused before anything is written', async (t) => {
+  const s = tempStore(t);
+  const data = Buffer.from('tiny data\n');
+  const tar = path.join(s.dir, 'bomb.tar');
+  const entry = base('disk.img', 'file', { size: data.length, sparse: { realSize: 2 ** 50, map: [{ offset: 2 ** 50 - data.length, length: data.length }] } });
+  writeTarFile(tar, [{ entry, body: data }]);
+  t.true(fs.statSync(tar).size < 8192, 'a few KB of tar');
+  const r = await s.cli(['import-layer', '-f', tar]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /disk\.img: a sparse file of 1125899906842624 bytes, larger than the filesystem of the layer \(\d+ bytes\)/);
+  t.is((await s.cli(['layers', '-q'])).stdout, '', 'no layer left');
 });
