@@ -423,10 +423,10 @@ test('sparse files from GNU tar keep their holes', async (t) => {
 
 for (const kind of ['ext4', 'btrfs', 'xfs'] as const satisfies readonly FsKind[]) {
   test(`${kind}: with sparse, files with holes are written as PAX 1.0 sparse: only their data is stored, and GNU tar and we make the holes again`, async (t) => {
-    const mnt = loopFs(t, kind, 256 << 20);
+    const mnt = loopFs(t, kind, 320 << 20);
     const src = path.join(mnt, 'src');
     fs.mkdirSync(src);
-    const disk = path.join(src, 'disk.img'); // data at the start, in the middle and at the end of 256 MiB
+    const disk = path.join(src, 'disk.img'); // data at the start, in the middle and at the end of 256 MiB (a sparse file may not be larger than the layer's filesystem)
     let fd = fs.openSync(disk, 'w');
     fs.writeSync(fd, Buffer.alloc(8192, 1), 0, 8192, 0);
     fs.writeSync(fd, Buffer.alloc(4096, 2), 0, 4096, 100 << 20);
