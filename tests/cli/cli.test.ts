@@ -201,7 +201,9 @@ test('layers, layer, exists, metadata and names in the peer formats', async (t) 
   t.is((await s.cli(['add-names', '-n', 'a2', 'a'])).code, 0);
   t.is((await s.cli(['get-names', 'a'])).stdout, 'a\na2\n');
   t.deepEqual(JSON.parse((await s.cli(['set-names', '-j', '-n', 'z', 'a'])).stdout), ['z']);
-  t.is((await s.cli(['get-names', 'a'])).code, 1);
+  // 'a' is no name any more (asked in the records: as a reference, 'a' may still match a layer
+  // whose random id starts with it, an id prefix)
+  t.false(s.records().some((r: { names?: string[] }) => r.names?.includes('a')));
   t.is(s.peer(['get-names', 'z']).stdout, 'z\n');
 });
 
