@@ -32,3 +32,5 @@ bash hack/build-native.sh
 rm -f dist/.built
 npx --no-install tsc -p tsconfig.build.json
 touch dist/.built
+# The prebuilt addon the package ships (prebuilds/; `npm pack` builds it too).
+bash hack/build-prebuilds.sh
