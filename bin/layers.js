@@ -1,22 +1,21 @@
 #!/usr/bin/env node
-// The `layers` command. hack/setup.sh compiles lib/ and drivers/ into dist/ (plain JavaScript,
-// which starts in a third of the time tsx needs to register and transform the TypeScript); that
-// copy runs when it is at least as new as every source file. Otherwise (a fresh checkout, or a
-// source edited since) the TypeScript runs through tsx, whose loader is registered here, so this
-// works from any cwd and through an npm-link symlink (Node resolves the real path of the main
-// module, so 'tsx' is found in this package's node_modules).
+// The `layers` command. It runs the compiled JavaScript in dist/ (`npm run build`), which is all
+// an installed package has. A git checkout also has the TypeScript sources: there dist/ runs only
+// while it is at least as new as every source file, and otherwise (a fresh checkout, or a source
+// edited since) the TypeScript runs through tsx, a development dependency, whose loader is
+// registered here, so this works from any cwd and through an npm-link symlink (Node resolves the
+// real path of the main module, so 'tsx' is found in this package's node_modules).
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const root = path.join(path.dirname(fileURLToPath(import.meta.url)), '..');
-const stamp = path.join(root, 'dist', '.built');
 
 /** Whether dist/ was built after the last change to any .ts file under lib/ and drivers/. */
 function distIsFresh() {
   let built;
   try {
-    built = fs.statSync(stamp).mtimeMs;
+    built = fs.statSync(path.join(root, 'dist', '.built')).mtimeMs;
   } catch {
     return false;
   }
@@ -29,8 +28,9 @@ function distIsFresh() {
   return !newer(path.join(root, 'lib')) && !newer(path.join(root, 'drivers'));
 }
 
-if (distIsFresh()) {
-  await import('../dist/lib/cli/main.js');
+const checkout = fs.existsSync(path.join(root, 'lib', 'cli', 'main.ts'));
+if (!checkout || distIsFresh()) {
+  await import('../dist/cli/main.js');
 } else {
   const { register } = await import('tsx/esm/api');
   register();

@@ -43,8 +43,8 @@ export { parseIdMap } from './idmap.ts';
 export type { Change, ChangeKind, MountOptions } from '../drivers/driver.ts';
 
 /** containers-storage's default places */
-export const defaultRoot = '/var/lib/containers/storage';
-export const defaultRunroot = '/run/containers/storage';
+import { DEFAULT_GRAPHROOT as defaultRoot, DEFAULT_RUNROOT as defaultRunroot } from './config.ts';
+export { defaultRoot, defaultRunroot };
 
 /** Open (creating if needed) the store at root/runroot. Incomplete layers a dead writer left are removed. */
 export function openStore(opts: Partial<StoreOptions> = {}): Promise<Store> {

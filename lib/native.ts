@@ -1,5 +1,6 @@
 // The one typed loader for the C++ addon (native/). Everything that crosses into C++ goes
 // through here, so the rest of the code sees typed functions and errno-coded errors.
+import fs from 'node:fs';
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import type { IdMap } from './idmap.ts';
@@ -283,19 +284,29 @@ export interface Native {
   };
 }
 
-/** Where hack/build-native.sh puts the addon, in the order they are tried. */
-export const addonPaths = [
-  path.join(packageRoot, 'build', 'Release', 'layers_native.node'),
-  path.join(packageRoot, 'build', 'Debug', 'layers_native.node'),
+/** Where the addon is looked for, in node-gyp-build's order (docs/api.md, "Installing"): a local
+ *  build (build/Release or build/Debug: hack/build-native.sh, or `npm rebuild` in a consumer), then
+ *  the prebuilt binary the package ships (prebuilds/<platform>-<arch>/layers.glibc.node). */
+export const addonPlaces = [
+  path.join(packageRoot, 'build', '{Release,Debug}', '*.node'),
+  path.join(packageRoot, 'prebuilds', `${process.platform}-${process.arch}`, '*.node'),
 ];
 
-/** The addon is not built, or cannot be loaded: one line saying where it looked and how to build
- *  it; why each place failed is in `tried`. */
+/** How to build the addon here: a git checkout has hack/; an installed package builds through npm
+ *  (its install script, `node-gyp-build`, runs node-gyp when no prebuilt binary matches). */
+function howToBuild(): string {
+  return fs.existsSync(path.join(packageRoot, 'hack', 'build-native.sh'))
+    ? "build it with 'bash hack/build-native.sh'"
+    : "build it with 'npm rebuild layers' in the project that installed it, its install script allowed (docs/api.md, \"Installing\")";
+}
+
+/** The addon is not built, or cannot be loaded: one line saying where it looked (or which file
+ *  failed to load, and why) and how to build it; what node-gyp-build or require said is in `tried`. */
 export class AddonMissingError extends LayersError {
-  constructor(readonly tried: string[]) {
+  constructor(readonly tried: string[], loadFailure?: string) {
     super(
       'ENATIVE',
-      `the native addon is not built (looked for ${path.join(packageRoot, 'build', '*', 'layers_native.node')}): build it with 'bash hack/build-native.sh' (needs python3, make and g++)`,
+      `${loadFailure ? `the native addon cannot be loaded (${loadFailure})` : `the native addon is not built for ${process.platform}-${process.arch} (looked for ${addonPlaces.join(' and ')})`}: ${howToBuild()} (needs python3, make and g++)`,
     );
     this.name = 'AddonMissingError';
   }
@@ -332,14 +343,17 @@ let loaded: Native | undefined;
 export function native(): Native {
   if (loaded) return loaded;
   const require = createRequire(import.meta.url);
-  const failures: string[] = [];
-  for (const p of addonPaths) {
-    try {
-      loaded = withNativeErrors(require(p) as Record<string, unknown>);
-      return loaded;
-    } catch (err) {
-      failures.push(`${p}: ${(err as Error).message.split('\n')[0]}`);
-    }
+  const firstLine = (err: unknown): string => (err as Error).message.split('\n')[0] ?? '';
+  let file: string;
+  try {
+    file = (require('node-gyp-build') as { path(dir: string): string }).path(packageRoot);
+  } catch (err) {
+    throw new AddonMissingError([firstLine(err)]);
   }
-  throw new AddonMissingError(failures);
+  try {
+    loaded = withNativeErrors(require(file) as Record<string, unknown>);
+  } catch (err) {
+    throw new AddonMissingError([`${file}: ${firstLine(err)}`], `${file}: ${firstLine(err)}`);
+  }
+  return loaded;
 }

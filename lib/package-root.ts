@@ -1,6 +1,7 @@
 // The package's root directory (where package.json is), found from this file: the same whether
-// the code runs as TypeScript from lib/ or as the JavaScript that hack/setup.sh compiles into
-// dist/lib/ (one level deeper), so paths to build/ and package.json hold in both.
+// the code runs as TypeScript from lib/ or as the JavaScript compiled into
+// dist/lib/ (`npm run build`; one level deeper), so paths to build/, prebuilds/ and package.json
+// hold in both.
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';

@@ -2,7 +2,7 @@
 // names, flags and output. Exit 0 ok, 1 failed, 2 usage; errors are one line on stderr,
 // "layers: <command>: <what failed>: <why>". The commands are in commands/ (see commands/index.ts).
 import { isLayersError, LayersError, printable, setDebugOutput } from '../errors.ts';
-import { defaultRoot, defaultRunroot } from '../index.ts';
+import { DEFAULT_GRAPHROOT as defaultRoot, DEFAULT_RUNROOT as defaultRunroot } from '../config.ts';
 import { flagUsage, list, parseArgs, str, usageError, type FlagSpec, type Parsed } from './args.ts';
 import type { Command, Globals } from './command.ts';
 import { commands } from './commands/index.ts';

@@ -1,7 +1,7 @@
 // How a command of `layers` is declared and what every command shares to run. Each command is one
 // `Command` value in the file of its area under commands/ (layers.ts, images.ts, mount.ts, ...);
 // commands/index.ts lists them in the order `layers --help` prints them.
-import { openStore, type Store } from '../index.ts';
+import type { Store } from '../index.ts';
 import type { FlagSpec, Parsed } from './args.ts';
 
 /** The global flags, resolved (cli.ts): what every command runs against. */
@@ -32,7 +32,10 @@ export interface Command {
 /** The peer's two spellings of a command: list-image-data and listimagedata. */
 export const spellings = (name: string): string[] => [name, name.replaceAll('-', '')];
 
-export function open(g: Globals): Promise<Store> {
+/** The store, with the library loaded only now: `--help`, `version` and usage errors never load
+ *  it, so they start about as fast as `node` itself (docs/api.md, "Installing"). */
+export async function open(g: Globals): Promise<Store> {
+  const { openStore } = await import('../index.ts');
   return openStore({ root: g.root, runroot: g.runroot, driver: g.driver, storageOpts: g.storageOpts });
 }
 

@@ -4,7 +4,7 @@
 import fs from 'node:fs';
 import { isatty } from 'node:tty';
 import { LayersError } from '../errors.ts';
-import { parseIdMap, type IdMap } from '../index.ts';
+import { parseIdMap, type IdMap } from '../idmap.ts';
 import { bool, list, str, usageError, type FlagSpec, type Parsed } from './args.ts';
 
 export const json: FlagSpec = { names: ['json', 'j'], help: 'print one JSON document' };
