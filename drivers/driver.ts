@@ -65,6 +65,11 @@ export interface DriverCore {
   readonly layerOptions: readonly string[];
   /** the driver's global options (--storage-opt), as parsed when it was opened */
   readonly options: Readonly<Record<string, string>>;
+  /**
+   * The directory holding the files the layer's own diff was applied into (vfs: dir/<id>, btrfs:
+   * subvolumes/<id>, overlay: <id>/diff): the root the names of its tar-split record stand under.
+   */
+  layerDir(id: string): string;
   create(id: string, parent: string | undefined, opts?: CreateOptions): Promise<void>;
   /** a new layer with the template's files (the store shifts its owners afterwards with updateIdMappings) */
   createFromTemplate(id: string, template: string, opts?: CreateOptions): Promise<void>;
