@@ -181,7 +181,7 @@ async function applyInto(ctx: StoreContext, rec: LayerRecord, input: DiffInput):
       const mappings = mappingsOf(rec);
       let result;
       try {
-        ({ result } = await applyRecording(ctx, rec.id, prepared.fd, () => ctx.driver.applyDiff(rec.id, rec.parent, prepared.fd, { idMappings: mappings })));
+        ({ result } = await applyRecording(tarSplitPath(ctx, rec.id), prepared.fd, () => ctx.driver.applyDiff(rec.id, rec.parent, prepared.fd, { idMappings: mappings })));
       } catch (err) {
         throw wrapError(`applying ${what} to layer ${rec.id}`, err);
       }

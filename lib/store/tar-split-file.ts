@@ -12,30 +12,21 @@ export function tarSplitPath(ctx: StoreContext, id: string): string {
 }
 
 /**
- * Run `apply` (the driver's ApplyDiff of the tar in tarFd, a regular file) and, beside it, make
- * the layer's record from the same file: headers read again (they are a small part of a tar),
- * body CRC-64s computed natively on the thread pool while the extractor copies them. The old
- * record goes first (the layer is incomplete meanwhile; a record describes one applied tar); the
- * new one is renamed into place only when both succeed. A tar the peer's format cannot hold
+ * Run `apply` (the driver's ApplyDiff of the tar in tarFd, a regular file), then make the
+ * layer's record (`file`, tarSplitPath) from the same file: the body CRC-64s come with the
+ * apply's result (computed in the read that hashes the tar, lib/tar/extract.ts), so only the
+ * headers are read again (a small part of a tar). The old record goes first (the layer is
+ * incomplete meanwhile; a record describes one applied tar); the new one is renamed into place
+ * only when both succeed, before the caller marks the layer complete. A tar the peer's format cannot hold
  * (sparse members, a name twice) gets no record: diff then takes the driver's way, as the peer
  * does for a layer without one.
  */
-export async function applyRecording<T>(ctx: StoreContext, id: string, tarFd: number, apply: () => Promise<T>): Promise<{ result: T; recorded: boolean }> {
-  const file = tarSplitPath(ctx, id);
+export async function applyRecording<T extends { bodyCrcs?: Buffer }>(file: string, tarFd: number, apply: () => Promise<T>): Promise<{ result: T; recorded: boolean }> {
   fs.rmSync(file, { force: true });
+  const result = await apply();
   const writer = await TarSplitWriter.create(file);
-  const splitting = disassembleTar(tarFd, writer);
-  splitting.catch(() => undefined); // settled below, after the apply
-  let result: T;
   try {
-    result = await apply();
-  } catch (err) {
-    await splitting.catch(() => undefined);
-    await writer.abort();
-    throw err;
-  }
-  try {
-    await splitting;
+    await disassembleTar(tarFd, writer, { bodyCrcs: result.bodyCrcs });
   } catch (err) {
     await writer.abort();
     // the extractor took this tar: what the record's format cannot hold is no reason to refuse it
