@@ -6,7 +6,7 @@ import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { sha256File } from '../fixtures/store.ts';
+import { BIN, sha256File } from '../fixtures/store.ts';
 import { tempDir } from '../fixtures/fs.ts';
 import { DRIVERS, driverStore, type DriverStore } from './fixtures.ts';
 
@@ -159,4 +159,43 @@ test('a sparse tar is applied without a record, and diffs the driver\'s way', as
   const out = path.join(work, 'out.tar');
   await ok(t, s, ['diff', '-f', out, id]);
   t.deepEqual(execFileSync('tar', ['-tf', out], { encoding: 'utf8' }).split('\n').filter(Boolean).sort(), ['holes']);
+});
+
+test('gzip, zstd, xz and bzip2 layers, from a file and from stdin: the digests of the file and of its content; junk fails as the peer words it', async (t) => {
+  const s = driverStore(t, 'vfs');
+  const work = tempDir(t);
+  const { gnu } = tars(work, makeSource(work));
+  const diffDigest = await sha256File(gnu);
+  const kinds = { gzip: 2, zstd: 4, xz: 3, bzip2: 1 } as const;
+  for (const [kind, code] of Object.entries(kinds)) {
+    const file = `${gnu}.${kind}`;
+    fs.writeFileSync(file, execFileSync(kind, ['-c', gnu]));
+    for (const how of ['file', 'pipe']) {
+      const r =
+        how === 'file'
+          ? await s.cli(['import-layer', '-f', file])
+          : { code: 0, stderr: '', stdout: execFileSync('sh', ['-c', 'cat "$1" | "$0" "$2" -g "$3" -R "$4" -s vfs import-layer', process.execPath, file, BIN, s.root, s.runroot], { encoding: 'utf8' }) };
+      t.is(r.code, 0, `${kind} ${how}: ${r.stderr}`);
+      const id = r.stdout.trim().split('\n').pop()!;
+      const rec = JSON.parse(await ok(t, s, ['layer', '--json', id]))[0];
+      t.is(rec['compressed-diff-digest'], await sha256File(file), `${kind} ${how}`);
+      t.is(rec['compressed-size'], fs.statSync(file).size);
+      t.is(rec['diff-digest'], diffDigest);
+      t.is(rec['diff-size'], fs.statSync(gnu).size);
+      t.is(rec.compression, code);
+    }
+    // garbage inside valid compression, and a cut stream: the peer's words, no layer left
+    const before = JSON.parse(await ok(t, s, ['layers', '--json']) || 'null')?.length ?? 0;
+    const junk = path.join(work, `junk.${kind}`);
+    fs.writeFileSync(junk, execFileSync(kind, ['-c'], { input: fs.readFileSync('/etc/os-release') }));
+    let r = await s.cli(['import-layer', '-f', junk]);
+    t.not(r.code, 0);
+    t.regex(r.stderr, /invalid tar header|unexpected EOF/, `${kind} junk`);
+    const whole = fs.readFileSync(file);
+    fs.writeFileSync(junk, whole.subarray(0, whole.length >> 1));
+    r = await s.cli(['import-layer', '-f', junk]);
+    t.not(r.code, 0);
+    t.regex(r.stderr, /unexpected EOF/, `${kind} cut: ${r.stderr}`);
+    t.is(JSON.parse(await ok(t, s, ['layers', '--json']) || 'null')?.length ?? 0, before, `${kind}: no layer left`);
+  }
 });
