@@ -37,6 +37,8 @@ export interface ApplyDiffResult {
   /** bytes of uncompressed tar read, and its 'sha256:<hex>' (the layer's diff-size and diff-digest) */
   tarSize: number;
   digest: string;
+  /** the CRC-64 of each member body, computed on the way when the tar was a file (lib/tar/extract.ts) */
+  bodyCrcs?: Buffer;
   /** distinct owners written (host ids), sorted */
   uids: number[];
   gids: number[];
@@ -65,6 +67,11 @@ export interface DriverCore {
   readonly layerOptions: readonly string[];
   /** the driver's global options (--storage-opt), as parsed when it was opened */
   readonly options: Readonly<Record<string, string>>;
+  /**
+   * The directory holding the files the layer's own diff was applied into (vfs: dir/<id>, btrfs:
+   * subvolumes/<id>, overlay: <id>/diff): the root the names of its tar-split record stand under.
+   */
+  layerDir(id: string): string;
   create(id: string, parent: string | undefined, opts?: CreateOptions): Promise<void>;
   /** a new layer with the template's files (the store shifts its owners afterwards with updateIdMappings) */
   createFromTemplate(id: string, template: string, opts?: CreateOptions): Promise<void>;

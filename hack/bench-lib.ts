@@ -50,8 +50,8 @@ export function imageDir(bytes: number): { base: string; inRam: boolean; done: (
   };
 }
 
-/** Run fn on a fresh `kind` filesystem of `bytes` on a loop device, mounted at <dir>/mnt; all of it goes after. */
-export function withLoopFs<T>(dir: string, kind: FsKind, bytes: number, fn: (mnt: string, loop: string) => T): T {
+/** A fresh `kind` filesystem of `bytes` on a loop device, mounted at <dir>/mnt; done() removes all of it. */
+function loopFs(dir: string, kind: FsKind, bytes: number): { mnt: string; loop: string; done: () => void } {
   const img = path.join(dir, 'img');
   const mnt = path.join(dir, 'mnt');
   fs.mkdirSync(mnt, { recursive: true });
@@ -60,16 +60,46 @@ export function withLoopFs<T>(dir: string, kind: FsKind, bytes: number, fn: (mnt
   const mkfs = { ext4: ['mkfs.ext4', '-q', '-F'], btrfs: ['mkfs.btrfs', '-q', '-f'], xfs: ['mkfs.xfs', '-q', '-f', '-m', 'reflink=1'] }[kind];
   sh(mkfs[0], [...mkfs.slice(1), img]);
   const loop = sh('losetup', ['--find', '--show', img]).trim();
-  try {
-    sh('mount', [loop, mnt]);
-    try {
-      return fn(mnt, loop);
-    } finally {
-      sh('umount', [mnt]);
-    }
-  } finally {
+  const detach = () => {
     sh('losetup', ['-d', loop]);
     fs.rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    sh('mount', [loop, mnt]);
+  } catch (err) {
+    detach();
+    throw err;
+  }
+  return {
+    mnt,
+    loop,
+    done: () => {
+      try {
+        sh('umount', [mnt]);
+      } finally {
+        detach();
+      }
+    },
+  };
+}
+
+/** Run fn on a fresh `kind` filesystem of `bytes` on a loop device, mounted at <dir>/mnt; all of it goes after. */
+export function withLoopFs<T>(dir: string, kind: FsKind, bytes: number, fn: (mnt: string, loop: string) => T): T {
+  const f = loopFs(dir, kind, bytes);
+  try {
+    return fn(f.mnt, f.loop);
+  } finally {
+    f.done();
+  }
+}
+
+/** withLoopFs for an async fn: the filesystem goes when its promise settles. */
+export async function withLoopFsAsync<T>(dir: string, kind: FsKind, bytes: number, fn: (mnt: string, loop: string) => Promise<T>): Promise<T> {
+  const f = loopFs(dir, kind, bytes);
+  try {
+    return await fn(f.mnt, f.loop);
+  } finally {
+    f.done();
   }
 }
 

@@ -16,6 +16,12 @@ command -v bats >/dev/null || need+=(bats)
 command -v python3 >/dev/null || need+=(python3)
 command -v make >/dev/null || need+=(make)
 command -v g++ >/dev/null || need+=(g++)
+# layer compressions beside gzip are decompressed by their commands (lib/store/input.ts)
+command -v zstd >/dev/null || need+=(zstd)
+command -v xz >/dev/null || need+=(xz-utils)
+command -v bzip2 >/dev/null || need+=(bzip2)
+# the tar-split tests apply tars written by bsdtar too
+command -v bsdtar >/dev/null || need+=(libarchive-tools)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then echo "setup: need root to install: ${need[*]}" >&2; exit 1; fi
   echo "setup: installing ${need[*]}" >&2

@@ -59,6 +59,10 @@ export class BtrfsDriver extends FullTreeDriver implements Driver {
     return path.join(this.subvolumes, id);
   }
 
+  layerDir(id: string): string {
+    return this.dir(id);
+  }
+
   async create(id: string, parent: string | undefined, opts: CreateOptions = {}): Promise<void> {
     const n = native();
     const size = this.sizeOption(opts);

@@ -95,6 +95,7 @@ export abstract class NaiveDiffDriver implements Driver {
   abstract readonly home: string;
   abstract readonly layerOptions: readonly string[];
   abstract readonly options: Readonly<Record<string, string>>;
+  abstract layerDir(id: string): string;
   abstract create(id: string, parent: string | undefined, opts?: CreateOptions): Promise<void>;
   abstract createFromTemplate(id: string, template: string, opts?: CreateOptions): Promise<void>;
   abstract updateIdMappings(id: string, from: IdMappings | undefined, to: IdMappings | undefined): Promise<void>;

@@ -86,6 +86,10 @@ export class OverlayDriver implements Driver {
     return d;
   }
 
+  layerDir(id: string): string {
+    return this.diffDir(id);
+  }
+
   async create(id: string, parent: string | undefined, opts: CreateOptions = {}): Promise<void> {
     const d = this.dir(id);
     let uid: number | undefined;

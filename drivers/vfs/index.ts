@@ -39,6 +39,10 @@ export class VfsDriver extends FullTreeDriver implements Driver {
     return path.join(this.dirs, id);
   }
 
+  layerDir(id: string): string {
+    return this.dir(id);
+  }
+
   async create(id: string, parent: string | undefined, opts: CreateOptions = {}): Promise<void> {
     const d = this.dir(id);
     if (parent) {

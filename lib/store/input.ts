@@ -1,14 +1,16 @@
 // What a layer's input becomes before the tar engine sees it: an uncompressed tar in a regular
 // file. A regular uncompressed file is used as it is (the engine reads bodies at their offsets,
-// reflinks where it can, and hashes in parallel). Compressed input is inflated by node:zlib into
-// an unlinked temp file under the store; a pipe is spooled the same way, because its first bytes
+// reflinks where it can, and hashes in parallel). Compressed input (gzip, zstd, xz, bzip2, told
+// by magic bytes) is inflated (gzip by node:zlib, the others by their commands) into an unlinked
+// temp file under the store; a pipe is spooled the same way, because its first bytes
 // must be read to know whether it is compressed, and because extracting straight from a slow
 // pipe would keep the event loop (and with it the lock's heartbeat) blocked for as long as the
 // writer takes. Data moves through streams with backpressure: memory stays flat.
 import fs from 'node:fs';
 import path from 'node:path';
 import { createHash, randomBytes } from 'node:crypto';
-import { Transform, Writable, type Readable } from 'node:stream';
+import { spawn } from 'node:child_process';
+import { Duplex, Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { LayersError, wrapError } from '../errors.ts';
@@ -38,12 +40,29 @@ export function detectCompression(head: Buffer): Kind {
   return 'tar';
 }
 
-function refuse(kind: Kind, what: string): never {
-  const why =
-    kind === 'zstd'
-      ? 'zstd is not supported (node:zlib on Node 20 has no zstd); decompress it first (zstd -d)'
-      : `${kind} is not supported; decompress it first`;
-  throw new LayersError('ECOMPRESSION', `${what} is ${kind}-compressed: ${why}`);
+/**
+ * zstd, xz and bzip2 are decompressed by their own commands (the `zstd`, `xz` and `bzip2`
+ * packages), as the peer shells out to xz: node:zlib on Node 20 has none of them, and the
+ * commands are the reference decoders, multi-threaded where the format allows. `done` settles
+ * when the command has exited: an error with its stderr unless it exited 0.
+ */
+function commandDecompressor(kind: 'zstd' | 'xz' | 'bzip2', what: string): { stream: Duplex; done: Promise<void> } {
+  const child = spawn(kind, ['-d', '-c', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-2000)));
+  const done = new Promise<void>((resolve, reject) => {
+    child.on('error', (err: NodeJS.ErrnoException) =>
+      reject(new LayersError('ECOMPRESSION', `${what} is ${kind}-compressed and the ${kind} command cannot be run (${err.code ?? err.message}); install the ${kind} package`, { cause: err })),
+    );
+    child.on('close', (code, signal) => {
+      if (code === 0) resolve();
+      else reject(new LayersError('ECOMPRESSION', `${what}: bad ${kind} data: unexpected EOF or corrupt input (${kind} ${signal ?? `exited ${code}`}: ${stderr.trim() || 'no message'})`));
+    });
+  });
+  done.catch(() => undefined); // awaited by spool
+  // a decompressor that stops reading (bad data) must not fail the pipeline with EPIPE before its own error is known
+  child.stdin.on('error', () => undefined);
+  return { stream: Duplex.from({ writable: child.stdin, readable: child.stdout }), done };
 }
 
 /** Open an unlinked temp file in dir: nothing is left behind if the process dies. */
@@ -68,7 +87,6 @@ export async function prepareInput(fd: number, what: string, tmpDir: string): Pr
     const n = fs.readSync(fd, head, 0, MAGIC_LEN, 0);
     const kind = detectCompression(head.subarray(0, n));
     if (kind === 'tar') return { fd, bytesRead: () => read, close: () => undefined };
-    if (kind !== 'gzip') refuse(kind, what);
     const src = fs.createReadStream('', { fd, start: 0, autoClose: false, highWaterMark: 1 << 20 });
     return spool(src, kind, what, tmpDir, (n) => (read += n), () => read);
   }
@@ -88,10 +106,6 @@ export async function prepareInput(fd: number, what: string, tmpDir: string): Pr
     headLen += r.value.length;
   }
   const kind = detectCompression(Buffer.concat(headChunks));
-  if (kind !== 'tar' && kind !== 'gzip') {
-    src.destroy();
-    refuse(kind, what);
-  }
   async function* all() {
     yield* headChunks;
     if (done) return;
@@ -102,7 +116,7 @@ export async function prepareInput(fd: number, what: string, tmpDir: string): Pr
 
 async function spool(
   src: Readable | AsyncIterable<Buffer>,
-  kind: 'tar' | 'gzip',
+  kind: Kind,
   what: string,
   tmpDir: string,
   count: (n: number) => void,
@@ -112,7 +126,7 @@ async function spool(
   const hash = createHash('sha256');
   const tap = new Transform({
     transform(chunk: Buffer, _enc, cb) {
-      if (kind === 'gzip') hash.update(chunk);
+      if (kind !== 'tar') hash.update(chunk);
       count(chunk.length);
       cb(null, chunk);
     },
@@ -132,22 +146,30 @@ async function spool(
       put(0);
     },
   });
+  const command = kind === 'zstd' || kind === 'xz' || kind === 'bzip2' ? commandDecompressor(kind, what) : undefined;
   try {
     if (kind === 'gzip') await pipeline(src, tap, zlib.createGunzip(), sink);
+    else if (command) await Promise.all([pipeline(src, tap, command.stream, sink), command.done]);
     else await pipeline(src, tap, sink);
   } catch (err) {
     fs.closeSync(out);
     const { err: writeError } = sinkFailed;
     if (writeError) {
       // the errno code stays (ENOSPC, EIO); the message says which input and where it was going
-      throw wrapError(`${what}: writing its ${kind === 'gzip' ? 'decompressed' : 'spooled'} copy into ${tmpDir}`, writeError);
+      throw wrapError(`${what}: writing its ${kind === 'tar' ? 'spooled' : 'decompressed'} copy into ${tmpDir}`, writeError);
+    }
+    if (command) {
+      // the command's own verdict names the problem better than a broken pipe
+      await command.done;
+      throw err;
     }
     const why = (err as Error).message;
-    throw kind === 'gzip' ? new LayersError('ECOMPRESSION', `${what}: bad gzip data: ${why}`, { cause: err }) : err;
+    // "unexpected EOF": the words the peer's error has, and its tests look for
+    throw kind === 'gzip' ? new LayersError('ECOMPRESSION', `${what}: bad gzip data: ${/unexpected end/i.test(why) ? 'unexpected EOF' : why}`, { cause: err }) : err;
   }
   return {
     fd: out,
-    compressed: kind === 'gzip' ? { digest: `sha256:${hash.digest('hex')}`, size: bytesRead(), compression: Compression.gzip } : undefined,
+    compressed: kind !== 'tar' ? { digest: `sha256:${hash.digest('hex')}`, size: bytesRead(), compression: Compression[kind] } : undefined,
     bytesRead,
     close: () => fs.closeSync(out),
   };

@@ -13,6 +13,7 @@ import { sameMappings, toContainer, type IdMap } from '../idmap.ts';
 import { findLayer, mappingsOf, resolveRef, saveMounts, type StoreContext } from './context.ts';
 import { prepareInput, tempFile } from './input.ts';
 import { Compression, isIncomplete, rfc3339, type LayerRecord } from './records.ts';
+import { applyRecording, assembleLayerTar, layerTarSplit, tarSplitPath } from './tar-split-file.ts';
 import { layerUsers, whyLayerStays, type Going, type LayerUsers, type StoreGraph } from './removal.ts';
 
 export interface CreateLayerOptions {
@@ -73,7 +74,7 @@ export async function removeLayer(ctx: StoreContext, r: LayerRecord): Promise<vo
     saveMounts(ctx);
   }
   await ctx.driver.remove(r.id);
-  fs.rmSync(path.join(ctx.layersDir, `${r.id}.tar-split.gz`), { force: true });
+  fs.rmSync(tarSplitPath(ctx, r.id), { force: true });
   fs.rmSync(path.join(ctx.layersDir, r.id), { recursive: true, force: true });
   ctx.layers.drop(r);
   ctx.layers.save();
@@ -180,7 +181,7 @@ async function applyInto(ctx: StoreContext, rec: LayerRecord, input: DiffInput):
       const mappings = mappingsOf(rec);
       let result;
       try {
-        result = await ctx.driver.applyDiff(rec.id, rec.parent, prepared.fd, { idMappings: mappings });
+        ({ result } = await applyRecording(tarSplitPath(ctx, rec.id), prepared.fd, () => ctx.driver.applyDiff(rec.id, rec.parent, prepared.fd, { idMappings: mappings })));
       } catch (err) {
         throw wrapError(`applying ${what} to layer ${rec.id}`, err);
       }
@@ -231,11 +232,17 @@ function comparison(ctx: StoreContext, ref: string, reference: string | undefine
 export async function diff(ctx: StoreContext, ref: string, fd: number, opts: DiffOptions): Promise<void> {
   const { rec, against, opts: compared } = comparison(ctx, ref, opts.reference);
   const diffOpts = { ...compared, sparse: opts.sparse };
-  if (opts.compression !== 'gzip') return ctx.driver.diff(rec.id, against, fd, diffOpts);
+  // against the parent, an applied layer gives back the tar it was applied from, as the peer's Diff does
+  const record = against === rec.parent && !opts.sparse ? layerTarSplit(ctx, rec.id) : undefined;
+  const writeTar = async (out: number) => {
+    if (record) await assembleLayerTar(ctx, rec.id, record, out);
+    else await ctx.driver.diff(rec.id, against, out, diffOpts);
+  };
+  if (opts.compression !== 'gzip') return writeTar(fd);
   // gzip needs the tar as a stream: write it to an unlinked temp file, then compress from there
   const tmp = tempFile(ctx.tmpDir, 'diff');
   try {
-    await ctx.driver.diff(rec.id, against, tmp, diffOpts);
+    await writeTar(tmp);
     await pipeline(
       fs.createReadStream('', { fd: tmp, start: 0, autoClose: false, highWaterMark: 1 << 20 }),
       zlib.createGzip(),

@@ -36,6 +36,8 @@ export interface ExtractResult {
   tarSize: number;
   /** 'sha256:<hex>' of the tar bytes read */
   digest: string;
+  /** from a file: the CRC-64 of each member body, as native().hashTar gives them (disassembleTar takes them) */
+  bodyCrcs?: Buffer;
   entries: number;
   /** distinct owners seen (host ids after mapping), sorted */
   uids: number[];
@@ -49,7 +51,8 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
   const fromFile = st.isFile();
   const hash = native().sha256();
   const src: BlockSource = fromFile ? new FileSource(inFd, 0) : new PipeSource(inFd, { onBytes: (b) => hash.update(b) });
-  const hashed = fromFile ? native().hashRange(inFd, 0, -1, hash) : undefined;
+  // from a file the same read also gives each body's CRC-64, for the layer's tar-split record
+  const hashed = fromFile ? native().hashTar(inFd, hash) : undefined;
   hashed?.catch(() => undefined); // awaited below; a failure must not count as unhandled meanwhile
   const rootFd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
   const plan = new Planner(inFd, root, opts, fromFile ? undefined : hash);
@@ -81,11 +84,13 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
     await pending;
     if (plan.rootOpaque) native().lsetxattr(root, ...overlayOpaqueXattr());
     let tarSize: number;
-    if (hashed) tarSize = await hashed;
+    let bodyCrcs: Buffer | undefined;
+    if (hashed) ({ size: tarSize, bodies: bodyCrcs } = await hashed);
     else tarSize = src.position + drainPipe(inFd, hash);
     return {
       size: plan.size,
       tarSize,
+      bodyCrcs,
       digest: hash.digest(),
       entries: plan.entries,
       uids: [...plan.uids].sort((a, b) => a - b),

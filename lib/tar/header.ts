@@ -253,7 +253,7 @@ export function readEntry(src: BlockSource): ReadEntry | null {
       // a cut header may still hold its name field
       const name = block.length >= 100 ? str(block, NAME, 100) : ext?.longName;
       const what = name ? `${name} (header at byte ${at})` : ext ? `the entry whose extension header starts at byte ${headerOffset}` : `header at byte ${at}`;
-      throw new TarError('ETARTRUNCATED', `${what}: the tar ends at byte ${at + block.length}, inside a header`, name || undefined, at);
+      throw new TarError('ETARTRUNCATED', `${what}: unexpected EOF: the tar ends at byte ${at + block.length}, inside a header`, name || undefined, at);
     }
     if (block[0] === 0 && isZeroBlock(block)) {
       if (ext) throw new TarError('ETARFORMAT', `invalid tar header: the extension header at byte ${headerOffset} is followed by an end block, not by its entry`, undefined, at);
@@ -266,7 +266,7 @@ export function readEntry(src: BlockSource): ReadEntry | null {
     }
     if (!checksumOk(block)) {
       const name = headerName(block);
-      throw new TarError('ETARFORMAT', `${name ? `${name} (header at byte ${at})` : `header at byte ${at}`}: bad header checksum (not a tar, or corrupt)`, name || undefined, at);
+      throw new TarError('ETARFORMAT', `${name ? `${name} (header at byte ${at})` : `header at byte ${at}`}: invalid tar header: bad checksum (not a tar, or corrupt)`, name || undefined, at);
     }
     const type = block[TYPEFLAG];
     const headerSize = num(block, SIZE, 12);
@@ -466,7 +466,7 @@ function finishEntry(src: BlockSource, block: Buffer, type: number, headerSize: 
   entry.dataOffset = src.position;
   if (src.size !== undefined && entry.dataOffset + entry.size > src.size) {
     const left = Math.max(0, src.size - entry.dataOffset);
-    throw new TarError('ETARTRUNCATED', `${name}: header says ${entry.size} bytes but only ${left} remain in the tar`, name, at);
+    throw new TarError('ETARTRUNCATED', `${name}: unexpected EOF: the header says ${entry.size} bytes but only ${left} remain in the tar`, name, at);
   }
   return entry;
 }

@@ -29,7 +29,7 @@ export interface BlockSource {
 const WINDOW = 8 << 10;
 
 function truncated(what: string, at: number, end: number, wanted: number): TarError {
-  return new TarError('ETARTRUNCATED', `${what}: the tar ends at byte ${end}, inside it (wanted ${wanted} bytes at byte ${at})`, what, at);
+  return new TarError('ETARTRUNCATED', `${what}: unexpected EOF: the tar ends at byte ${end}, inside it (wanted ${wanted} bytes at byte ${at})`, what, at);
 }
 
 /** What both sources do alike, over the one primitive each has: `fill` copies up to `len`

@@ -146,6 +146,17 @@ export async function* readTarSplit(file: string): AsyncGenerator<TarSplitEntry>
 
 // ------------------------------------------------------------------ writing a record
 
+/**
+ * A tar a record cannot be made of, though it can be applied: a sparse member, or a second
+ * member with the same name (the peer's packer refuses both; docs/tar-engine.md, "Limits").
+ */
+export class UnrecordableTarError extends TarError {
+  constructor(message: string, entry?: string, offset?: number) {
+    super('ETARFORMAT', message, entry, offset);
+    this.name = 'UnrecordableTarError';
+  }
+}
+
 /** filepath.Clean, as tar-split applies it before looking for duplicate names */
 function cleanName(name: string): string {
   if (name === '') return '.';
@@ -224,7 +235,7 @@ export class TarSplitWriter {
     const raw = typeof name === 'string' ? undefined : isUtf8(name) ? undefined : name;
     const text = typeof name === 'string' ? name : raw ? raw.toString('utf8') : name.toString('utf8');
     const key = cleanName(raw ? raw.toString('latin1') : text);
-    if (this.seen.has(key)) throw new TarError('ETARFORMAT', `${text}: a second entry for this path (tar-split records cannot hold duplicates, as the peer's cannot)`, text);
+    if (this.seen.has(key)) throw new UnrecordableTarError(`${text}: a second entry for this path (tar-split records cannot hold duplicates, as the peer's cannot)`, text);
     this.seen.add(key);
     if (size > 0 && (crc === null || crc.length !== 8)) throw new TypeError(`addFile(${text}): a body needs its 8-byte CRC-64`);
     await this.add(encodeLine(FILE_TYPE, this.position, size > 0 ? crc : null, raw ? undefined : text, raw, size));
@@ -317,6 +328,24 @@ function octal(b: Buffer, off: number, len: number): number {
   return v;
 }
 
+/**
+ * Lookups, in increasing offset order, of the body CRCs native().hashTar computed while the tar
+ * was read for its digest: (offset, value) u64 LE pairs in order. A body it did not see gives
+ * undefined, and is checksummed here.
+ */
+function knownCrcs(pairs: Buffer | undefined): (offset: number) => Buffer | undefined {
+  let i = 0;
+  const n = pairs ? pairs.length / 16 : 0;
+  return (offset) => {
+    const want = BigInt(offset);
+    while (i < n && pairs!.readBigUInt64LE(i * 16) < want) i++;
+    if (i >= n || pairs!.readBigUInt64LE(i * 16) !== want) return undefined;
+    const sum = Buffer.allocUnsafe(8);
+    sum.writeBigUInt64BE(pairs!.readBigUInt64LE(i * 16 + 8));
+    return sum;
+  };
+}
+
 /** the 'path' value of PAX records (empty: none), as bytes */
 function paxPath(data: Buffer): Buffer | undefined {
   let found: Buffer | undefined;
@@ -368,9 +397,10 @@ export interface DisassembleResult {
  * records hold the expanded content and do not give back the sparse tar (the peer's `diff` of
  * such a layer is a different tar; docs/tar-engine.md).
  */
-export async function disassembleTar(tarFd: number, writer: TarSplitWriter): Promise<DisassembleResult> {
+export async function disassembleTar(tarFd: number, writer: TarSplitWriter, opts: { bodyCrcs?: Buffer } = {}): Promise<DisassembleResult> {
   const src = new FileSource(tarFd);
   const crc = native().crc64();
+  const known = knownCrcs(opts.bodyCrcs);
   const result: DisassembleResult = { entries: 0, files: 0, size: src.size };
   let segStart = 0; // first byte not yet in a segment or a body
   const readRange = (from: number, to: number): Buffer => {
@@ -387,7 +417,7 @@ export async function disassembleTar(tarFd: number, writer: TarSplitWriter): Pro
     const e = readEntry(src);
     if (e === null) break;
     if (e.sparse) {
-      throw new TarError('ETARFORMAT', `${e.name}: sparse entries cannot be recorded in tar-split (its record holds the expanded file and does not give back this tar)`, e.name, e.headerOffset);
+      throw new UnrecordableTarError(`${e.name}: sparse entries cannot be recorded in tar-split (its record holds the expanded file and does not give back this tar)`, e.name, e.headerOffset);
     }
     // walk the raw header blocks of this member: the name as Go sees it, and the global
     // headers (and volume labels) Go returns as members of their own, size 0
@@ -428,9 +458,11 @@ export async function disassembleTar(tarFd: number, writer: TarSplitWriter): Pro
     if (e.size > 0) {
       // Go checksums what it reads of the body: nothing for a header-only type
       crc.reset();
-      if (body > SMALL_BODY) await native().crc64Range(tarFd, e.dataOffset, body, crc);
+      const given = body > 0 ? known(e.dataOffset) : undefined;
+      if (given) sum = given;
+      else if (body > SMALL_BODY) await native().crc64Range(tarFd, e.dataOffset, body, crc);
       else if (body > 0) crc.update(readRange(e.dataOffset, e.dataOffset + body));
-      sum = crc.sum();
+      sum ??= crc.sum();
       result.files++;
     }
     await writer.addFile(name, e.size, sum);
@@ -475,9 +507,14 @@ const BATCH_SEGMENTS = 4096;
 export interface AssembleOptions {
   /** where the tar starts in outFd; default: the fd's position (-1; pipes, sockets) */
   outOffset?: number;
-  /** also compare each body's CRC-64 with the record's. Costs one more read of every body
-   *  (the copy itself is zero-copy and never sees the data); without it only type and size are checked */
-  verify?: boolean;
+  /**
+   * also compare bodies' CRC-64 with the record's, which costs one more read of each body so
+   * compared (the copy itself is zero-copy and never sees the data). true: every body;
+   * 'changed': the bodies of files whose ctime is later than the record's mtime (their inode
+   * was changed after the record was written; ctime cannot be set back); false/absent: none,
+   * only type and size are checked.
+   */
+  verify?: boolean | 'changed';
   /** force a copy method (tests, benchmarks) */
   method?: CopyRequest;
 }
@@ -518,6 +555,7 @@ export async function assembleTar(splitFile: string, layerRoot: string, outFd: n
   let segments: TarSegment[] = [];
   let pending: Promise<void> = Promise.resolve();
   const crc = opts.verify ? native().crc64() : undefined;
+  const recordTime = opts.verify === 'changed' ? fs.statSync(splitFile, { bigint: true }).mtimeNs : undefined;
 
   const flush = async () => {
     if (segments.length === 0) return;
@@ -554,16 +592,16 @@ export async function assembleTar(splitFile: string, layerRoot: string, outFd: n
     planned += b.length;
   };
   const checkFile = async (rel: string, size: number, want: Buffer | null) => {
-    let st: fs.Stats | undefined;
+    let st: fs.BigIntStats | undefined;
     try {
-      st = fs.lstatSync(path.join(layerRoot, rel), { throwIfNoEntry: false });
+      st = fs.lstatSync(path.join(layerRoot, rel), { bigint: true, throwIfNoEntry: false });
     } catch (err) {
       throw new LayerChangedError(rel, `cannot be looked at (${(err as Error).message})`);
     }
     if (st === undefined) throw new LayerChangedError(rel, 'is missing');
     if (!st.isFile()) throw new LayerChangedError(rel, 'is no longer a regular file');
-    if (st.size !== size) throw new LayerChangedError(rel, `has ${st.size} bytes, the record says ${size}`);
-    if (!crc) return;
+    if (st.size !== BigInt(size)) throw new LayerChangedError(rel, `has ${st.size} bytes, the record says ${size}`);
+    if (!crc || (recordTime !== undefined && st.ctimeNs <= recordTime)) return;
     const { O_NOFOLLOW, O_RDONLY } = fs.constants;
     const fd = native().openat2(rootFd, rel, O_RDONLY | O_NOFOLLOW, 0, native().constants.RESOLVE_BENEATH);
     try {

@@ -710,7 +710,7 @@ test('hostile: truncated header', (t) => {
 
 test('hostile: truncated body (header says more than the file holds)', (t) => {
   const h = encodeHeader(base('big-liar', 'file', { size: 10000 }));
-  const err = expectError(t, Buffer.concat([h, Buffer.alloc(1000)]), 'ETARTRUNCATED', 'big-liar: header says 10000 bytes but only 1000 remain');
+  const err = expectError(t, Buffer.concat([h, Buffer.alloc(1000)]), 'ETARTRUNCATED', 'big-liar: unexpected EOF: the header says 10000 bytes but only 1000 remain');
   t.is(err.entry, 'big-liar');
 });
 

@@ -1,0 +1,81 @@
+// Benchmark: what the tar-split record costs and gives (docs/tar-engine.md, "tar-split records").
+// 1. ApplyDiff of one tar by a driver alone, and with the record made beside it
+//    (applyRecording, as every import does): the record's cost.
+// 2. diff of the applied layer: ours (reassembled from the record) and the peer's (the same
+//    record, its own reassembly), whole processes.
+// Root only; run it in a private mount namespace:
+//   unshare -m --propagation private node --import tsx hack/bench-tar-split.ts
+//     [--gib N] [--files N] [--drivers overlay,btrfs,vfs] [--rounds N] [--disk]
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { openDriver } from '../drivers/index.ts';
+import { applyRecording } from '../lib/store/tar-split-file.ts';
+import { makeBulkTree } from '../tests/fixtures/tree.ts';
+import { imageDir, listOpt, median, numOpt, settle, Table, timeProc, withLoopFsAsync, type FsKind } from './bench-lib.ts';
+
+const total = Math.round(numOpt('--gib', 1) * (1 << 30));
+const files = numOpt('--files', 20_000);
+const drivers = listOpt('--drivers', ['overlay', 'btrfs', 'vfs']) as Array<'overlay' | 'btrfs' | 'vfs'>;
+const ROUNDS = numOpt('--rounds', 5);
+const FS: Record<(typeof drivers)[number], FsKind> = { overlay: 'ext4', btrfs: 'btrfs', vfs: 'xfs' };
+const BIN = path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'bin', 'layers.js');
+
+const table = new Table(['driver (fs)', 'operation', 'without', 'with', 'ratio', 'notes']);
+const size = total * 6 + 2 * 2 ** 30;
+const images = imageDir(size);
+try {
+  for (const driver of drivers) {
+    await withLoopFsAsync(path.join(images.base, driver), FS[driver], size, async (mnt) => {
+      const src = path.join(mnt, 'src');
+      fs.mkdirSync(src);
+      makeBulkTree(src, files, total);
+      const tar = path.join(mnt, 'layer.tar');
+      execFileSync('tar', ['-cf', tar, '-C', src, '.']);
+      fs.rmSync(src, { recursive: true });
+      settle(mnt);
+      const d = openDriver(driver, path.join(mnt, 'bench'), path.join(mnt, 'bench-run'), []);
+      const record = path.join(mnt, 'record.tar-split.gz');
+      const apply = async (withRecord: boolean, i: number) => {
+        const id = `${withRecord ? 'r' : 'n'}${i}`;
+        await d.create(id, undefined);
+        const fd = fs.openSync(tar, 'r');
+        const t0 = process.hrtime.bigint();
+        if (withRecord) await applyRecording(record, fd, () => d.applyDiff(id, undefined, fd));
+        else await d.applyDiff(id, undefined, fd);
+        const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+        fs.closeSync(fd);
+        await d.remove(id);
+        settle(mnt);
+        return ms;
+      };
+      const times = { without: [] as number[], with: [] as number[] };
+      await apply(false, -1); // warm the tar's pages
+      for (let i = 0; i < ROUNDS; i++) {
+        times.without.push(await apply(false, i));
+        times.with.push(await apply(true, i));
+      }
+      const a = median(times.without);
+      const b = median(times.with);
+      table.row([`${driver} (${FS[driver]})`, 'ApplyDiff (driver alone)', `${a.toFixed(0)} ms`, `${b.toFixed(0)} ms`, (b / a).toFixed(3), `record ${(fs.statSync(record).size / 1024).toFixed(0)} KiB`]);
+
+      // diff of the same layer, applied by the peer (its record), ours vs its own
+      const g = ['-g', path.join(mnt, 'store'), '-R', path.join(mnt, 'store-run'), '--storage-driver', driver];
+      const id = execFileSync('containers-storage', [...g, 'import-layer', '-f', tar], { encoding: 'utf8' }).trim().split('\n').pop()!;
+      const out = path.join(mnt, 'out.tar');
+      const diffTimes = { peer: [] as number[], ours: [] as number[] };
+      for (let i = 0; i < ROUNDS; i++) {
+        diffTimes.peer.push(timeProc('sh', ['-c', `containers-storage "$@" diff ${id} > ${out}`, 'sh', ...g]));
+        diffTimes.ours.push(timeProc(process.execPath, [BIN, ...g, 'diff', '-f', out, id]));
+        fs.rmSync(out);
+        settle(mnt);
+      }
+      const p = median(diffTimes.peer);
+      const o = median(diffTimes.ours);
+      table.row([`${driver} (${FS[driver]})`, 'diff (peer | ours)', `${p.toFixed(0)} ms`, `${o.toFixed(0)} ms`, (p / o).toFixed(2), 'peer/ours, whole processes']);
+    });
+  }
+} finally {
+  images.done();
+}
+table.print('tar-split: the record at import, and diff from it');

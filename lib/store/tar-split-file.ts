@@ -1,0 +1,54 @@
+// A layer's tar-split record, <driver>-layers/<id>.tar-split.gz (docs/tar-engine.md, "tar-split
+// records"; docs/on-disk-format.md): made while its diff is applied, used by diff to give back
+// the exact tar, removed with the layer (removeLayer).
+import fs from 'node:fs';
+import path from 'node:path';
+import { TarError } from '../tar/errors.ts';
+import { TarSplitWriter, assembleTar, disassembleTar, type AssembleResult } from '../tar/tar-split.ts';
+import type { StoreContext } from './context.ts';
+
+export function tarSplitPath(ctx: StoreContext, id: string): string {
+  return path.join(ctx.layersDir, `${id}.tar-split.gz`);
+}
+
+/**
+ * Run `apply` (the driver's ApplyDiff of the tar in tarFd, a regular file), then make the
+ * layer's record (`file`, tarSplitPath) from the same file: the body CRC-64s come with the
+ * apply's result (computed in the read that hashes the tar, lib/tar/extract.ts), so only the
+ * headers are read again (a small part of a tar). The old record goes first (the layer is
+ * incomplete meanwhile; a record describes one applied tar); the new one is renamed into place
+ * only when both succeed, before the caller marks the layer complete. A tar the peer's format cannot hold
+ * (sparse members, a name twice) gets no record: diff then takes the driver's way, as the peer
+ * does for a layer without one.
+ */
+export async function applyRecording<T extends { bodyCrcs?: Buffer }>(file: string, tarFd: number, apply: () => Promise<T>): Promise<{ result: T; recorded: boolean }> {
+  fs.rmSync(file, { force: true });
+  const result = await apply();
+  const writer = await TarSplitWriter.create(file);
+  try {
+    await disassembleTar(tarFd, writer, { bodyCrcs: result.bodyCrcs });
+  } catch (err) {
+    await writer.abort();
+    // the extractor took this tar: what the record's format cannot hold is no reason to refuse it
+    if (err instanceof TarError) return { result, recorded: false };
+    throw err;
+  }
+  await writer.commit();
+  return { result, recorded: true };
+}
+
+/** The layer's record, when it has one. */
+export function layerTarSplit(ctx: StoreContext, id: string): string | undefined {
+  const file = tarSplitPath(ctx, id);
+  return fs.existsSync(file) ? file : undefined;
+}
+
+/**
+ * Write the tar the layer was applied from to fd, from its record and its files. Bodies whose
+ * inode changed after the record was written (ctime later than the record's mtime) are checked
+ * against the record's CRC-64 as well; any file that is not what the record says fails with
+ * ELAYERCHANGED naming it.
+ */
+export async function assembleLayerTar(ctx: StoreContext, id: string, record: string, fd: number): Promise<AssembleResult> {
+  return assembleTar(record, ctx.driver.layerDir(id), fd, { verify: 'changed' });
+}
