@@ -18,8 +18,9 @@ export class RecordTable<T extends AnyRecord> {
     readonly kind: string,
     private readonly fields: readonly string[],
     private readonly unknownCode: ErrorCode,
-    /** called before every write: throws unless the store lock is held */
-    private readonly assertHeld: () => void,
+    /** the lock of the file: assertWritable() before every write throws unless it is held
+     *  exclusively; written() after it records us as the last writer (lib/lock.ts) */
+    private readonly lock: { assertWritable(): void; written(): void },
   ) {}
 
   load(): void {
@@ -27,11 +28,12 @@ export class RecordTable<T extends AnyRecord> {
   }
 
   save(): void {
-    this.assertHeld();
+    this.lock.assertWritable();
     writeJsonAtomic(
       this.file,
       this.records.map((r) => normalize(r, this.fields)),
     );
+    this.lock.written();
   }
 
   /** records not marked incomplete, in creation order */
