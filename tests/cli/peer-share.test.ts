@@ -1,11 +1,13 @@
 // One store shared with the peer at the same time (docs/sharing.md): both tools take the same lock
 // files in the same order and reload what the other wrote, so writers of either tool at once lose
-// no record, and a `layers` writer killed while holding the locks does not hold up the peer.
+// no record, and a `layers` writer killed while holding the locks does not hold up the peer; with
+// no flags both read one storage.conf and open one store.
 import test from 'ava';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BIN, gnuTar, tempStore } from '../fixtures/store.ts';
+import { dirOn } from '../fixtures/fs.ts';
+import { BIN, gnuTar, runCli, tempStore } from '../fixtures/store.ts';
 
 /** Run a bash script, resolving with its exit code and output. */
 function bash(script: string, env: Record<string, string>): Promise<{ code: number; out: string }> {
@@ -105,4 +107,26 @@ test('a layers writer killed with SIGKILL while holding the locks: the peer goes
   t.deepEqual(names(ours.stdout), ['after', 'keep']);
   t.true(ours.stdout.includes(keep));
   t.deepEqual(fs.readdirSync(path.join(s.root, 'vfs', 'dir')).length, 2);
+});
+
+test('no flags: layers and containers-storage read one storage.conf (driver overlay) and share its store', async (t) => {
+  const dir = dirOn(t, 'ext4');
+  const file = path.join(dir, 'storage.conf');
+  const root = path.join(dir, 'graph');
+  const run = path.join(dir, 'run');
+  fs.writeFileSync(file, `[storage]\ndriver = "overlay"\ngraphroot = "${root}"\nrunroot = "${run}"\n[storage.options.overlay]\nmountopt = "nodev"\n`);
+  const env = { CONTAINERS_STORAGE_CONF: file };
+  const peer = (args: string[]) => execFileSync('containers-storage', args, { encoding: 'utf8', env: { ...process.env, ...env } });
+  const ours = await runCli(['create-layer', '-n', 'from-layers'], { env });
+  t.is(ours.code, 0, ours.stderr);
+  peer(['create-layer', '-n', 'from-peer']);
+  const names = (out: string) => [...out.matchAll(/^\tname: (.*)$/gm)].map((m) => m[1]).sort();
+  t.deepEqual(names(peer(['layers'])), ['from-layers', 'from-peer']);
+  const listed = await runCli(['layers'], { env });
+  t.deepEqual(names(listed.stdout), ['from-layers', 'from-peer']);
+  t.true(fs.existsSync(path.join(root, 'overlay-layers', 'layers.json')), 'the overlay store in the configured graph root');
+  const st = await runCli(['status'], { env });
+  t.regex(st.stdout, new RegExp(`^Root: ${root}\nRun Root: ${run}\nDriver Name: overlay\nDriver Options: \\[overlay.mountopt=nodev\\]\n`));
+  t.regex(st.stdout, new RegExp(`^Storage Conf: ${file}$`, 'm'));
+  execFileSync('containers-storage', ['shutdown'], { env: { ...process.env, ...env } });
 });
