@@ -45,8 +45,16 @@ export function lockPaths(root: string, runroot: string, driverName: string): Re
   };
 }
 
+/** A lock of an additional (read-only) image store: opened read-only, only ever shared. */
+export interface ReadOnlyLock {
+  /** what `changed` calls it: '<index>:layers' or '<index>:images' */
+  name: string;
+  path: string;
+}
+
 export class StoreLocks {
   private readonly files: Record<LockName, LockFile>;
+  private readonly readOnly: Array<{ name: string; file: LockFile }>;
   /** true until the records were first read, and after an operation failed while writing: the
    *  records in memory may then differ from the files, whatever the tokens say */
   private stale = true;
@@ -55,17 +63,21 @@ export class StoreLocks {
    * @param onLocked called once the locks of an operation are taken, before its work, with the
    *   lock names whose records must be read again (changed by someone else, or never read);
    *   `write` says whether the operation holds the record locks exclusively
+   * @param readOnly the additional image stores' locks: every operation takes them shared after
+   *   ours, in this order, as the peer does
    */
   constructor(
     paths: Record<LockName, string>,
-    private readonly onLocked: (changed: Set<LockName>, write: boolean) => void | Promise<void>,
+    private readonly onLocked: (changed: Set<string>, write: boolean) => void | Promise<void>,
+    readOnly: ReadOnlyLock[] = [],
   ) {
     this.files = Object.fromEntries(LOCK_ORDER.map((n) => [n, LockFile.get(paths[n])])) as Record<LockName, LockFile>;
+    this.readOnly = readOnly.map((r) => ({ name: r.name, file: LockFile.get(r.path, { readOnly: true }) }));
   }
 
   /** Run fn holding the locks of plan (taken in LOCK_ORDER, released in reverse). */
   async with<T>(plan: LockPlan, fn: () => Promise<T> | T): Promise<T> {
-    const taken: LockName[] = [];
+    const taken: Array<{ name: string; file: LockFile }> = [];
     const write = plan.layers === 'w';
     try {
       for (const name of LOCK_ORDER) {
@@ -73,11 +85,15 @@ export class StoreLocks {
         if (!how) continue;
         if (how === 'w') await this.files[name].lock();
         else await this.files[name].rLock();
-        taken.push(name);
+        taken.push({ name, file: this.files[name] });
       }
-      const changed = new Set<LockName>();
+      for (const ro of this.readOnly) {
+        await ro.file.rLock();
+        taken.push(ro);
+      }
+      const changed = new Set<string>();
       // modified() on each lock held: it also remembers the token, so it is asked every time
-      for (const name of taken) if (this.files[name].modified() || this.stale) changed.add(name);
+      for (const { name, file } of taken) if (file.modified() || this.stale) changed.add(name);
       await this.onLocked(changed, write);
       this.stale = false;
       return await fn();
@@ -85,7 +101,7 @@ export class StoreLocks {
       if (write) this.stale = true;
       throw err;
     } finally {
-      for (const name of taken.reverse()) this.files[name].unlock();
+      for (const { file } of taken.reverse()) file.unlock();
     }
   }
 

@@ -43,9 +43,18 @@ export interface StoreDirs {
   tmpDir: string;
 }
 
+/** An additional (read-only) image store: its layers and images are found, listed, mounted and
+ *  used as parents and images, never written (docs/sharing.md, "Additional image stores"). */
+export interface ReadOnlyStore {
+  root: string;
+  layers: RecordTable<LayerRecord>;
+  images: RecordTable<ImageRecord>;
+}
+
 export interface StoreContext extends StoreDirs {
   driver: Driver;
   locks: StoreLocks;
+  readOnlyStores: ReadOnlyStore[];
   layers: RecordTable<LayerRecord>;
   images: RecordTable<ImageRecord>;
   containers: RecordTable<ContainerRecord>;
@@ -80,13 +89,29 @@ export function storeDirs(root: string, runroot: string, driverName: string): St
  * before its work, with the lock names whose records changed (the facade reloads those records,
  * and a writer repairs there).
  */
-export function makeContext(dirs: StoreDirs, driver: Driver, onLocked: (ctx: StoreContext, changed: Set<LockName>, write: boolean) => Promise<void>): StoreContext {
-  const locks: StoreLocks = new StoreLocks(lockPaths(dirs.root, dirs.runroot, driver.name), (changed, write) => onLocked(ctx, changed, write));
+export function makeContext(
+  dirs: StoreDirs,
+  driver: Driver,
+  onLocked: (ctx: StoreContext, changed: Set<string>, write: boolean) => Promise<void>,
+  imageStores: string[] = [],
+): StoreContext {
+  const refuse = { assertWritable: () => { throw new LayersError('EREADONLY', 'an additional image store is never written'); }, written: () => undefined };
+  const readOnlyStores: ReadOnlyStore[] = imageStores.map((root) => ({
+    root,
+    layers: new RecordTable(path.join(root, `${driver.name}-layers`, 'layers.json'), 'layer', LAYER_FIELDS, 'ELAYERUNKNOWN', refuse),
+    images: new RecordTable(path.join(root, `${driver.name}-images`, 'images.json'), 'image', IMAGE_FIELDS, 'EIMAGEUNKNOWN', refuse),
+  }));
+  const readOnlyLocks = imageStores.flatMap((root, i) => [
+    { name: `${i}:layers`, path: path.join(root, `${driver.name}-layers`, 'layers.lock') },
+    { name: `${i}:images`, path: path.join(root, `${driver.name}-images`, 'images.lock') },
+  ]);
+  const locks: StoreLocks = new StoreLocks(lockPaths(dirs.root, dirs.runroot, driver.name), (changed, write) => onLocked(ctx, changed, write), readOnlyLocks);
   const guard = (name: LockName) => ({ assertWritable: () => locks.assertWritable(name), written: () => locks.written(name) });
   const ctx: StoreContext = {
     ...dirs,
     driver,
     locks,
+    readOnlyStores,
     layers: new RecordTable(path.join(dirs.layersDir, 'layers.json'), 'layer', LAYER_FIELDS, 'ELAYERUNKNOWN', guard('layers')),
     images: new RecordTable(path.join(dirs.imagesDir, 'images.json'), 'image', IMAGE_FIELDS, 'EIMAGEUNKNOWN', guard('images')),
     containers: new RecordTable(path.join(dirs.containersDir, 'containers.json'), 'container', CONTAINER_FIELDS, 'ECONTAINERUNKNOWN', guard('containers')),
@@ -97,13 +122,22 @@ export function makeContext(dirs: StoreDirs, driver: Driver, onLocked: (ctx: Sto
 
 /** Read again the records behind each changed lock (held): another process wrote them. A layers
  *  reload brings the mount counts with it, as the peer's does. */
-export function loadRecords(ctx: StoreContext, changed: Set<LockName>): void {
+export function loadRecords(ctx: StoreContext, changed: Set<string>): void {
   if (changed.has('layers') || changed.has('mountpoints')) {
     ctx.layers.load();
     ctx.mounts.load();
   }
   if (changed.has('images')) ctx.images.load();
   if (changed.has('containers')) ctx.containers.load();
+  const roLayers = ctx.readOnlyStores.some((s, i) => changed.has(`${i}:layers`));
+  const roImages = ctx.readOnlyStores.some((s, i) => changed.has(`${i}:images`));
+  ctx.readOnlyStores.forEach((s, i) => {
+    if (changed.has(`${i}:layers`)) s.layers.load();
+    if (changed.has(`${i}:images`)) s.images.load();
+  });
+  // set again after our own load too: it keeps the additional stores' records
+  if (roLayers || changed.has('layers') || changed.has('mountpoints')) ctx.layers.setReadOnly(ctx.readOnlyStores.flatMap((s) => s.layers.complete()));
+  if (roImages || changed.has('images')) ctx.images.setReadOnly(ctx.readOnlyStores.flatMap((s) => s.images.complete()));
 }
 
 export function saveMounts(ctx: StoreContext): void {

@@ -21,6 +21,7 @@
 // - taking the write locks reloads the records and repairs what a holder that died left.
 import path from 'node:path';
 import { openDriver } from '../../drivers/index.ts';
+import { imageStorePaths } from '../../drivers/options.ts';
 import type { Change, Driver, MountOptions } from '../../drivers/driver.ts';
 import { LayersError, wrapError } from '../errors.ts';
 import { DIFF, MOUNT, READ, WRITE, type LockPlan } from '../lock.ts';
@@ -35,7 +36,8 @@ import type { CreateImageOptions, RemoveImageOptions, RemoveImageResult } from '
 import * as layers from './layers.ts';
 import type { CreateLayerOptions, DiffInput, DiffOptions } from './layers.ts';
 import type { MountRecord } from './mounts.ts';
-import { CONTAINER_FIELDS, IMAGE_FIELDS, normalize, normalizeRecord, type ContainerRecord, type ImageRecord, type LayerRecord } from './records.ts';
+import { CONTAINER_FIELDS, IMAGE_FIELDS, normalize, normalizeRecord, type AnyRecord, type ContainerRecord, type ImageRecord, type LayerRecord } from './records.ts';
+import type { RecordTable } from './table.ts';
 import { dropDangling, needsRepair, repair } from './repair.ts';
 
 export type { BigDataItem, DataOwnerKind } from './big-data.ts';
@@ -81,6 +83,8 @@ export class Store {
   readonly runContainersDir: string;
   /** temp files (decompressed or spooled input, gzip output) on the store's filesystem */
   readonly tmpDir: string;
+  /** the additional (read-only) image stores, from `<driver>.imagestore=PATH` options, in order */
+  readonly imageStores: string[];
   private readonly ctx: StoreContext;
 
   private constructor(opts: StoreOptions) {
@@ -93,11 +97,17 @@ export class Store {
     // the driver first: a storage option it refuses must leave nothing on disk
     this.driver = openDriver(name, this.root, this.runroot, this.storageOpts);
     const dirs = storeDirs(this.root, this.runroot, name);
-    this.ctx = makeContext(dirs, this.driver, async (ctx, changed, write) => {
-      loadRecords(ctx, changed);
-      // a writer that died left its work half done; the next writer finishes or undoes it
-      if (write) await repair(ctx);
-    });
+    this.imageStores = imageStorePaths(name, this.storageOpts).filter((p) => p !== this.root);
+    this.ctx = makeContext(
+      dirs,
+      this.driver,
+      async (ctx, changed, write) => {
+        loadRecords(ctx, changed);
+        // a writer that died left its work half done; the next writer finishes or undoes it
+        if (write) await repair(ctx);
+      },
+      this.imageStores,
+    );
     this.layersDir = dirs.layersDir;
     this.imagesDir = dirs.imagesDir;
     this.containersDir = dirs.containersDir;
@@ -169,6 +179,15 @@ export class Store {
     return this.read((ctx) => {
       const found = resolveRef(ctx, ref, kinds);
       return found && ({ kind: found.kind, record: structuredClone(found.record) } as Found);
+    });
+  }
+
+  /** Whether the layer or image with this id comes from an additional (read-only) image store. */
+  async readOnly(kind: 'layer' | 'image', id: string): Promise<boolean> {
+    return this.read((ctx) => {
+      const table = kind === 'layer' ? ctx.layers : ctx.images;
+      const rec = (table as RecordTable<AnyRecord>).get(id);
+      return rec !== undefined && (table as RecordTable<AnyRecord>).isReadOnly(rec);
     });
   }
 
@@ -326,6 +345,7 @@ export class Store {
   async setMetadata(ref: string, metadata: string): Promise<void> {
     return this.locked((ctx) => {
       const found = findAny(ctx, ref);
+      tableOf(ctx, found.kind).assertOwn(found.record);
       found.record.metadata = metadata;
       tableOf(ctx, found.kind).save();
     });
@@ -345,8 +365,17 @@ export class Store {
   }
 
   private takeNames(found: Found, names: string[]): string[] {
-    tableOf(this.ctx, found.kind).takeNames(found.record as never, names);
-    return [...found.record.names!];
+    let rec = found.record;
+    // names for an image of an additional store go to a record of the same id in this store,
+    // on the same top layer, as the peer's updateNames makes (the other store is never written)
+    if (found.kind === 'image' && this.ctx.images.isReadOnly(rec as ImageRecord)) {
+      const ro = rec as ImageRecord;
+      const copy: ImageRecord = { id: ro.id, digest: ro.digest, layer: ro.layer, metadata: ro.metadata, created: ro.created, names: [] };
+      this.ctx.images.push(copy);
+      rec = copy;
+    }
+    tableOf(this.ctx, found.kind).takeNames(rec as never, names);
+    return [...rec.names!];
   }
 
   // ---- images ----

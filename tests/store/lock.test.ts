@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { LOCK_ORDER, lockPaths, StoreLocks, WRITE, READ, type LockName } from '../../lib/lock.ts';
+import { LOCK_ORDER, lockPaths, StoreLocks, WRITE, READ } from '../../lib/lock.ts';
 import { tempDir } from '../fixtures/fs.ts';
 
 const LOCK_TS = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', 'lib', 'lock.ts');
@@ -46,7 +46,7 @@ test('the lock files are the peer\'s', (t) => {
 test('a waiter waits while the holder lives, then reloads only what the holder touched', async (t) => {
   const root = tempDir(t);
   const marker = path.join(root, 'marker');
-  const seen: Array<Set<LockName>> = [];
+  const seen: Array<Set<string>> = [];
   const locks = new StoreLocks(lockPaths(root, root + '/run', 'vfs'), (changed) => {
     seen.push(changed);
   });
