@@ -17,6 +17,9 @@ export interface MountOptions {
   readOnly?: boolean;
   /** mount options beyond the driver's own (overlay: added to the mount data) */
   options?: string[];
+  /** a volatile container's layer (the peer's MountOpts.Volatile): overlay mounts it with
+   *  `volatile` (no syncs); the other drivers ignore it, as the peer's do */
+  volatile?: boolean;
 }
 
 export type ChangeKind = 'Modify' | 'Add' | 'Delete';

@@ -2,6 +2,7 @@
 // them: 'key=value', the key given as '<driver>.<key>', '.<key>' or bare, in any case (the peer
 // lower-cases it). A key the driver does not take, another driver's among them, is refused naming
 // it, before the driver makes anything on disk (docs/architecture.md, "Driver options").
+import path from 'node:path';
 import { LayersError } from '../lib/errors.ts';
 import type { DriverName } from './driver.ts';
 
@@ -51,6 +52,18 @@ export function parseSize(driver: DriverName, value: string): number {
   if (!m) throw new LayersError('EUSAGE', `${driver}: invalid size "${value}": want a number of bytes with an optional k, m, g, t or p suffix`);
   const exp = m[2] ? 'kmgtp'.indexOf(m[2].toLowerCase()) + 1 : 0;
   return Math.floor(Number(m[1]) * 1024 ** exp);
+}
+
+/**
+ * The additional image stores `<driver>.imagestore=PATH` options name (also `.imagestore=`, and
+ * `overlay2.` for overlay), absolute, in order (docs/sharing.md, "Additional image stores").
+ */
+export function imageStorePaths(driver: string, options: readonly string[]): string[] {
+  const prefixes = ['', driver, ...(driver === 'overlay' ? ['overlay2'] : [])];
+  return options.flatMap((o) => {
+    const m = /^([^=.]*)\.imagestore=(.*)$/i.exec(o.trim());
+    return m && prefixes.includes(m[1]!.toLowerCase()) && m[2] ? [path.resolve(m[2].trim())] : [];
+  });
 }
 
 /** Status lines every driver adds for the options that are recorded but not acted on. */

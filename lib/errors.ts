@@ -40,7 +40,9 @@ export type StoreErrorCode =
   /** the native addon is not built or cannot be loaded */
   | 'ENATIVE'
   /** a layer's files no longer match the tar-split record they were applied from */
-  | 'ELAYERCHANGED';
+  | 'ELAYERCHANGED'
+  /** the layer or image belongs to an additional (read-only) image store */
+  | 'EREADONLY';
 
 /** Codes of the tar engine: a malformed header, a tar that ends early, a name that would land
  *  outside the layer, a value too large to encode. */

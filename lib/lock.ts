@@ -1,124 +1,122 @@
-// The store-wide writer lock (docs/on-disk-format.md, "Writes, locking and recovery"): one proper-lockfile lock directory under the
-// store root around every mutation, with a kernel lock beside it that says whether its holder
-// is alive.
+// The store's locks: the peer's lock files (docs/sharing.md, "Locks"; lib/lockfile.ts), so that
+// `layers` and containers/storage (containers-storage, podman, skopeo, buildah) exclude each other
+// and each reloads what the other wrote.
 //
-// proper-lockfile alone knows a holder is dead only when the directory's mtime stops being
-// refreshed (STALE_MS), so every writer after a SIGKILL waited that long. Each holder therefore
-// also holds flock(2) on `<lock>.holder` for as long as it holds the directory, taking the flock
-// first. The kernel drops a flock when its holder dies, so a process that gets the flock knows
-// that no live process holds the directory: if it is there, a dead holder left it, and it is
-// removed at once. proper-lockfile still takes the directory, refreshes it while held and
-// reports a lock lost while held (the directory removed or replaced under us).
-// In-process callers are queued first, so one process never races itself for either lock.
-import fs from 'node:fs';
-import lockfile from 'proper-lockfile';
-import { cleanupFailed, LayersError } from './errors.ts';
-import { AddonMissingError, native } from './native.ts';
+//   storage.lock      <root>/storage.lock                         the driver's state (taken for mounts and diffs)
+//   layers            <root>/<driver>-layers/layers.lock          layers.json and layer contents
+//   mountpoints       <runroot>/<driver>-layers/mountpoints.lock  mountpoints.json
+//   images            <root>/<driver>-images/images.lock          images.json
+//   containers        <root>/<driver>-containers/containers.lock  containers.json
+//
+// Every operation takes the locks it needs in the peer's global order (the order of LOCK_ORDER),
+// all of them before its work and held until it ends, so no two operations of either tool can
+// wait on each other in a cycle. After taking them, the records behind each lock whose last-writer
+// token changed since we last held it (modified()) are reloaded; every save touches the lock of
+// the file written. A kernel lock dies with its holder, so a SIGKILLed writer frees the store at
+// once; what it left half done is repaired by the next writer (repair.ts).
+import path from 'node:path';
+import { LayersError } from './errors.ts';
+import { LockFile } from './lockfile.ts';
 
-/** A lock directory not refreshed for this long belongs to a dead process (the fallback rule). */
-const STALE_MS = 10_000;
+/** The store's lock files, in the order the peer takes them (never another). */
+export const LOCK_ORDER = ['storage', 'layers', 'mountpoints', 'images', 'containers'] as const;
+export type LockName = (typeof LOCK_ORDER)[number];
 
-/** Up to ~4 minutes of waiting with backoff: enough for many writers queued behind a big import. */
-const RETRIES = { retries: 300, factor: 1.3, minTimeout: 5, maxTimeout: 800, randomize: true };
+/** Which locks an operation takes, and how: 'r' shared (readers), 'w' exclusive (writers). */
+export type LockPlan = Partial<Record<LockName, 'r' | 'w'>>;
 
-/** How long to wait for the holder flock, in all: the same budget as the directory's retries. */
-const HOLDER_WAIT_MS = 4 * 60_000;
+/** Readers of records: shared locks on the four record files. */
+export const READ: LockPlan = { layers: 'r', mountpoints: 'r', images: 'r', containers: 'r' };
+/** Writers of records: exclusive locks on the four record files. */
+export const WRITE: LockPlan = { layers: 'w', mountpoints: 'w', images: 'w', containers: 'w' };
+/** Writers that mount or unmount: the peer holds storage.lock through a mount. */
+export const MOUNT: LockPlan = { storage: 'w', ...WRITE };
+/** Diffs (the driver may mount to compare): storage.lock, then the records shared, as the peer's Diff. */
+export const DIFF: LockPlan = { storage: 'w', ...READ };
 
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+/** The paths of a store's lock files. */
+export function lockPaths(root: string, runroot: string, driverName: string): Record<LockName, string> {
+  return {
+    storage: path.join(root, 'storage.lock'),
+    layers: path.join(root, `${driverName}-layers`, 'layers.lock'),
+    mountpoints: path.join(runroot, `${driverName}-layers`, 'mountpoints.lock'),
+    images: path.join(root, `${driverName}-images`, 'images.lock'),
+    containers: path.join(root, `${driverName}-containers`, 'containers.lock'),
+  };
+}
 
-export class StoreLock {
-  private tail: Promise<unknown> = Promise.resolve();
-  private compromised: Error | undefined;
-  private held = false;
+/** A lock of an additional (read-only) image store: opened read-only, only ever shared. */
+export interface ReadOnlyLock {
+  /** what `changed` calls it: '<index>:layers' or '<index>:images' */
+  name: string;
+  path: string;
+}
+
+export class StoreLocks {
+  private readonly files: Record<LockName, LockFile>;
+  private readonly readOnly: Array<{ name: string; file: LockFile }>;
+  /** true until the records were first read, and after an operation failed while writing: the
+   *  records in memory may then differ from the files, whatever the tokens say */
+  private stale = true;
 
   /**
-   * @param lockPath the lock directory proper-lockfile creates; the holder file is lockPath + '.holder'
-   * @param reload called each time the lock is taken, before fn: another process may have
-   *   changed the records since we last read them
+   * @param onLocked called once the locks of an operation are taken, before its work, with the
+   *   lock names whose records must be read again (changed by someone else, or never read);
+   *   `write` says whether the operation holds the record locks exclusively
+   * @param readOnly the additional image stores' locks: every operation takes them shared after
+   *   ours, in this order, as the peer does
    */
   constructor(
-    readonly lockPath: string,
-    private readonly reload: () => void | Promise<void>,
-  ) {}
-
-  /** Run fn holding the lock (queued behind this process's other holders). */
-  withLock<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.tail.then(() => this.locked(fn));
-    this.tail = run.catch(() => undefined);
-    return run;
+    paths: Record<LockName, string>,
+    private readonly onLocked: (changed: Set<string>, write: boolean) => void | Promise<void>,
+    readOnly: ReadOnlyLock[] = [],
+  ) {
+    this.files = Object.fromEntries(LOCK_ORDER.map((n) => [n, LockFile.get(paths[n])])) as Record<LockName, LockFile>;
+    this.readOnly = readOnly.map((r) => ({ name: r.name, file: LockFile.get(r.path, { readOnly: true }) }));
   }
 
-  /** Throws when the lock was lost while held: records must not be written then. */
-  assertHeld(): void {
-    if (this.compromised)
-      throw new LayersError('ELOCK', `lost the store lock ${this.lockPath} while holding it: ${this.compromised.message}`, {
-        cause: this.compromised,
-      });
-    if (!this.held) throw new LayersError('ELOCK', `writing the store without holding its lock ${this.lockPath}`);
-  }
-
-  /** Take the holder flock (waiting with backoff while a live process has it); returns its fd,
-   *  whose closing releases it. Our pid is written in the file, for the message of a waiter. */
-  private async takeHolder(): Promise<number> {
-    const file = this.lockPath + '.holder';
-    let fd: number;
+  /** Run fn holding the locks of plan (taken in LOCK_ORDER, released in reverse). */
+  async with<T>(plan: LockPlan, fn: () => Promise<T> | T): Promise<T> {
+    const taken: Array<{ name: string; file: LockFile }> = [];
+    const write = plan.layers === 'w';
     try {
-      fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600);
-    } catch (err) {
-      throw new LayersError('ELOCK', `cannot open the store lock ${file}: ${(err as Error).message}`, { cause: err });
-    }
-    try {
-      const deadline = Date.now() + HOLDER_WAIT_MS;
-      for (let delay = RETRIES.minTimeout; !native().tryLockExclusive(fd); delay = Math.min(delay * RETRIES.factor, RETRIES.maxTimeout)) {
-        if (Date.now() > deadline) {
-          const holder = fs.readFileSync(file, 'utf8').trim();
-          throw new LayersError('ELOCK', `the store lock ${file} is still held${holder ? ` by process ${holder}` : ''} after ${HOLDER_WAIT_MS / 1000} s`);
-        }
-        await sleep(delay * (1 + Math.random()));
+      for (const name of LOCK_ORDER) {
+        const how = plan[name];
+        if (!how) continue;
+        if (how === 'w') await this.files[name].lock();
+        else await this.files[name].rLock();
+        taken.push({ name, file: this.files[name] });
       }
-      fs.ftruncateSync(fd, 0);
-      fs.writeSync(fd, `${process.pid}\n`, 0);
-      return fd;
+      for (const ro of this.readOnly) {
+        await ro.file.rLock();
+        taken.push(ro);
+      }
+      const changed = new Set<string>();
+      // modified() on each lock held: it also remembers the token, so it is asked every time
+      for (const { name, file } of taken) if (file.modified() || this.stale) changed.add(name);
+      await this.onLocked(changed, write);
+      this.stale = false;
+      return await fn();
     } catch (err) {
-      fs.closeSync(fd);
-      if (err instanceof LayersError || err instanceof AddonMissingError) throw err;
-      throw new LayersError('ELOCK', `cannot lock ${file}: ${(err as Error).message}`, { cause: err });
+      if (write) this.stale = true;
+      throw err;
+    } finally {
+      for (const { file } of taken.reverse()) file.unlock();
     }
   }
 
-  private async locked<T>(fn: () => Promise<T>): Promise<T> {
-    let release: () => Promise<void>;
-    this.compromised = undefined;
-    const holder = await this.takeHolder();
-    try {
-      // holding the flock, no live holder of ours has the directory: one left there is a dead one's
-      fs.rmSync(this.lockPath, { recursive: true, force: true });
-      release = await lockfile.lock(this.lockPath, {
-        realpath: false,
-        lockfilePath: this.lockPath,
-        stale: STALE_MS,
-        retries: RETRIES,
-        // the default handler throws from a timer and kills the process; record it instead, so
-        // the operation fails with an error at its next write and when it ends
-        onCompromised: (err) => {
-          this.compromised = err;
-        },
-      });
-    } catch (err) {
-      fs.closeSync(holder);
-      if (err instanceof LayersError || err instanceof AddonMissingError) throw err;
-      throw new LayersError('ELOCK', `cannot take the store lock ${this.lockPath}: ${(err as Error).message}`, { cause: err });
-    }
-    this.held = true;
-    try {
-      await this.reload();
-      const result = await fn();
-      this.assertHeld();
-      return result;
-    } finally {
-      this.held = false;
-      if (!this.compromised) await release().catch((e) => cleanupFailed(`releasing the store lock ${this.lockPath}`, e));
-      fs.closeSync(holder);
-    }
+  /** Throws unless this process holds the lock of `name` exclusively (every record write checks it). */
+  assertWritable(name: LockName): void {
+    if (!this.files[name].locked) throw new LayersError('ELOCK', `writing the store without holding its lock ${this.files[name].path} exclusively`);
+  }
+
+  /** Record a write of the file `name` protects: a fresh last-writer token, so other holders reload it. */
+  written(name: LockName): void {
+    this.files[name].touch();
+  }
+
+  /** The lock file of `name` (for tests and status). */
+  file(name: LockName): LockFile {
+    return this.files[name];
   }
 }

@@ -171,6 +171,12 @@ export class MountStack {
     }
     const asked = splitMountOptions([...this.extra, ...(opts.options ?? [])]);
     if (opts.readOnly) asked.flags |= native().mountFlags.MS_RDONLY;
+    else if (opts.volatile) {
+      // a volatile mount leaves work/work/incompat/volatile behind, and the kernel refuses that
+      // workdir until it is gone: removed before each mount, as the peer does
+      fs.rmSync(path.join(this.dir(id), 'work', 'work', 'incompat'), { recursive: true, force: true });
+      asked.data.push('volatile');
+    }
     data.push(...(await this.mountOptions(rotated, asked.data)));
     const text = data.join(',');
     const bytes = Buffer.byteLength(text);

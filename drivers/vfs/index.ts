@@ -9,7 +9,7 @@ import type { CreateOptions, Driver } from '../driver.ts';
 import { backingFs } from '../backing-fs.ts';
 import { FullTreeDriver } from '../full-tree.ts';
 import type { NaiveApplyOptions } from '../naive/index.ts';
-import { boolOption, driverOptions, IMAGESTORE, recordedOptionsStatus, unsupportedOption } from '../options.ts';
+import { boolOption, driverOptions, IMAGESTORE, imageStorePaths, unsupportedOption } from '../options.ts';
 import { copyTree, removeTree } from '../trees.ts';
 
 /** A base layer's root before any tar sets it, as containers/storage makes it. */
@@ -23,6 +23,8 @@ export class VfsDriver extends FullTreeDriver implements Driver {
   protected readonly what = 'directory';
   private readonly dirs: string;
   private readonly ignoreChownErrors: boolean;
+  /** the additional image stores' roots, searched for layers not ours */
+  private readonly imageStores: string[];
 
   /** options: --storage-opt (vfs.ignore_chown_errors, vfs.imagestore), refused before anything is made */
   constructor(home: string, options: readonly string[] = []) {
@@ -30,6 +32,7 @@ export class VfsDriver extends FullTreeDriver implements Driver {
     this.options = driverOptions('vfs', options, ['ignore_chown_errors', IMAGESTORE, 'mountopt']);
     if (this.options.mountopt !== undefined) throw unsupportedOption('vfs', 'mountopt', 'nothing is mounted (the peer refuses it too)');
     this.ignoreChownErrors = boolOption('vfs', 'ignore_chown_errors', this.options.ignore_chown_errors);
+    this.imageStores = imageStorePaths('vfs', options);
     this.home = home;
     this.dirs = path.join(home, 'dir');
     fs.mkdirSync(this.dirs, { recursive: true, mode: 0o700 });
@@ -40,7 +43,16 @@ export class VfsDriver extends FullTreeDriver implements Driver {
   }
 
   layerDir(id: string): string {
-    return this.dir(id);
+    return this.existing(id);
+  }
+
+  /** A layer's tree: ours, else one of an additional image store's (`vfs.imagestore`), read only
+   *  (parents, templates, diffs), as the peer's vfs looks there too. */
+  protected override existing(id: string): string {
+    const own = this.dir(id);
+    if (fs.existsSync(own)) return own;
+    const other = this.imageStores.map((s) => path.join(s, 'vfs', 'dir', id)).find((d) => fs.existsSync(d));
+    return other ?? super.existing(id);
   }
 
   async create(id: string, parent: string | undefined, opts: CreateOptions = {}): Promise<void> {
@@ -74,7 +86,7 @@ export class VfsDriver extends FullTreeDriver implements Driver {
   }
 
   async status(): Promise<Array<[string, string]>> {
-    return [['Backing Filesystem', backingFs(this.home)], ...recordedOptionsStatus(this.options)];
+    return [['Backing Filesystem', backingFs(this.home)], ...this.imageStores.map((s): [string, string] => ['Image Store', s])];
   }
 
   /** vfs.ignore_chown_errors: an owner outside the process's user namespace is left as created */

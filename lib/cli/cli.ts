@@ -1,18 +1,20 @@
 // `layers`: a thin shell over the public API (lib/index.ts) with containers-storage's command
 // names, flags and output. Exit 0 ok, 1 failed, 2 usage; errors are one line on stderr,
 // "layers: <command>: <what failed>: <why>". The commands are in commands/ (see commands/index.ts).
+import fs from 'node:fs';
+import path from 'node:path';
+import { defaultStoreOptions, resolveStoreOptions } from '../config.ts';
 import { isLayersError, LayersError, printable, setDebugOutput } from '../errors.ts';
-import { DEFAULT_GRAPHROOT as defaultRoot, DEFAULT_RUNROOT as defaultRunroot } from '../config.ts';
 import { flagUsage, list, parseArgs, str, usageError, type FlagSpec, type Parsed } from './args.ts';
 import type { Command, Globals } from './command.ts';
 import { commands } from './commands/index.ts';
 
 /** containers-storage's global flags, with its spellings (--graph, --run, --storage-driver, -D) */
 export const globalFlags: FlagSpec[] = [
-  { names: ['root', 'graph', 'g'], value: true, help: `root of the storage tree (default ${defaultRoot})` },
-  { names: ['runroot', 'run', 'R'], value: true, help: `root of the runtime state tree (default ${defaultRunroot})` },
-  { names: ['driver', 'storage-driver', 's'], value: true, help: 'storage driver to use ($STORAGE_DRIVER; default vfs)' },
-  { names: ['storage-opt'], value: true, multi: true, help: 'storage driver option, key=value; repeatable ($STORAGE_OPTS, comma-separated)' },
+  { names: ['root', 'graph', 'g'], value: true, help: 'root of the storage tree (default: storage.conf\'s graphroot)' },
+  { names: ['runroot', 'run', 'R'], value: true, help: 'root of the runtime state tree (default: storage.conf\'s runroot)' },
+  { names: ['driver', 'storage-driver', 's'], value: true, help: 'storage driver to use (default: storage.conf\'s driver, $STORAGE_DRIVER)' },
+  { names: ['storage-opt'], value: true, multi: true, help: 'storage driver option, key=value; repeatable (default: storage.conf\'s, $STORAGE_OPTS)' },
   { names: ['json', 'j'], help: 'print one JSON document' },
   { names: ['debug', 'D'], help: 'print debugging information (stack traces)' },
   { names: ['help', 'h'], help: 'print usage' },
@@ -82,12 +84,8 @@ export function parseCommandLine(argv: string[], env: Record<string, string | un
     const merged: Parsed = { flags: new Map([...head.flags, ...parsed.flags]), positionals: parsed.positionals };
     if (merged.flags.has('help')) return { kind: 'command-help', cmd };
     const opts = [...list(head, 'storage-opt'), ...list(parsed, 'storage-opt')];
-    const envOpts = env.STORAGE_OPTS ? env.STORAGE_OPTS.split(',').filter(Boolean) : [];
     const globals: Globals = {
-      root: str(merged, 'root') ?? defaultRoot,
-      runroot: str(merged, 'runroot') ?? defaultRunroot,
-      driver: str(merged, 'driver') ?? env.STORAGE_DRIVER ?? 'vfs',
-      storageOpts: opts.length > 0 ? opts : envOpts,
+      ...storeFromFlags({ root: str(merged, 'root'), runroot: str(merged, 'runroot'), driver: str(merged, 'driver'), storageOpts: opts }, env),
       json: merged.flags.has('json'),
       debug: merged.flags.has('debug'),
     };
@@ -99,6 +97,38 @@ export function parseCommandLine(argv: string[], env: Record<string, string | un
     if (!(err instanceof LayersError)) throw err;
     return { kind: 'error', command: name, error: err };
   }
+}
+
+/** Drivers whose home in the graph root says the store is theirs, in the peer's priority order. */
+const PROBE_ORDER = ['overlay', 'btrfs', 'vfs'];
+
+/**
+ * The store a command runs against (docs/sharing.md, "storage.conf"; docs/cli.md). With no store
+ * flag: storage.conf as the peer reads it (lib/config.ts: $CONTAINERS_STORAGE_CONF, else the
+ * system files; $STORAGE_DRIVER and $STORAGE_OPTS replace its driver and options), so `layers`
+ * and `containers-storage` open the same store. With flags: the flags, a root not given taken
+ * from storage.conf as the peer takes it, and, unlike the peer (which then ignores them),
+ * $STORAGE_DRIVER and $STORAGE_OPTS for a driver and options not given. No driver named: the one
+ * whose home already exists in the graph root (the peer's first probe), else vfs.
+ */
+export function storeFromFlags(
+  flags: { root?: string; runroot?: string; driver?: string; storageOpts: string[] },
+  env: Record<string, string | undefined>,
+): Pick<Globals, 'root' | 'runroot' | 'driver' | 'storageOpts' | 'storageConf'> {
+  const probe = (graphroot: string) => PROBE_ORDER.find((d) => fs.existsSync(path.join(graphroot, d))) ?? 'vfs';
+  if (!flags.root && !flags.runroot && !flags.driver && flags.storageOpts.length === 0) {
+    const conf = defaultStoreOptions(env);
+    return { root: conf.graphroot, runroot: conf.runroot, driver: conf.driver || probe(conf.graphroot), storageOpts: conf.driverOptions, storageConf: conf.file ?? '' };
+  }
+  // a driver or option flag alone: the peer refuses (no root given); we take the roots from storage.conf
+  const roots = flags.root || flags.runroot ? resolveStoreOptions({ graphroot: flags.root, runroot: flags.runroot }, env) : defaultStoreOptions(env);
+  const envOpts = env.STORAGE_OPTS ? env.STORAGE_OPTS.split(',').filter(Boolean) : [];
+  return {
+    root: roots.graphroot,
+    runroot: roots.runroot,
+    driver: flags.driver || env.STORAGE_DRIVER || probe(roots.graphroot),
+    storageOpts: flags.storageOpts.length > 0 ? flags.storageOpts : envOpts,
+  };
 }
 
 /** The one error line, and with --debug the stack; the exit code: 2 for usage, else 1. */

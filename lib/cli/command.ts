@@ -9,8 +9,10 @@ export interface Globals {
   root: string;
   runroot: string;
   driver: string;
-  /** --storage-opt (repeatable) or else $STORAGE_OPTS (comma-separated); handed to openStore */
+  /** --storage-opt (repeatable) or else $STORAGE_OPTS (comma-separated), or storage.conf's; handed to openStore */
   storageOpts: string[];
+  /** set when the store came from storage.conf (no store flag): the file read, '' for none (built-in defaults) */
+  storageConf?: string;
   json: boolean;
   debug: boolean;
 }

@@ -8,7 +8,8 @@ import path from 'node:path';
 import { writeFileAtomic } from '../atomic.ts';
 import { LayersError } from '../errors.ts';
 import { findContainer, tableOf, type Found, type StoreContext } from './context.ts';
-import type { AnyRecord, BigDataRecord } from './records.ts';
+import { MANIFEST_KEY_PREFIX } from './images.ts';
+import type { AnyRecord, BigDataRecord, ImageRecord } from './records.ts';
 import type { RecordTable } from './table.ts';
 
 /** What can hold data items. */
@@ -46,7 +47,7 @@ export function bigDataNames(ctx: StoreContext, kind: DataOwnerKind, ref: string
 /** A data item, with its size and digest (recorded for images and containers, worked out from the bytes for a layer). */
 export function bigData(ctx: StoreContext, kind: DataOwnerKind, ref: string, key: string): BigDataItem {
   const { record, dir } = dataOwner(ctx, kind, ref);
-  if (!record['big-data-names']?.includes(key)) throw new LayersError('EBIGDATAUNKNOWN', `${kind} ${record.id} has no data item "${key}"`);
+  if (!record['big-data-names']?.includes(key)) throw new LayersError('EBIGDATAUNKNOWN', `data item "${key}" of ${kind} ${record.id} does not exist`);
   const data = fs.readFileSync(path.join(dir, bigDataFileName(key)));
   return { data, size: record['big-data-sizes']?.[key] ?? data.length, digest: record['big-data-digests']?.[key] ?? digestOf(data) };
 }
@@ -54,6 +55,7 @@ export function bigData(ctx: StoreContext, kind: DataOwnerKind, ref: string, key
 /** Store an item (replacing one of that name): the file first, atomically, then the record. */
 export function setBigData(ctx: StoreContext, kind: DataOwnerKind, ref: string, key: string, data: Buffer): void {
   const { record, dir, table } = dataOwner(ctx, kind, ref);
+  table.assertOwn(record);
   if (key === '') throw new LayersError('EUSAGE', 'a data item needs a name');
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
   writeFileAtomic(path.join(dir, bigDataFileName(key)), data);
@@ -62,5 +64,7 @@ export function setBigData(ctx: StoreContext, kind: DataOwnerKind, ref: string, 
     record['big-data-sizes'] = { ...record['big-data-sizes'], [key]: data.length };
     record['big-data-digests'] = { ...record['big-data-digests'], [key]: digestOf(data) };
   }
+  // an image's first manifest gives it its digest when it has none, as the peer's does (images.ts, imageDigests)
+  if (kind === 'image' && key.startsWith(MANIFEST_KEY_PREFIX) && !(record as ImageRecord).digest) (record as ImageRecord).digest = digestOf(data);
   table.save();
 }

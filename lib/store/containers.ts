@@ -18,8 +18,8 @@ import { whyLayerStays } from './removal.ts';
 export interface CreateContainerOptions {
   /** default: 64 random hex digits */
   id?: string;
-  /** the image: id, name or id prefix */
-  image: string;
+  /** the image: id, name or id prefix; none: a container on no image, its layer with no parent (the peer's create-container "") */
+  image?: string;
   names?: string[];
   metadata?: string;
   mountLabel?: string;
@@ -27,6 +27,8 @@ export interface CreateContainerOptions {
   gidmap?: IdMap[];
   /** driver options for the read-write layer (btrfs: size=); a key the driver does not take is refused before anything is made */
   storageOpt?: Record<string, string>;
+  /** flags.Volatile, as the peer's --volatile: overlay then mounts the container's layer with `volatile` (no syncs; lost on a crash) */
+  volatile?: boolean;
 }
 
 export interface CreateFromTemplateOptions {
@@ -53,22 +55,22 @@ const CONTENT_FIELDS = ['compressed-diff-digest', 'compressed-size', 'diff-diges
  */
 export async function createContainer(ctx: StoreContext, opts: CreateContainerOptions): Promise<ContainerRecord> {
   checkLayerOptions(ctx, opts.storageOpt);
-  const image = ctx.images.find(opts.image);
+  const image = opts.image === undefined ? undefined : ctx.images.find(opts.image);
   const { id, names } = ctx.containers.reserve(opts.id, opts.names);
   const want = { uidmap: opts.uidmap ?? [], gidmap: opts.gidmap ?? [] };
-  const base = image.layer !== undefined ? await topLayerFor(ctx, image, want) : undefined;
+  const base = image?.layer !== undefined ? await topLayerFor(ctx, image, want) : undefined;
 
   const layer = recordNewLayer(ctx, { parent: base?.id, mountlabel: opts.mountLabel, ...want });
   failpoint('container-layer-recorded');
   const container: ContainerRecord = {
     id,
     names,
-    image: image.id,
+    image: image?.id ?? '',
     layer: layer.id,
     metadata: opts.metadata,
     created: rfc3339(),
     ...want,
-    flags: { MountLabel: opts.mountLabel ?? '', ProcessLabel: '' },
+    flags: { MountLabel: opts.mountLabel ?? '', ProcessLabel: '', ...(opts.volatile ? { Volatile: true } : {}) },
   };
   try {
     ctx.containers.push(container);
@@ -89,7 +91,11 @@ export async function createContainer(ctx: StoreContext, opts: CreateContainerOp
 async function topLayerFor(ctx: StoreContext, image: ImageRecord, want: IdMappings): Promise<LayerRecord> {
   const top = findLayer(ctx, image.layer!, `top layer of image ${image.id}`);
   const candidates = [top, ...(image['mapped-layers'] ?? []).map((m) => ctx.layers.get(m)).filter((l) => l && !isIncomplete(l))] as LayerRecord[];
-  return candidates.find((l) => sameMappings(mappingsOf(l), want)) ?? (await makeMappedLayer(ctx, top, want, { image }));
+  const found = candidates.find((l) => sameMappings(mappingsOf(l), want));
+  // an image of an additional store cannot list a mapped layer: the container's layer is then
+  // made on the top layer itself and shifted (makeLayer), as the peer's imageTopLayerForMapping does
+  if (found || ctx.images.isReadOnly(image)) return found ?? top;
+  return makeMappedLayer(ctx, top, want, { image });
 }
 
 /**
@@ -117,6 +123,10 @@ async function makeMappedLayer(
     failpoint('mapped-layer-copied');
     if (!sameMappings(mappingsOf(template), want)) await ctx.driver.updateIdMappings(rec.id, mappingsOf(template), want);
     failpoint('mapped-layer-shifted');
+    // the copy's diff is the template's: its tar-split record too, as the peer copies it
+    // (layers.go, create from a template), so `diff` of either gives the same bytes
+    const split = (id: string) => path.join(ctx.layersDir, `${id}.tar-split.gz`);
+    if (fs.existsSync(split(template.id))) fs.copyFileSync(split(template.id), split(rec.id));
   } catch (err) {
     await removeLayer(ctx, rec).catch((e) => cleanupFailed(`removing the half-made mapped layer ${rec.id}`, e));
     if (opts.image) {

@@ -4,14 +4,15 @@
 // mount counts (docs/on-disk-format.md names each file). Also the lookups every concern needs:
 // a reference to a layer, image or container, found as the peer finds it.
 //
-// Functions here and in the concern modules do not take the lock: the facade takes it around each
-// public call, and every table write checks it is held.
+// Functions here and in the concern modules do not take locks: the facade takes the peer's lock
+// files around each public call (lib/lock.ts), and every table write checks its file's lock is
+// held exclusively and touches it after writing.
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Driver } from '../../drivers/driver.ts';
 import { LayersError } from '../errors.ts';
 import type { IdMap, IdMappings } from '../idmap.ts';
-import { StoreLock } from '../lock.ts';
+import { lockPaths, StoreLocks, type LockName } from '../lock.ts';
 import { MountRecords } from './mounts.ts';
 import {
   CONTAINER_FIELDS,
@@ -42,9 +43,18 @@ export interface StoreDirs {
   tmpDir: string;
 }
 
+/** An additional (read-only) image store: its layers and images are found, listed, mounted and
+ *  used as parents and images, never written (docs/sharing.md, "Additional image stores"). */
+export interface ReadOnlyStore {
+  root: string;
+  layers: RecordTable<LayerRecord>;
+  images: RecordTable<ImageRecord>;
+}
+
 export interface StoreContext extends StoreDirs {
   driver: Driver;
-  lock: StoreLock;
+  locks: StoreLocks;
+  readOnlyStores: ReadOnlyStore[];
   layers: RecordTable<LayerRecord>;
   images: RecordTable<ImageRecord>;
   containers: RecordTable<ContainerRecord>;
@@ -75,35 +85,65 @@ export function storeDirs(root: string, runroot: string, driverName: string): St
 }
 
 /**
- * The context over dirs and driver. `onLock` runs each time the lock is taken, before the
- * holder's work (the facade reloads the records and repairs there).
+ * The context over dirs and driver. `onLocked` runs each time an operation has taken its locks,
+ * before its work, with the lock names whose records changed (the facade reloads those records,
+ * and a writer repairs there).
  */
-export function makeContext(dirs: StoreDirs, driver: Driver, onLock: (ctx: StoreContext) => Promise<void>): StoreContext {
-  const lock: StoreLock = new StoreLock(path.join(dirs.root, 'layers-store.lock'), () => onLock(ctx));
-  const held = () => lock.assertHeld();
+export function makeContext(
+  dirs: StoreDirs,
+  driver: Driver,
+  onLocked: (ctx: StoreContext, changed: Set<string>, write: boolean) => Promise<void>,
+  imageStores: string[] = [],
+): StoreContext {
+  const refuse = { assertWritable: () => { throw new LayersError('EREADONLY', 'an additional image store is never written'); }, written: () => undefined };
+  const readOnlyStores: ReadOnlyStore[] = imageStores.map((root) => ({
+    root,
+    layers: new RecordTable(path.join(root, `${driver.name}-layers`, 'layers.json'), 'layer', LAYER_FIELDS, 'ELAYERUNKNOWN', refuse),
+    images: new RecordTable(path.join(root, `${driver.name}-images`, 'images.json'), 'image', IMAGE_FIELDS, 'EIMAGEUNKNOWN', refuse),
+  }));
+  const readOnlyLocks = imageStores.flatMap((root, i) => [
+    { name: `${i}:layers`, path: path.join(root, `${driver.name}-layers`, 'layers.lock') },
+    { name: `${i}:images`, path: path.join(root, `${driver.name}-images`, 'images.lock') },
+  ]);
+  const locks: StoreLocks = new StoreLocks(lockPaths(dirs.root, dirs.runroot, driver.name), (changed, write) => onLocked(ctx, changed, write), readOnlyLocks);
+  const guard = (name: LockName) => ({ assertWritable: () => locks.assertWritable(name), written: () => locks.written(name) });
   const ctx: StoreContext = {
     ...dirs,
     driver,
-    lock,
-    layers: new RecordTable(path.join(dirs.layersDir, 'layers.json'), 'layer', LAYER_FIELDS, 'ELAYERUNKNOWN', held),
-    images: new RecordTable(path.join(dirs.imagesDir, 'images.json'), 'image', IMAGE_FIELDS, 'EIMAGEUNKNOWN', held),
-    containers: new RecordTable(path.join(dirs.containersDir, 'containers.json'), 'container', CONTAINER_FIELDS, 'ECONTAINERUNKNOWN', held),
+    locks,
+    readOnlyStores,
+    layers: new RecordTable(path.join(dirs.layersDir, 'layers.json'), 'layer', LAYER_FIELDS, 'ELAYERUNKNOWN', guard('layers')),
+    images: new RecordTable(path.join(dirs.imagesDir, 'images.json'), 'image', IMAGE_FIELDS, 'EIMAGEUNKNOWN', guard('images')),
+    containers: new RecordTable(path.join(dirs.containersDir, 'containers.json'), 'container', CONTAINER_FIELDS, 'ECONTAINERUNKNOWN', guard('containers')),
     mounts: new MountRecords(dirs.runLayersDir),
   };
   return ctx;
 }
 
-/** Read every record file again: another process may have changed them. */
-export function loadRecords(ctx: StoreContext): void {
-  ctx.layers.load();
-  ctx.images.load();
-  ctx.containers.load();
-  ctx.mounts.load();
+/** Read again the records behind each changed lock (held): another process wrote them. A layers
+ *  reload brings the mount counts with it, as the peer's does. */
+export function loadRecords(ctx: StoreContext, changed: Set<string>): void {
+  if (changed.has('layers') || changed.has('mountpoints')) {
+    ctx.layers.load();
+    ctx.mounts.load();
+  }
+  if (changed.has('images')) ctx.images.load();
+  if (changed.has('containers')) ctx.containers.load();
+  const roLayers = ctx.readOnlyStores.some((s, i) => changed.has(`${i}:layers`));
+  const roImages = ctx.readOnlyStores.some((s, i) => changed.has(`${i}:images`));
+  ctx.readOnlyStores.forEach((s, i) => {
+    if (changed.has(`${i}:layers`)) s.layers.load();
+    if (changed.has(`${i}:images`)) s.images.load();
+  });
+  // set again after our own load too: it keeps the additional stores' records
+  if (roLayers || changed.has('layers') || changed.has('mountpoints')) ctx.layers.setReadOnly(ctx.readOnlyStores.flatMap((s) => s.layers.complete()));
+  if (roImages || changed.has('images')) ctx.images.setReadOnly(ctx.readOnlyStores.flatMap((s) => s.images.complete()));
 }
 
 export function saveMounts(ctx: StoreContext): void {
-  ctx.lock.assertHeld();
+  ctx.locks.assertWritable('mountpoints');
   ctx.mounts.save();
+  ctx.locks.written('mountpoints');
 }
 
 /** A record's id mappings, empty when it has none. */

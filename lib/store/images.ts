@@ -15,8 +15,8 @@ import { imageRemovalOrder } from './removal.ts';
 export interface CreateImageOptions {
   /** default: 64 random hex digits */
   id?: string;
-  /** the top layer: id, name or id prefix */
-  layer: string;
+  /** the top layer: id, name or id prefix; none: an image with no layer (as the peer's create-image "") */
+  layer?: string;
   names?: string[];
   metadata?: string;
   digest?: string;
@@ -34,19 +34,32 @@ export interface RemoveImageResult {
   layers: string[];
 }
 
-/** Record an image whose top layer is opts.layer. */
+/** Record an image whose top layer is opts.layer (or which has none). */
 export function createImage(ctx: StoreContext, opts: CreateImageOptions): ImageRecord {
-  const top = findLayer(ctx, opts.layer, 'top layer');
+  const top = opts.layer === undefined ? undefined : findLayer(ctx, opts.layer, 'top layer');
   const { id, names } = ctx.images.reserve(opts.id, opts.names);
-  const image: ImageRecord = { id, digest: opts.digest, names, layer: top.id, metadata: opts.metadata, created: rfc3339() };
+  const image: ImageRecord = { id, digest: opts.digest, names, layer: top?.id, metadata: opts.metadata, created: rfc3339() };
   ctx.images.push(image);
   ctx.images.save();
   return image;
 }
 
-/** Complete images whose digest (or one of whose digests) is this one. */
+/** Data items whose names start with this are manifests: their digests are the image's (the peer's ImageDigestManifestBigDataNamePrefix). */
+export const MANIFEST_KEY_PREFIX = 'manifest';
+
+/**
+ * The image's digests as the peer works them out (images.go, recomputeDigests): `digest` first,
+ * then any recorded `digests`, then the digest of each manifest data item, each once. The peer
+ * keeps this list in memory only; `digest` on disk is the first manifest's when none was given.
+ */
+export function imageDigests(image: ImageRecord): string[] {
+  const manifests = (image['big-data-names'] ?? []).filter((n) => n.startsWith(MANIFEST_KEY_PREFIX)).map((n) => image['big-data-digests']?.[n]);
+  return [...new Set([image.digest, ...(image.digests ?? []), ...manifests].filter((d): d is string => !!d))];
+}
+
+/** Complete images one of whose digests is this one. */
 export function imagesByDigest(ctx: StoreContext, digest: string): ImageRecord[] {
-  return ctx.images.complete().filter((i) => i.digest === digest || i.digests?.includes(digest));
+  return ctx.images.complete().filter((i) => imageDigests(i).includes(digest));
 }
 
 /**
@@ -57,6 +70,7 @@ export function imagesByDigest(ctx: StoreContext, digest: string): ImageRecord[]
  */
 export async function removeImage(ctx: StoreContext, ref: string, opts: RemoveImageOptions): Promise<RemoveImageResult> {
   const image = ctx.images.find(ref);
+  ctx.images.assertOwn(image, 'removed');
   if (!opts.force) refuseUsedImage(ctx, image);
   const users = ctx.containers.records.filter((c) => c.image === image.id);
   for (const c of users) await removeContainer(ctx, c);
@@ -89,7 +103,8 @@ function refuseUsedImage(ctx: StoreContext, image: ImageRecord): void {
 async function imageRemovalPlan(ctx: StoreContext, image: ImageRecord): Promise<string[]> {
   // only the layers the plan may take need the driver's word on hidden dependents: the mapped layers and the top layer's chain
   const candidates = [...(image['mapped-layers'] ?? [])];
-  for (let l = image.layer !== undefined ? ctx.layers.get(image.layer) : undefined; l; l = l.parent !== undefined ? ctx.layers.get(l.parent) : undefined)
+  // up to the first layer of an additional store: those are never removed from here
+  for (let l = image.layer !== undefined ? ctx.layers.get(image.layer) : undefined; l && !ctx.layers.isReadOnly(l); l = l.parent !== undefined ? ctx.layers.get(l.parent) : undefined)
     candidates.push(l.id);
   return imageRemovalOrder(await storeGraph(ctx, candidates), image);
 }
@@ -122,6 +137,7 @@ export async function finishImageRemoval(ctx: StoreContext, image: ImageRecord, 
 
 /** The image's record and big data go, its layers stay (the caller saves the table). */
 export function dropImageRecord(ctx: StoreContext, image: ImageRecord): void {
+  ctx.images.assertOwn(image, 'removed');
   fs.rmSync(path.join(ctx.imagesDir, image.id), { recursive: true, force: true });
   ctx.images.drop(image);
 }

@@ -67,6 +67,7 @@ export function markIncomplete(ctx: StoreContext, rec: LayerRecord): void {
 
 /** Mark incomplete, unmount (every user), remove the data, then the record. Checks nothing: the caller decided it may go. */
 export async function removeLayer(ctx: StoreContext, r: LayerRecord): Promise<void> {
+  ctx.layers.assertOwn(r, 'removed');
   markIncomplete(ctx, r);
   if (ctx.mounts.count(r.id) > 0) {
     await ctx.driver.unmount(r.id);
@@ -156,6 +157,7 @@ export async function makeLayer(
  */
 export async function applyDiff(ctx: StoreContext, ref: string, input: DiffInput): Promise<LayerRecord> {
   const rec = findLayer(ctx, ref);
+  ctx.layers.assertOwn(rec);
   const users = await usersOf(ctx, rec.id);
   if (users.children.length > 0)
     throw new LayersError('ELAYERHASCHILDREN', `layer ${rec.id} has child layers (${users.children.join(', ')}); they would not see the change`);
@@ -275,7 +277,11 @@ export function mountTarget(ctx: StoreContext, ref: string): LayerRecord {
 /** Mount a layer, or a container's layer (one more user); returns its path. */
 export async function mount(ctx: StoreContext, ref: string, opts: MountOptions): Promise<string> {
   const rec = mountTarget(ctx, ref);
-  const p = await ctx.driver.mount(rec.id, opts);
+  // the peer mounts only its own layers: mount points are recorded in the store that owns the layer
+  ctx.layers.assertOwn(rec, 'mounted here');
+  // a volatile container's layer is mounted volatile, as the peer's Mount does
+  const volatile = ctx.containers.records.some((c) => c.layer === rec.id && c.flags?.Volatile === true);
+  const p = await ctx.driver.mount(rec.id, volatile ? { ...opts, volatile } : opts);
   ctx.mounts.add(rec.id, p);
   saveMounts(ctx);
   return p;
@@ -333,6 +339,7 @@ export function parentOwners(ctx: StoreContext, rec: LayerRecord): { uids: numbe
 /** Delete a layer that nothing uses: no children or template copies, no image or container, no mount. */
 export async function deleteLayer(ctx: StoreContext, ref: string): Promise<void> {
   const rec = findLayer(ctx, ref);
+  ctx.layers.assertOwn(rec, 'removed');
   const why = whyLayerStays(rec.id, await usersOf(ctx, rec.id));
   if (why) throw why;
   await removeLayer(ctx, rec);

@@ -1,13 +1,13 @@
 // The store's public face (docs/on-disk-format.md, "Writes, locking and recovery";
 // docs/images-and-containers.md): `Store` opens a store, holds its shared state in one context
-// (context.ts), and for each public call reloads the records (reading) or takes the store lock
-// (writing) and hands the work to the module of its concern:
+// (context.ts), and for each public call takes the peer's lock files (lib/lock.ts: shared to read,
+// exclusive to write), reloads what another process changed, and hands the work to the module of its concern:
 //
 //   layers.ts      layers: create, import, diff/changes/size, mount/unmount, delete
 //   images.ts      images: create, remove (with the layers only they need)
 //   containers.ts  containers and mapped top layers, create-from-template, prune
 //   big-data.ts    data items of layers, images and containers
-//   repair.ts      what a writer that died left, finished or undone when the lock is taken
+//   repair.ts      what a writer that died left, finished or undone when the write locks are taken
 //   removal.ts     pure: may a layer go, and the order layers go in
 //
 // The store never touches file contents itself; the driver and the tar engine do. Ordering rules
@@ -18,11 +18,13 @@
 //   top layer is listed in its image while still incomplete: a crash leaves references to an
 //   incomplete layer, never a complete layer nothing refers to;
 // - an image's removal marks the image incomplete, then every layer it will remove, in one write;
-// - taking the writer lock reloads the records and repairs what a holder that died left.
+// - taking the write locks reloads the records and repairs what a holder that died left.
 import path from 'node:path';
 import { openDriver } from '../../drivers/index.ts';
+import { imageStorePaths } from '../../drivers/options.ts';
 import type { Change, Driver, MountOptions } from '../../drivers/driver.ts';
 import { LayersError, wrapError } from '../errors.ts';
+import { DIFF, MOUNT, READ, WRITE, type LockPlan } from '../lock.ts';
 import * as bigData from './big-data.ts';
 import type { BigDataItem, DataOwnerKind } from './big-data.ts';
 import * as containers from './containers.ts';
@@ -34,7 +36,8 @@ import type { CreateImageOptions, RemoveImageOptions, RemoveImageResult } from '
 import * as layers from './layers.ts';
 import type { CreateLayerOptions, DiffInput, DiffOptions } from './layers.ts';
 import type { MountRecord } from './mounts.ts';
-import { CONTAINER_FIELDS, IMAGE_FIELDS, normalize, normalizeRecord, type ContainerRecord, type ImageRecord, type LayerRecord } from './records.ts';
+import { CONTAINER_FIELDS, IMAGE_FIELDS, normalize, normalizeRecord, type AnyRecord, type ContainerRecord, type ImageRecord, type LayerRecord } from './records.ts';
+import type { RecordTable } from './table.ts';
 import { dropDangling, needsRepair, repair } from './repair.ts';
 
 export type { BigDataItem, DataOwnerKind } from './big-data.ts';
@@ -80,6 +83,8 @@ export class Store {
   readonly runContainersDir: string;
   /** temp files (decompressed or spooled input, gzip output) on the store's filesystem */
   readonly tmpDir: string;
+  /** the additional (read-only) image stores, from `<driver>.imagestore=PATH` options, in order */
+  readonly imageStores: string[];
   private readonly ctx: StoreContext;
 
   private constructor(opts: StoreOptions) {
@@ -92,10 +97,17 @@ export class Store {
     // the driver first: a storage option it refuses must leave nothing on disk
     this.driver = openDriver(name, this.root, this.runroot, this.storageOpts);
     const dirs = storeDirs(this.root, this.runroot, name);
-    this.ctx = makeContext(dirs, this.driver, async (ctx) => {
-      loadRecords(ctx);
-      await repair(ctx);
-    });
+    this.imageStores = imageStorePaths(name, this.storageOpts).filter((p) => p !== this.root);
+    this.ctx = makeContext(
+      dirs,
+      this.driver,
+      async (ctx, changed, write) => {
+        loadRecords(ctx, changed);
+        // a writer that died left its work half done; the next writer finishes or undoes it
+        if (write) await repair(ctx);
+      },
+      this.imageStores,
+    );
     this.layersDir = dirs.layersDir;
     this.imagesDir = dirs.imagesDir;
     this.containersDir = dirs.containersDir;
@@ -105,21 +117,19 @@ export class Store {
 
   static async open(opts: StoreOptions): Promise<Store> {
     const store = new Store(opts);
-    loadRecords(store.ctx);
-    // leftovers of a writer that died: repair them under the lock (which waits for a live writer)
-    if (needsRepair(store.ctx)) await store.locked(async () => undefined);
+    // leftovers of a writer that died: repair them under the write locks (which wait for a live writer)
+    if (await store.read(needsRepair)) await store.locked(async () => undefined);
     return store;
   }
 
-  /** Reload the records and run fn on them (a reader: no lock, no writes). */
-  private read<T>(fn: (ctx: StoreContext) => T): T {
-    loadRecords(this.ctx);
-    return fn(this.ctx);
+  /** Run fn holding the read locks (records another process changed reloaded first); no writes. */
+  private read<T>(fn: (ctx: StoreContext) => Promise<T> | T, plan: LockPlan = READ): Promise<T> {
+    return this.ctx.locks.with(plan, () => fn(this.ctx));
   }
 
-  /** Run fn holding the store lock (the records reloaded and repaired first). */
-  private locked<T>(fn: (ctx: StoreContext) => Promise<T> | T): Promise<T> {
-    return this.ctx.lock.withLock(async () => fn(this.ctx));
+  /** Run fn holding the write locks (records reloaded and repaired first). */
+  private locked<T>(fn: (ctx: StoreContext) => Promise<T> | T, plan: LockPlan = WRITE): Promise<T> {
+    return this.ctx.locks.with(plan, () => fn(this.ctx));
   }
 
   // ---- reading ----
@@ -172,6 +182,15 @@ export class Store {
     });
   }
 
+  /** Whether the layer or image with this id comes from an additional (read-only) image store. */
+  async readOnly(kind: 'layer' | 'image', id: string): Promise<boolean> {
+    return this.read((ctx) => {
+      const table = kind === 'layer' ? ctx.layers : ctx.images;
+      const rec = (table as RecordTable<AnyRecord>).get(id);
+      return rec !== undefined && (table as RecordTable<AnyRecord>).isReadOnly(rec);
+    });
+  }
+
   /** mounts of complete layers: [{id, path, count}] */
   async mounted(): Promise<MountRecord[]> {
     return this.read((ctx) => ctx.mounts.all());
@@ -209,15 +228,15 @@ export class Store {
 
   /** Write the layer's changes against its parent (or opts.reference) as a tar to fd. */
   async diff(ref: string, fd: number, opts: DiffOptions = {}): Promise<void> {
-    return this.read((ctx) => layers.diff(ctx, ref, fd, opts));
+    return this.read((ctx) => layers.diff(ctx, ref, fd, opts), DIFF);
   }
 
   async changes(ref: string, reference?: string): Promise<Change[]> {
-    return this.read((ctx) => layers.changes(ctx, ref, reference));
+    return this.read((ctx) => layers.changes(ctx, ref, reference), DIFF);
   }
 
   async diffSize(ref: string, reference?: string): Promise<number> {
-    return this.read((ctx) => layers.diffSize(ctx, ref, reference));
+    return this.read((ctx) => layers.diffSize(ctx, ref, reference), DIFF);
   }
 
   /** What removeImage would remove, without removing anything (delete-image --test). */
@@ -250,7 +269,7 @@ export class Store {
 
   /** Mount a layer, or a container's layer (one more user); returns its path. */
   async mount(ref: string, opts: MountOptions = {}): Promise<string> {
-    return this.locked((ctx) => layers.mount(ctx, ref, opts));
+    return this.locked((ctx) => layers.mount(ctx, ref, opts), MOUNT);
   }
 
   /** One user less of a layer's or container's mount (every user when force); the last one really unmounts. Returns the users left. */
@@ -326,6 +345,7 @@ export class Store {
   async setMetadata(ref: string, metadata: string): Promise<void> {
     return this.locked((ctx) => {
       const found = findAny(ctx, ref);
+      tableOf(ctx, found.kind).assertOwn(found.record);
       found.record.metadata = metadata;
       tableOf(ctx, found.kind).save();
     });
@@ -345,8 +365,17 @@ export class Store {
   }
 
   private takeNames(found: Found, names: string[]): string[] {
-    tableOf(this.ctx, found.kind).takeNames(found.record as never, names);
-    return [...found.record.names!];
+    let rec = found.record;
+    // names for an image of an additional store go to a record of the same id in this store,
+    // on the same top layer, as the peer's updateNames makes (the other store is never written)
+    if (found.kind === 'image' && this.ctx.images.isReadOnly(rec as ImageRecord)) {
+      const ro = rec as ImageRecord;
+      const copy: ImageRecord = { id: ro.id, digest: ro.digest, layer: ro.layer, metadata: ro.metadata, created: ro.created, names: [] };
+      this.ctx.images.push(copy);
+      rec = copy;
+    }
+    tableOf(this.ctx, found.kind).takeNames(rec as never, names);
+    return [...rec.names!];
   }
 
   // ---- images ----
@@ -420,6 +449,6 @@ export class Store {
       const unmounted = await layers.unmountAll(ctx, force);
       await ctx.driver.cleanup();
       return unmounted;
-    });
+    }, MOUNT);
   }
 }

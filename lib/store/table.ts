@@ -10,7 +10,12 @@ import { findExact, findRecord, isIncomplete, normalize, type AnyRecord } from '
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
 
 export class RecordTable<T extends AnyRecord> {
+  /** this store's records: the ones saved */
   records: T[] = [];
+  /** records of additional (read-only) image stores, after ours (docs/sharing.md, "Additional
+   *  image stores"): found and listed, never saved; a record of ours with the same id hides one */
+  private readOnly: T[] = [];
+  private readonly readOnlySet = new WeakSet<T>();
 
   constructor(
     readonly file: string,
@@ -18,8 +23,9 @@ export class RecordTable<T extends AnyRecord> {
     readonly kind: string,
     private readonly fields: readonly string[],
     private readonly unknownCode: ErrorCode,
-    /** called before every write: throws unless the store lock is held */
-    private readonly assertHeld: () => void,
+    /** the lock of the file: assertWritable() before every write throws unless it is held
+     *  exclusively; written() after it records us as the last writer (lib/lock.ts) */
+    private readonly lock: { assertWritable(): void; written(): void },
   ) {}
 
   load(): void {
@@ -27,20 +33,45 @@ export class RecordTable<T extends AnyRecord> {
   }
 
   save(): void {
-    this.assertHeld();
+    this.lock.assertWritable();
     writeJsonAtomic(
       this.file,
       this.records.map((r) => normalize(r, this.fields)),
     );
+    this.lock.written();
   }
 
-  /** records not marked incomplete, in creation order */
+  /** Replace the records of the additional stores (loaded by the caller under their read locks). */
+  setReadOnly(records: T[]): void {
+    this.readOnly = records;
+    for (const r of records) this.readOnlySet.add(r);
+  }
+
+  /** Whether rec came from an additional (read-only) store. */
+  isReadOnly(rec: T): boolean {
+    return this.readOnlySet.has(rec);
+  }
+
+  /** Throws EREADONLY for a record of an additional store: called before changing one. */
+  assertOwn(rec: T, what = 'changed'): void {
+    if (this.isReadOnly(rec))
+      throw new LayersError('EREADONLY', `${this.kind} ${rec.id} belongs to an additional (read-only) image store and cannot be ${what}`);
+  }
+
+  /** ours, then those of the additional stores whose ids we do not have */
+  private all(): T[] {
+    if (this.readOnly.length === 0) return this.records;
+    const ours = new Set(this.records.map((r) => r.id));
+    return [...this.records, ...this.readOnly.filter((r) => !ours.has(r.id))];
+  }
+
+  /** records not marked incomplete, in creation order (ours first, then the additional stores') */
   complete(): T[] {
-    return this.records.filter((r) => !isIncomplete(r));
+    return this.all().filter((r) => !isIncomplete(r));
   }
 
   get(id: string): T | undefined {
-    return this.records.find((r) => r.id === id);
+    return this.records.find((r) => r.id === id) ?? this.readOnly.find((r) => r.id === id);
   }
 
   /** a complete record by exact id or name only */
@@ -55,7 +86,8 @@ export class RecordTable<T extends AnyRecord> {
 
   find(ref: string, role = this.kind): T {
     const r = this.lookup(ref);
-    if (!r) throw new LayersError(this.unknownCode, `${role} "${ref}" not known`);
+    // ends with the peer's words ("image not known"): scripts written for the peer grep them
+    if (!r) throw new LayersError(this.unknownCode, `${role} "${ref}": ${this.kind} not known`);
     return r;
   }
 
@@ -78,6 +110,7 @@ export class RecordTable<T extends AnyRecord> {
 
   /** Give rec exactly these names; a name another record has moves to rec (as the peer does). Saves. */
   takeNames(rec: T, names: string[]): void {
+    this.assertOwn(rec, 'renamed');
     const wanted = [...new Set(names)];
     for (const other of this.records) if (other !== rec && other.names) other.names = other.names.filter((n) => !wanted.includes(n));
     rec.names = wanted;

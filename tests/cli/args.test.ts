@@ -4,7 +4,6 @@
 import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
-import { defaultRoot, defaultRunroot } from '../../lib/index.ts';
 import { bool, list, parseArgs, str, type FlagSpec } from '../../lib/cli/args.ts';
 import { parseCommandLine, type CommandLine } from '../../lib/cli/cli.ts';
 import { idMaps, layerOptFlag, layerOpts, mapFlags } from '../../lib/cli/flags.ts';
@@ -101,9 +100,30 @@ function run(argv: string[], env: Record<string, string> = {}): Extract<CommandL
   return line;
 }
 
-test('global flags: defaults, and the peer spellings before or after the command', (t) => {
-  const d = run(['layers']);
-  t.deepEqual(d.globals, { root: defaultRoot, runroot: defaultRunroot, driver: 'vfs', storageOpts: [], json: false, debug: false });
+/** A storage.conf in a temp dir, and the env that points the CLI at it. */
+function conf(t: ExecutionContext, text: string): Record<string, string> {
+  const file = path.join(tempDir(t), 'storage.conf');
+  fs.writeFileSync(file, text);
+  return { CONTAINERS_STORAGE_CONF: file };
+}
+
+test('no store flag: storage.conf, as the peer reads it; STORAGE_DRIVER and STORAGE_OPTS replace its driver and options', (t) => {
+  const env = conf(t, '[storage]\ndriver = "overlay"\ngraphroot = "/g"\nrunroot = "/rr"\n[storage.options.overlay]\nmountopt = "nodev"\n');
+  const d = run(['layers'], env);
+  t.deepEqual(d.globals, { root: '/g', runroot: '/rr', driver: 'overlay', storageOpts: ['overlay.mountopt=nodev'], storageConf: env.CONTAINERS_STORAGE_CONF, json: false, debug: false });
+  t.like(run(['layers'], { ...env, STORAGE_DRIVER: 'vfs', STORAGE_OPTS: '' }).globals, { driver: 'vfs', storageOpts: [] });
+  // any store flag: the flags; the file only for a root not given
+  t.deepEqual(run(['-g', '/x', 'layers'], env).globals, { root: '/x', runroot: '/rr', driver: 'vfs', storageOpts: [], json: false, debug: false });
+  // a file with no driver: the driver whose home exists in the graph root
+  const g = tempDir(t);
+  fs.mkdirSync(path.join(g, 'btrfs'));
+  t.is(run(['layers'], conf(t, `[storage]\ngraphroot = "${g}"\n`)).globals.driver, 'btrfs');
+  // a missing CONTAINERS_STORAGE_CONF is an error, as in the peer
+  const bad = parseCommandLine(['layers'], { CONTAINERS_STORAGE_CONF: '/nonexistent/storage.conf' });
+  t.is(bad.kind, 'error');
+});
+
+test('global flags: the peer spellings before or after the command', (t) => {
   const spellings = [
     ['--root', '/r', '--runroot', '/rr', '--driver', 'overlay', 'layers'],
     ['--graph', '/r', '--run', '/rr', '--storage-driver', 'overlay', 'layers'],
@@ -119,15 +139,19 @@ test('global flags: defaults, and the peer spellings before or after the command
 });
 
 test('$STORAGE_DRIVER is the default driver; -s wins over it', (t) => {
-  t.is(run(['layers'], { STORAGE_DRIVER: 'btrfs' }).globals.driver, 'btrfs');
+  t.is(run(['layers'], { ...conf(t, '[storage]\ndriver = "overlay"\n'), STORAGE_DRIVER: 'btrfs' }).globals.driver, 'btrfs');
+  t.is(run(['-g', '/r', 'layers'], { STORAGE_DRIVER: 'btrfs' }).globals.driver, 'btrfs');
   t.is(run(['-s', 'vfs', 'layers'], { STORAGE_DRIVER: 'btrfs' }).globals.driver, 'vfs');
 });
 
 test('--storage-opt adds up before and after the command; $STORAGE_OPTS only without it', (t) => {
   t.deepEqual(run(['--storage-opt', 'a=1', 'status', '--storage-opt=b=2', '--storage-opt', 'a=3']).globals.storageOpts, ['a=1', 'b=2', 'a=3']);
-  t.deepEqual(run(['status'], { STORAGE_OPTS: 'x=1,,y=2,' }).globals.storageOpts, ['x=1', 'y=2']);
-  t.deepEqual(run(['status', '--storage-opt', 'z=9'], { STORAGE_OPTS: 'x=1' }).globals.storageOpts, ['z=9']);
-  t.deepEqual(run(['status'], { STORAGE_OPTS: '' }).globals.storageOpts, []);
+  // with no flag it replaces storage.conf's options, split as the peer splits it (empty ones kept: openStore refuses them)
+  const env = conf(t, '[storage]\ndriver = "vfs"\n');
+  t.deepEqual(run(['status'], { ...env, STORAGE_OPTS: 'x=1,,y=2' }).globals.storageOpts, ['x=1', '', 'y=2']);
+  t.deepEqual(run(['-g', '/r', 'status'], { STORAGE_OPTS: 'x=1,,y=2,' }).globals.storageOpts, ['x=1', 'y=2']);
+  t.deepEqual(run(['-g', '/r', 'status', '--storage-opt', 'z=9'], { STORAGE_OPTS: 'x=1' }).globals.storageOpts, ['z=9']);
+  t.deepEqual(run(['status'], { ...env, STORAGE_OPTS: '' }).globals.storageOpts, []);
 });
 
 test('the command: by any of its spellings, its own flags and arguments in any order', (t) => {

@@ -35,7 +35,7 @@ test('create-layer error paths: unknown parent, duplicate name, bad map, unknown
   const s = tempStore(t);
   await s.cli(['create-layer', '-n', 'a']);
   const cases: Array<[string[], number, RegExp]> = [
-    [['create-layer', 'nope'], 1, /^layers: create-layer: parent layer "nope" not known\n$/],
+    [['create-layer', 'nope'], 1, /^layers: create-layer: parent layer "nope": layer not known\n$/],
     [['create-layer', '-n', 'a'], 1, /^layers: create-layer: name "a" is already in use by layer [0-9a-f]{64}\n$/],
     [['create-layer', '--uidmap', '0:1'], 2, /^layers: create-layer: --uidmap: bad id mapping "0:1"/],
     [['create-layer', 'a', 'b'], 2, /too many arguments \(b\)/],
@@ -84,7 +84,7 @@ test('applydiff adds to a layer; a failed apply leaves it incomplete and the nex
   t.false(fs.existsSync(path.join(s.root, 'vfs', 'dir', c.stdout.slice(0, 64))));
   const u = await s.cli(['applydiff', '-f', tar, 'nope']);
   t.is(u.code, 1);
-  t.regex(u.stderr, /layer "nope" not known/);
+  t.regex(u.stderr, /layer "nope": layer not known/);
   t.is((await s.cli(['applydiff'])).code, 2);
 });
 
@@ -148,7 +148,7 @@ test('diff to stdout, to a file and gzipped; changes; diffsize', async (t) => {
   for (const cmd of ['diff', 'changes', 'diffsize']) {
     const r = await s.cli([cmd, 'nope']);
     t.is(r.code, 1);
-    t.is(r.stderr, `layers: ${cmd}: layer "nope" not known\n`);
+    t.is(r.stderr, `layers: ${cmd}: layer "nope": layer not known\n`);
   }
 });
 
@@ -188,7 +188,7 @@ test('layers, layer, exists, metadata and names in the peer formats', async (t) 
   );
   const missing = await s.cli(['layer', 'a', 'nope']);
   t.is(missing.code, 1);
-  t.is(missing.stderr, 'layers: layer: nope: layer "nope" not known\n');
+  t.is(missing.stderr, 'layers: layer: nope: layer "nope": layer not known\n');
   t.is((await s.cli(['exists', 'a', b])).stdout, `a: true\n${b}: true\n`);
   const ex = await s.cli(['exists', '-j', 'a', 'nope']);
   t.is(ex.code, 1);

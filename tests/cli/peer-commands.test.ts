@@ -65,7 +65,7 @@ test('data items of layers and containers: each tool reads what the other wrote,
   // errors name the item; a layer has no size or digest commands, as the peer has none
   const missing = await s.cli(['get-layer-data', 'base', 'nope']);
   t.is(missing.code, 1);
-  t.regex(missing.stderr, /layer [0-9a-f]{64} has no data item "nope"/);
+  t.regex(missing.stderr, /data item "nope" of layer [0-9a-f]{64} does not exist/);
   t.is((await s.cli(['get-layer-data-size', 'base', 'note'])).code, 2);
 
   // the data goes with the layer and the container
@@ -262,7 +262,7 @@ test('copy stays inside the layers: a source symlink resolves in its layer, a ta
   t.regex(r.stderr, /--chown x:1/);
   r = await s.cli(['copy', file, 'nope:/g']);
   t.is(r.code, 1);
-  t.regex(r.stderr, /layer "nope" not known/);
+  t.regex(r.stderr, /layer "nope": layer not known/);
   t.is((await store.layer(layer.id)).id, layer.id);
   // a host path is relative to the working directory, not to /
   r = await runCli(['-g', s.root, '-R', s.runroot, '-s', 'vfs', 'copy', 'f', 'l:/relative'], { cwd: s.dir });

@@ -151,7 +151,7 @@ test('errors carry stable codes and name the layer', async (t) => {
   const a = await store.createLayer({ id: 'aaa', names: ['a'] });
   await store.createLayer({ parent: 'a', names: ['b'] });
   const cases: Array<[Promise<unknown>, string, RegExp]> = [
-    [store.layer('nope'), 'ELAYERUNKNOWN', /layer "nope" not known/],
+    [store.layer('nope'), 'ELAYERUNKNOWN', /layer "nope": layer not known/],
     [store.createLayer({ parent: 'nope' }), 'ELAYERUNKNOWN', /parent layer "nope"/],
     [store.createLayer({ names: ['a'] }), 'ENAMEINUSE', /name "a" is already in use by layer aaa/],
     [store.createLayer({ id: 'aaa' }), 'EIDINUSE', /layer id aaa is already in use/],

@@ -11,13 +11,23 @@ import { deleteCommand } from './delete.ts';
 export const createContainer: Command = {
   names: spellings('create-container'),
   args: 'imageNameOrID',
-  help: 'Create a new container from an image (on a mapped top layer when its id mappings differ)',
+  help: 'Create a new container from an image (on a mapped top layer when its id mappings differ; "": from no image)',
   min: 1,
   max: 1,
-  flags: [idFlag('container'), nameFlag('container'), labelFlag, ...mapFlags, layerOptFlag, ...metadataFlags, json],
+  flags: [
+    idFlag('container'),
+    nameFlag('container'),
+    labelFlag,
+    ...mapFlags,
+    layerOptFlag,
+    { names: ['volatile'], help: 'mark the container volatile: overlay mounts its layer without syncs' },
+    ...metadataFlags,
+    json,
+  ],
   async run(g, p) {
     const store = await open(g);
-    const c = await store.createContainer({ id: str(p, 'id'), image: p.positionals[0], names: list(p, 'name'), metadata: metadataOf(p), mountLabel: str(p, 'label'), storageOpt: layerOpts(p), ...idMaps(p) });
+    const c = await store.createContainer({
+      volatile: bool(p, 'volatile'), id: str(p, 'id'), image: p.positionals[0] || undefined, names: list(p, 'name'), metadata: metadataOf(p), mountLabel: str(p, 'label'), storageOpt: layerOpts(p), ...idMaps(p) });
     printCreated(g, c);
     return 0;
   },

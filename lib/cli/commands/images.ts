@@ -1,7 +1,7 @@
 // Images: create-image, images, images-by-digest, image (examine, with the peer's size), and
 // their removal: delete-image, ours `rm` (mapped top layers first, then the top layer and each
 // parent no one else needs) and `prune` (mapped top layers no container uses).
-import type { ImageRecord, Store } from '../../index.ts';
+import { imageDigests, type ImageRecord, type Store } from '../../index.ts';
 import { bool, list, str } from '../args.ts';
 import { eachArg, exitCode, open, spellings, succeeded, type Command, type Globals } from '../command.ts';
 import { idFlag, json, metadataFlags, metadataOf, nameFlag, quietIds } from '../flags.ts';
@@ -28,10 +28,6 @@ async function imageSize(store: Store, image: ImageRecord): Promise<number> {
   return size;
 }
 
-/** the image's digests as the peer lists them: `digests`, else the one `digest` */
-function digestsOf(i: ImageRecord): string[] {
-  return i.digests ?? (i.digest ? [i.digest] : []);
-}
 
 function listImages(g: Globals, images: ImageRecord[], quiet: boolean): void {
   if (g.json) return printJson(images);
@@ -39,21 +35,21 @@ function listImages(g: Globals, images: ImageRecord[], quiet: boolean): void {
     out(`${i.id}\n`);
     if (quiet) continue;
     for (const n of i.names ?? []) out(`\tname: ${n}\n`);
-    for (const d of digestsOf(i)) out(`\tdigest: ${d}\n`);
+    for (const d of imageDigests(i)) out(`\tdigest: ${d}\n`);
     for (const n of i['big-data-names'] ?? []) out(`\tdata: ${n}\n`);
   }
 }
 
 export const createImage: Command = {
   names: spellings('create-image'),
-  args: 'topLayerNameOrID',
-  help: 'Create a new image using layers',
-  min: 1,
+  args: '[topLayerNameOrID]',
+  help: 'Create a new image using layers (none, or "": an image with no layer)',
+  min: 0,
   max: 1,
   flags: [idFlag('image'), nameFlag('image'), { names: ['digest', 'd'], value: true, help: 'image digest' }, ...metadataFlags, json],
   async run(g, p) {
     const store = await open(g);
-    const image = await store.createImage({ id: str(p, 'id'), layer: p.positionals[0], names: list(p, 'name'), metadata: metadataOf(p), digest: str(p, 'digest') });
+    const image = await store.createImage({ id: str(p, 'id'), layer: p.positionals[0] || undefined, names: list(p, 'name'), metadata: metadataOf(p), digest: str(p, 'digest') });
     printCreated(g, image);
     return 0;
   },
@@ -102,9 +98,10 @@ export const image: Command = {
         for (const n of i.names ?? []) out(`Name: ${n}\n`);
         out(`Top Layer: ${i.layer ?? ''}\n`);
         for (const m of i['mapped-layers'] ?? []) out(`Top Layer: ${m}\n`);
-        for (const d of digestsOf(i)) out(`Digest: ${d}\n`);
+        for (const d of imageDigests(i)) out(`Digest: ${d}\n`);
         for (const n of i['big-data-names'] ?? []) out(`Data: ${n}\n`);
         out(`Size: ${await imageSize(store, i)}\n`);
+        if (await store.readOnly('image', i.id)) out('Read Only: true\n');
       }
     return exitCode(outcomes);
   },

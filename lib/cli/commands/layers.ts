@@ -14,7 +14,8 @@ const createFlags = [idFlag('layer'), nameFlag('layer'), labelFlag, { names: ['r
 function createOptions(p: Parsed) {
   return {
     id: str(p, 'id'),
-    parent: p.positionals[0],
+    // "" is no parent, as in the peer
+    parent: p.positionals[0] || undefined,
     names: list(p, 'name'),
     mountLabel: str(p, 'label'),
     storageOpt: layerOpts(p),
@@ -114,12 +115,13 @@ export const layers: Command = {
   },
 };
 
-function printLayer(l: LayerRecord): void {
+function printLayer(l: LayerRecord, readOnly: boolean): void {
   out(`ID: ${l.id}\n`);
   for (const m of l.uidmap ?? []) out(`UID mapping: (container=${m.container_id}, host=${m.host_id}, size=${m.size})\n`);
   for (const m of l.gidmap ?? []) out(`GID mapping: (container=${m.container_id}, host=${m.host_id}, size=${m.size})\n`);
   if (l.parent) out(`Parent: ${l.parent}\n`);
   for (const n of l.names ?? []) out(`Name: ${n}\n`);
+  if (readOnly) out('Read Only: true\n');
 }
 
 export const layer: Command = {
@@ -133,7 +135,7 @@ export const layer: Command = {
     const outcomes = await eachArg(name, p.positionals, (ref) => store.layer(ref));
     const found = succeeded(outcomes);
     if (g.json) printJson(found);
-    else found.forEach(printLayer);
+    else for (const l of found) printLayer(l, await store.readOnly('layer', l.id));
     return exitCode(outcomes);
   },
 };

@@ -21,7 +21,10 @@ export const status: Command = {
   max: 0,
   flags: [json],
   async run(g) {
-    printFacts(g, await (await open(g)).status());
+    const facts = await (await open(g)).status();
+    // which storage.conf chose the store (none when flags did): last, after the peer's lines
+    if (g.storageConf !== undefined) facts.push(['Storage Conf', g.storageConf || 'none (built-in defaults)']);
+    printFacts(g, facts);
     return 0;
   },
 };
