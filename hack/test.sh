@@ -26,5 +26,24 @@ count() { awk -v k="$1" '$1 == "#" && $2 == k { n += $3 } END { print n + 0 }' "
 pass=$(count pass); fail=$(count fail); skip=$(count skip); todo=$(count todo)
 skip=$(( skip + todo ))
 if [ "$status" -ne 0 ] && [ "$fail" -eq 0 ]; then fail=1; fi
+echo "project tests: ${pass} passed, ${fail} failed, ${skip} skipped"
+
+# The peer's own bats suite (containers/storage v1.43.0) against layers on vfs, overlay and btrfs,
+# after the project's tests, counted in the closing line (hack/peer-suite.sh). Not for a run of
+# named files; LAYERS_PEER_SUITE=0 leaves it out.
+if [ $# -eq 0 ] && [ "${LAYERS_PEER_SUITE:-1}" != 0 ]; then
+  peer=$(mktemp)
+  bash hack/peer-suite.sh 2>&1 | tee "$peer"
+  peer_status=${PIPESTATUS[0]}
+  line=$(tail -n 1 "$peer")
+  rm -f "$peer"
+  if [[ "$line" =~ ^([0-9]+)\ passed,\ ([0-9]+)\ failed,\ ([0-9]+)\ skipped$ ]]; then
+    pass=$((pass + BASH_REMATCH[1])); fail=$((fail + BASH_REMATCH[2])); skip=$((skip + BASH_REMATCH[3]))
+    echo "peer suite: $line"
+  else
+    echo "peer suite: no closing line"; fail=$((fail + 1))
+  fi
+  [ "$peer_status" -eq 0 ] || status=1
+fi
 echo "${pass} passed, ${fail} failed, ${skip} skipped"
 exit "$status"
