@@ -98,6 +98,21 @@ export function printable(text: string): string {
   return text.replace(/[\\\x00-\x1f\x7f-\x9f]/g, (c) => (c === '\\' ? '\\\\' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
 }
 
+/** Failures that came before anything was written (input refused at its first bytes): what
+ *  they were to change is as it was, so a caller need not undo anything. */
+const nothingWritten = new WeakSet<object>();
+
+export function markNothingWritten(err: unknown): unknown {
+  if (err instanceof Error) nothingWritten.add(err);
+  return err;
+}
+
+/** Whether err, or an error it wraps, was marked by markNothingWritten. */
+export function wroteNothing(err: unknown): boolean {
+  for (let e = err; e instanceof Error; e = e.cause) if (nothingWritten.has(e)) return true;
+  return false;
+}
+
 let debugOut: ((line: string) => void) | undefined =
   process.env.LAYERS_DEBUG ? (line) => process.stderr.write(line + '\n') : undefined;
 

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import type { Change, MountOptions } from '../../drivers/driver.ts';
-import { cleanupFailed, LayersError, wrapError } from '../errors.ts';
+import { cleanupFailed, LayersError, markNothingWritten, wrapError, wroteNothing } from '../errors.ts';
 import { sameMappings, toContainer, type IdMap } from '../idmap.ts';
 import { findLayer, mappingsOf, resolveRef, saveMounts, type StoreContext } from './context.ts';
 import { prepareInput, tempFile } from './input.ts';
@@ -167,6 +167,12 @@ export async function applyDiff(ctx: StoreContext, ref: string, input: DiffInput
   try {
     await applyInto(ctx, rec, input);
   } catch (err) {
+    // input refused before anything reached the layer (not a tar, bad compression, a garbage
+    // first header): the layer is as it was, and stays, as the peer's does
+    if (wroteNothing(err)) {
+      completeLayer(ctx, rec);
+      throw err;
+    }
     throw wrapError(`layer ${rec.id} is left incomplete and will be removed`, err);
   }
   completeLayer(ctx, rec);
@@ -178,7 +184,9 @@ async function applyInto(ctx: StoreContext, rec: LayerRecord, input: DiffInput):
   const what = describeInput(input);
   const fd = typeof input === 'string' ? openInput(input) : input;
   try {
-    const prepared = await prepareInput(fd, what, ctx.tmpDir);
+    const prepared = await prepareInput(fd, what, ctx.tmpDir).catch((err: unknown) => {
+      throw markNothingWritten(err);
+    });
     try {
       const mappings = mappingsOf(rec);
       let result;

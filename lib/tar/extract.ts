@@ -5,6 +5,7 @@
 // from the file, or fed as the bytes pass when the input is a pipe.
 import fs from 'node:fs';
 import path from 'node:path';
+import { markNothingWritten } from '../errors.ts';
 import { native } from '../native.ts';
 import type { ApplyOp, Sha256 } from '../native.ts';
 import { hostMapper, type IdMappings } from '../idmap.ts';
@@ -57,7 +58,9 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
   const rootFd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
   const plan = new Planner(inFd, root, opts, fromFile ? undefined : hash);
   let pending: Promise<void> = Promise.resolve();
+  let wrote = false;
   const run = async (ops: ApplyOp[]) => {
+    wrote ||= ops.length > 0;
     await pending; // batches depend on the ones before (parent dirs, hardlink targets)
     pending = native().applyBatch(rootFd, ops).then(
       () => undefined,
@@ -72,6 +75,7 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
       plan.add(e);
       if (!fromFile && e.type === 'file') {
         // the body is next in the pipe: copy it now, before the next header is read
+        wrote = true;
         runSync(rootFd, plan.take());
         src.advance(e.size);
         src.skip(padding(e.size));
@@ -96,6 +100,10 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
       uids: [...plan.uids].sort((a, b) => a - b),
       gids: [...plan.gids].sort((a, b) => a - b),
     };
+  } catch (err) {
+    // before any op ran (a garbage or cut first header): the tree is as it was
+    if (!wrote) markNothingWritten(err);
+    throw err;
   } finally {
     await pending.catch(() => undefined);
     await hashed?.catch(() => undefined);

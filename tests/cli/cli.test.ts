@@ -69,19 +69,37 @@ test('import-layer from a file and from stdin; a bad tar fails and leaves no lay
   t.is(noInput.code, 2);
 });
 
-test('applydiff adds to a layer; a failed apply leaves it incomplete and the next command removes it', async (t) => {
+test('applydiff adds to a layer; input refused at its start leaves it as it was; a failure half-way leaves it incomplete and the next command removes it', async (t) => {
   const { s, tar } = await withBase(t);
   const c = await s.cli(['create-layer', '-n', 'empty']);
   const r = await s.cli(['applydiff', '-f', tar, 'empty']);
   t.is(r.code, 0, r.stderr);
   t.is(s.records()[1]['diff-digest'], s.records()[0]['diff-digest']);
+  const before = s.records()[1];
+  // not a tar at all: nothing reaches the layer, which stays as it was (as the peer's does)
   const bad = path.join(s.dir, 'bad.tar');
   fs.writeFileSync(bad, Buffer.alloc(700, 'y'));
   const f = await s.cli(['apply-diff', 'empty', '-f', bad]);
   t.is(f.code, 1);
-  t.regex(f.stderr, /left incomplete and will be removed/);
+  t.regex(f.stderr, /invalid tar header/);
+  t.notRegex(f.stderr, /left incomplete/);
+  t.deepEqual(s.records()[1], before);
+  t.is((await s.cli(['exists', 'empty'])).code, 0);
+  // refused half-way, after entries were written: incomplete, removed by the next command
+  const src = path.join(s.dir, 'escape');
+  fs.mkdirSync(src);
+  fs.symlinkSync('/etc', path.join(src, 'l'));
+  const escape = path.join(s.dir, 'escape.tar');
+  execFileSync('tar', ['-cf', escape, '-C', src, 'l']);
+  fs.mkdirSync(path.join(s.dir, 'p'));
+  fs.writeFileSync(path.join(s.dir, 'p', 'x'), 'x');
+  execFileSync('tar', ['-rf', escape, '-C', path.join(s.dir, 'p'), '--transform', 's,^x,l/escaped,', 'x']);
+  const h = await s.cli(['apply-diff', 'empty', '-f', escape]);
+  t.is(h.code, 1);
+  t.regex(h.stderr, /left incomplete and will be removed/);
   t.is((await s.cli(['exists', 'empty'])).code, 1);
   t.false(fs.existsSync(path.join(s.root, 'vfs', 'dir', c.stdout.slice(0, 64))));
+  t.false(fs.existsSync('/etc/escaped'));
   const u = await s.cli(['applydiff', '-f', tar, 'nope']);
   t.is(u.code, 1);
   t.regex(u.stderr, /layer "nope": layer not known/);
