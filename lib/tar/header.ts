@@ -434,6 +434,13 @@ function finishEntry(src: BlockSource, block: Buffer, type: number, headerSize: 
     entry.devminor = numField(block, recs, 'SCHILY.devminor', DEVMINOR, 8, name, at);
     if (entry.devmajor > MAX_DEVMAJOR || entry.devminor > MAX_DEVMINOR)
       throw new TarError('ETARFORMAT', `${name}: device ${entry.devmajor}:${entry.devminor} is out of range (major at most ${MAX_DEVMAJOR}, minor at most ${MAX_DEVMINOR}); it would wrap to another device`, name, at);
+    // Go's reader (the peer) and GNU tar ignore SCHILY.devmajor/devminor and take the header's
+    // fields: a PAX value that differs from them would give another device (docs/tar-engine.md, "One tree")
+    for (const [key, off, value] of [['SCHILY.devmajor', DEVMAJOR, entry.devmajor], ['SCHILY.devminor', DEVMINOR, entry.devminor]] as const) {
+      const inHeader = num(block, off, 8);
+      if (paxValue(recs, key) !== undefined && inHeader !== value)
+        throw new TarError('ETARFORMAT', `invalid tar header: ${name}: its PAX ${key} ${value} and its header's ${inHeader} differ; readers disagree on which applies`, name, at);
+    }
   }
   if (HEADER_ONLY.has(etype) && entry.size !== 0 && type !== 0x44) {
     throw new TarError('ETARFORMAT', `invalid tar header: ${name}: a ${etype} entry with a body of ${entry.size} bytes (header at byte ${at}); readers disagree on where the next header starts`, name, at);

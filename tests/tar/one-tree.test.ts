@@ -91,8 +91,12 @@ test('device numbers, uids and gids out of range are refused, not wrapped', (t) 
   refused(t, dev(String(2 ** 32 + 1), '1'), /dev: device 4294967297:1 is out of range/);
   refused(t, dev('1', String(2 ** 20)), /dev: device 1:1048576 is out of range/);
   const p = path.join(tempDir(t), 'dev.tar');
-  fs.writeFileSync(p, dev('4095', String(2 ** 20 - 1)));
+  fs.writeFileSync(p, Buffer.concat([paxBlocks([['SCHILY.devmajor', '4095'], ['SCHILY.devminor', String(2 ** 20 - 1)]]), encodeHeader(base('dev', 'char', { devmajor: 4095, devminor: 2 ** 20 - 1 })), END_OF_ARCHIVE]));
   t.like(readAll(p)[0], { devmajor: 4095, devminor: 2 ** 20 - 1 });
+  // Go's reader and GNU tar take the header's device, not SCHILY.devmajor/devminor: when they
+  // differ, refused (found by the differential fuzzer, seed 3907881921: a char 0:0 became 4095:0)
+  refused(t, dev('4095', '1'), /dev: its PAX SCHILY\.devmajor 4095 and its header's 1 differ/);
+  refused(t, dev('1', '7'), /dev: its PAX SCHILY\.devminor 7 and its header's 1 differ/);
   for (const key of ['uid', 'gid'] as const) {
     const bytes = Buffer.concat([paxBlocks([[key, String(2 ** 32)]]), fileEntry('f', 'x'), END_OF_ARCHIVE]);
     refused(t, bytes, new RegExp(`f: ${key} 4294967296 is out of range`));
