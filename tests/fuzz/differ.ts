@@ -19,10 +19,20 @@ export type Kind = 'equal' | 'both-refused' | 'ours-refused' | 'peer-refused' | 
  * is counted as 'known' and printed with its rule, not hidden; remove a rule when its fix lands.
  */
 export const KNOWN: Array<{ id: string; what: string; explains(line: string, c: Case): boolean }> = [
-  { id: 'K1', what: 'names that are not UTF-8 are decoded lossily (issue 14 item 1)', explains: (l) => /\\x(ef\\xbf\\xbd|ff|fe)/.test(l.split(':')[0]) },
+  { id: 'K1', what: 'names that are not UTF-8 are decoded lossily (issue 14 item 1)', explains: (l) => /\\x(ef\\xbf\\xbd|ff|fe)/.test(l) },
   { id: 'K2', what: "the tar's root entry '.' sets the layer root's mode, owner and xattrs in the peer; ours ignores it", explains: (l) => l.startsWith('.: ') },
   { id: 'K3', what: 'the peer makes the missing parent directories of a whiteout (0755); ours does not', explains: (l, c) => c.features.has('whiteout') && / only the peer has it \(dir\)$/.test(l) },
   { id: 'K4', what: "the peer applies a hardlink entry's owner, mode, xattrs and mtime to the linked inode; ours keeps the target's", explains: (l, c) => c.features.has('hardlink') && /: (uid|gid|mode|mtime|xattrs) ours /.test(l) },
+  {
+    id: 'K6',
+    what: 'xattrs security.selinux (the peer drops it) and trusted.overlay.* (the peer keeps it on vfs, ours drops it)',
+    explains: (l) => {
+      const m = /: xattrs ours (\{.*\}) peer (\{.*\})$/.exec(l);
+      if (!m) return false;
+      const strip = (j: string) => JSON.stringify(Object.entries(JSON.parse(j) as Record<string, string>).filter(([k]) => k !== 'security.selinux' && !k.startsWith('trusted.overlay.')));
+      return strip(m[1]) === strip(m[2]);
+    },
+  },
   { id: 'K5', what: 'the peer sets a time before 1970 (or after 2262) on anything but a symlink as 0', explains: (l) => /: mtime ours "-\d+" peer "0"$/.test(l) },
 ];
 
