@@ -566,6 +566,10 @@ function gnuOldSparse(src: BlockSource, block: Buffer, entry: ReadEntry, what: s
 function paxSparse(src: BlockSource, r: Records | undefined, sparse00: number[] | undefined, entry: ReadEntry, what: string, at: number): SparseMap {
   const get = (k: string) => paxValue(r, k);
   const rs = get('GNU.sparse.realsize') ?? get('GNU.sparse.size');
+  // Go's reader (the peer) takes GNU.sparse.size first, GNU tar GNU.sparse.realsize: two values are an ambiguity
+  const other = get('GNU.sparse.size');
+  if (rs !== undefined && other !== undefined && !rs.equals(other))
+    throw sparseError(what, at, `GNU.sparse.realsize ${rs.toString('latin1')} and GNU.sparse.size ${other.toString('latin1')} differ; readers disagree on which applies`);
   const realSize = rs === undefined ? entry.size : decimal(rs);
   if (Number.isNaN(realSize)) throw sparseError(what, at, 'GNU.sparse.realsize is not a valid number');
   let nums: number[];
@@ -584,8 +588,11 @@ function paxSparse(src: BlockSource, r: Records | undefined, sparse00: number[] 
       nums.push(n);
       start = i + 1;
     }
+  } else if (sparse00 !== undefined) {
+    nums = sparse00;
   } else {
-    nums = sparse00 ?? [];
+    // no map at all: Go's reader takes a plain file of the stored bytes, GNU tar a sparse one
+    throw sparseError(what, at, 'PAX sparse records without a map (no GNU.sparse.map, offset/numbytes or major); readers disagree on whether it is sparse');
   }
   if (nums.length % 2) throw sparseError(what, at, 'sparse map has an odd number of values');
   const map: SparseMap['map'] = [];

@@ -154,3 +154,16 @@ test('a sparse entry larger than the layer filesystem is refused before anything
   t.regex(r.stderr, /disk\.img: a sparse file of 1125899906842624 bytes, larger than the filesystem of the layer \(\d+ bytes\)/);
   t.is((await s.cli(['layers', '-q'])).stdout, '', 'no layer left');
 });
+
+test('PAX sparse records without a map, or with two real sizes, are refused (found by the differential fuzzer)', (t) => {
+  // seed 2450293863: Go's reader needs a map to call an entry sparse and extracted an empty file;
+  // GNU tar and we read a 10000-byte hole
+  const entry = (records: Array<[string, string]>) => Buffer.concat([paxBlocks(records), encodeHeader(base('f', 'file')), END_OF_ARCHIVE]);
+  refused(t, entry([['GNU.sparse.realsize', '10000'], ['GNU.sparse.numblocks', '0'], ['GNU.sparse.size', '10000']]), /f: PAX sparse records without a map .* readers disagree on whether it is sparse/);
+  // Go takes GNU.sparse.size first, GNU tar GNU.sparse.realsize
+  refused(t, entry([['GNU.sparse.realsize', '100'], ['GNU.sparse.size', '200'], ['GNU.sparse.map', '100,0']]), /f: GNU\.sparse\.realsize 100 and GNU\.sparse\.size 200 differ/);
+  // a 0.1 map that ends in a hole reads as before
+  const p = path.join(tempDir(t), 'ok.tar');
+  fs.writeFileSync(p, entry([['GNU.sparse.realsize', '100'], ['GNU.sparse.size', '100'], ['GNU.sparse.map', '100,0']]));
+  t.like(readAll(p)[0].sparse, { realSize: 100 });
+});
