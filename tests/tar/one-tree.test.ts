@@ -12,7 +12,7 @@ import { END_OF_ARCHIVE, encodeHeader, padding } from '../../lib/tar/header.ts';
 import type { TarEntry } from '../../lib/tar/types.ts';
 import { tempDir } from '../fixtures/fs.ts';
 import { tempStore } from '../fixtures/store.ts';
-import { fixChecksum, paxBlocks, readAll, writeTarFile } from './gnutar.ts';
+import { fixChecksum, gnuTar, paxBlocks, readAll, writeTarFile } from './gnutar.ts';
 
 const CAPABILITY = Buffer.from('0100000200200000000000000000000000000000', 'hex');
 const ZERO = Buffer.alloc(512);
@@ -166,4 +166,14 @@ test('PAX sparse records without a map, or with two real sizes, are refused (fou
   const p = path.join(tempDir(t), 'ok.tar');
   fs.writeFileSync(p, entry([['GNU.sparse.realsize', '100'], ['GNU.sparse.size', '100'], ['GNU.sparse.map', '100,0']]));
   t.like(readAll(p)[0].sparse, { realSize: 100 });
+});
+
+test('a V7 header (no ustar or GNU magic) has no device fields: 0:0, as Go and GNU tar read it (found by the differential fuzzer)', (t) => {
+  // seed 1883606504: a char device whose magic was zeroed; its device fields said 4095:1048575
+  const h = encodeHeader(base('e', 'char', { devmajor: 4095, devminor: 2 ** 20 - 1 }));
+  h.fill(0, 257, 265);
+  const p = path.join(tempDir(t), 'v7.tar');
+  fs.writeFileSync(p, Buffer.concat([fixChecksum(h), END_OF_ARCHIVE]));
+  t.like(readAll(p)[0], { name: 'e', type: 'char', devmajor: 0, devminor: 0 });
+  t.regex(gnuTar(['--numeric-owner', '-tvf', p]), /^c[-rwx]{9} 0\/0 +0,0 /);
 });
