@@ -11,7 +11,7 @@ import { LayersError } from '../../lib/errors.ts';
 import { baseTar, generate, type Case } from './gen.ts';
 import { differences, listing, snapshot } from './compare.ts';
 
-export type Kind = 'equal' | 'both-refused' | 'ours-refused' | 'peer-refused' | 'known' | 'differ' | 'escape' | 'crash';
+export type Kind = 'equal' | 'both-refused' | 'ours-refused' | 'peer-refused' | 'peer-hung' | 'known' | 'differ' | 'escape' | 'crash';
 
 /**
  * Disagreements found by this fuzzer that wait for a fix outside the files it may change (each
@@ -20,7 +20,11 @@ export type Kind = 'equal' | 'both-refused' | 'ours-refused' | 'peer-refused' | 
  */
 export const KNOWN: Array<{ id: string; what: string; explains(line: string, c: Case): boolean }> = [
   { id: 'K1', what: 'names that are not UTF-8 are decoded lossily (issue 14 item 1)', explains: (l) => /\\x(ef\\xbf\\xbd|ff|fe)/.test(l) },
-  { id: 'K2', what: "the tar's root entry '.' sets the layer root's mode, owner and xattrs in the peer; ours ignores it", explains: (l) => l.startsWith('.: ') },
+  {
+    id: 'K2',
+    what: "the tar's root entry '.' sets the layer root's mode, owner and xattrs in the peer (and a setgid root passes its bit to new directories); ours ignores it",
+    explains: (l, c) => l.startsWith('.: ') || (c.features.has('root') && /: mode ours "\d+" peer "2\d{3}"$/.test(l)),
+  },
   { id: 'K3', what: 'the peer makes the missing parent directories of a whiteout (0755); ours does not', explains: (l, c) => c.features.has('whiteout') && / only the peer has it \(dir\)$/.test(l) },
   { id: 'K4', what: "the peer applies a hardlink entry's owner, mode, xattrs and mtime to the linked inode; ours keeps the target's", explains: (l, c) => c.features.has('hardlink') && /: (uid|gid|mode|mtime|xattrs) ours /.test(l) },
   {
@@ -32,6 +36,16 @@ export const KNOWN: Array<{ id: string; what: string; explains(line: string, c: 
       const strip = (j: string) => JSON.stringify(Object.entries(JSON.parse(j) as Record<string, string>).filter(([k]) => k !== 'security.selinux' && !k.startsWith('trusted.overlay.')));
       return strip(m[1]) === strip(m[2]);
     },
+  },
+  {
+    id: 'K7',
+    what: 'an opaque whiteout in the peer also removes directories the same tar made only as parents of its entries, with what they hold',
+    explains: (l, c) => c.features.has('whiteout') && / only ours has it \(\w+\)$/.test(l),
+  },
+  {
+    id: 'K8',
+    what: "the peer makes the parent directories of a PAX global header's name (GNU tar's /tmp/GlobalHead.%p.%n gives a 'tmp' directory)",
+    explains: (l, c) => c.notes.some((n) => n.includes('global') || n.includes('"g"')) && / only the peer has it \(dir\)$/.test(l),
   },
   { id: 'K5', what: 'the peer sets a time before 1970 (or after 2262) on anything but a symlink as 0', explains: (l) => /: mtime ours "-\d+" peer "0"$/.test(l) },
 ];
@@ -155,7 +169,8 @@ export class Differ {
         fs.writeFileSync(path.join(this.canary, 'sentinel'), 'untouched\n');
         return { seed, kind: 'escape', detail: `canary changed (ours ${oursId ? 'accepted' : 'refused'}, peer ${peerId ? 'accepted' : 'refused'}): ${now.join(', ')}` };
       }
-      if (peer.code === -1) return { seed, kind: 'crash', detail: `the peer hung: ${c.notes.join('; ')}` };
+      // the peer's own hang is no failure of ours, but counted and printed
+      if (peer.code === -1) return { seed, kind: 'peer-hung', detail: `the peer hung: ${c.notes.join('; ')}; ours ${oursErr ? 'refused' : 'accepted'}` };
       if (oursErr !== undefined && !(oursErr instanceof LayersError)) return { seed, kind: 'crash', detail: `${c.notes.join('; ')}: ${(oursErr as Error)?.stack ?? String(oursErr)}` };
       if (oursErr !== undefined) {
         const msg = (oursErr as Error).message;
@@ -199,17 +214,19 @@ export class Differ {
 
 /** the counts of a run and the failures' seeds */
 export class Tally {
-  readonly counts: Record<Kind, number> = { equal: 0, 'both-refused': 0, 'ours-refused': 0, 'peer-refused': 0, known: 0, differ: 0, escape: 0, crash: 0 };
+  readonly counts: Record<Kind, number> = { equal: 0, 'both-refused': 0, 'ours-refused': 0, 'peer-refused': 0, 'peer-hung': 0, known: 0, differ: 0, escape: 0, crash: 0 };
   readonly reasons = new Map<string, number>();
   readonly known = new Map<string, number>();
   readonly bothRefused = new Map<string, number>();
   readonly peerRefused = { sameAsGnuTar: 0, notGnuTar: 0, notComparable: 0 };
   readonly failures: Outcome[] = [];
+  readonly hung: Outcome[] = [];
   readonly peerRefusedCases: Outcome[] = [];
 
   add(o: Outcome): void {
     this.counts[o.kind]++;
     if (o.kind === 'ours-refused') this.reasons.set(o.reason!, (this.reasons.get(o.reason!) ?? 0) + 1);
+    if (o.kind === 'peer-hung') this.hung.push(o);
     if (o.kind === 'known') this.known.set(o.reason!, (this.known.get(o.reason!) ?? 0) + 1);
     if (o.kind === 'both-refused') this.bothRefused.set(o.reason!, (this.bothRefused.get(o.reason!) ?? 0) + 1);
     if (o.kind === 'peer-refused') {
@@ -229,12 +246,13 @@ export class Tally {
     const lines = [
       `cases ${this.total()}: equal ${this.counts.equal}, both refused ${this.counts['both-refused']}, ours refused (peer accepted) ${this.counts['ours-refused']}, ` +
         `peer refused (ours accepted) ${this.counts['peer-refused']} [same as GNU tar ${this.peerRefused.sameAsGnuTar}, not ${this.peerRefused.notGnuTar}, not comparable ${this.peerRefused.notComparable}], ` +
-        `known disagreements ${this.counts.known} [${[...this.known].map(([k, n]) => `${k} ${n}`).join(', ')}], differ ${this.counts.differ}, escape ${this.counts.escape}, crash ${this.counts.crash}`,
+        `peer hung ${this.counts['peer-hung']}, known disagreements ${this.counts.known} [${[...this.known].map(([k, n]) => `${k} ${n}`).join(', ')}], differ ${this.counts.differ}, escape ${this.counts.escape}, crash ${this.counts.crash}`,
     ];
     const reasons = [...this.reasons].sort((a, b) => b[1] - a[1]).slice(0, top);
     if (reasons.length) lines.push('top reasons we refused a tar the peer accepted:', ...reasons.map(([r, n]) => `  ${String(n).padStart(6)}  ${r}`));
     const both = [...this.bothRefused].sort((a, b) => b[1] - a[1]).slice(0, top);
     if (both.length) lines.push('top reasons of ours when both refused:', ...both.map(([r, n]) => `  ${String(n).padStart(6)}  ${r}`));
+    for (const h of this.hung.slice(0, 5)) lines.push(`peer hung: seed ${h.seed}: ${h.detail}`);
     for (const f of this.failures.slice(0, 20)) lines.push(`FAIL ${f.kind} seed ${f.seed}: ${f.detail}`);
     return lines.join('\n');
   }

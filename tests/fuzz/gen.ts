@@ -365,6 +365,7 @@ export function generate(seed: number, ctx: GenContext): Case {
     prev = s;
     if (s.type === '1') features.add('hardlink');
     if (s.name.includes('.wh.')) features.add('whiteout');
+    if (['.', './'].includes(s.name)) features.add('root');
     if (rng.chance(0.04)) {
       const g = paxRecords([[rng.pick(['uid', 'comment', 'path', 'SCHILY.xattr.user.g', 'mtime']), latin1(String(rng.int(5000)))]]);
       parts.push(extension('g', g, rng, 'pax_global_header'));
