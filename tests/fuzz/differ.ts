@@ -40,7 +40,7 @@ export const KNOWN: Array<{ id: string; what: string; explains(line: string, c: 
   {
     id: 'K7',
     what: 'an opaque whiteout in the peer also removes directories the same tar made only as parents of its entries, with what they hold',
-    explains: (l, c) => c.features.has('whiteout') && / only ours has it \(\w+\)$/.test(l),
+    explains: (l, c) => c.features.has('whiteout') && (/ only ours has it \(\w+\)$/.test(l) || /: group ours /.test(l)),
   },
   {
     id: 'K8',
