@@ -384,7 +384,11 @@ export function generate(seed: number, ctx: GenContext): Case {
   else parts.push(Buffer.alloc(2 * BLOCK));
   if (ending === 2) parts.push(latin1('trailing garbage'));
   let tar: Buffer = Buffer.concat(parts);
-  if (rng.chance(0.15)) tar = mutate(tar, rng, notes);
+  if (rng.chance(0.15)) {
+    tar = mutate(tar, rng, notes);
+    // damage may have made a hardlink of another entry
+    for (let off = 0; off + BLOCK <= tar.length; off += BLOCK) if (tar[off + 156] === 0x31) features.add('hardlink');
+  }
   return { seed, tar, onBase: rng.chance(0.3), notes, features };
 }
 
