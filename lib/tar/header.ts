@@ -430,10 +430,20 @@ function finishEntry(src: BlockSource, block: Buffer, type: number, headerSize: 
   const gname = paxValue(recs, 'gname')?.toString('utf8') ?? str(block, GNAME, 32);
   if (gname) entry.gname = gname;
   if (etype === 'char' || etype === 'block') {
-    entry.devmajor = numField(block, recs, 'SCHILY.devmajor', DEVMAJOR, 8, name, at);
-    entry.devminor = numField(block, recs, 'SCHILY.devminor', DEVMINOR, 8, name, at);
+    // a V7 header (neither ustar's nor GNU's magic) has no device fields: Go's reader and GNU
+    // tar read 0:0 whatever bytes are there (found by the differential fuzzer)
+    const v7 = !hasDeviceFields(block);
+    entry.devmajor = v7 && paxValue(recs, 'SCHILY.devmajor') === undefined ? 0 : numField(block, recs, 'SCHILY.devmajor', DEVMAJOR, 8, name, at);
+    entry.devminor = v7 && paxValue(recs, 'SCHILY.devminor') === undefined ? 0 : numField(block, recs, 'SCHILY.devminor', DEVMINOR, 8, name, at);
     if (entry.devmajor > MAX_DEVMAJOR || entry.devminor > MAX_DEVMINOR)
       throw new TarError('ETARFORMAT', `${name}: device ${entry.devmajor}:${entry.devminor} is out of range (major at most ${MAX_DEVMAJOR}, minor at most ${MAX_DEVMINOR}); it would wrap to another device`, name, at);
+    // Go's reader (the peer) and GNU tar ignore SCHILY.devmajor/devminor and take the header's
+    // fields: a PAX value that differs from them would give another device (docs/tar-engine.md, "One tree")
+    for (const [key, off, value] of [['SCHILY.devmajor', DEVMAJOR, entry.devmajor], ['SCHILY.devminor', DEVMINOR, entry.devminor]] as const) {
+      const inHeader = v7 ? 0 : num(block, off, 8);
+      if (paxValue(recs, key) !== undefined && inHeader !== value)
+        throw new TarError('ETARFORMAT', `invalid tar header: ${name}: its PAX ${key} ${value} and its header's ${inHeader} differ; readers disagree on which applies`, name, at);
+    }
   }
   if (HEADER_ONLY.has(etype) && entry.size !== 0 && type !== 0x44) {
     throw new TarError('ETARFORMAT', `invalid tar header: ${name}: a ${etype} entry with a body of ${entry.size} bytes (header at byte ${at}); readers disagree on where the next header starts`, name, at);
@@ -559,6 +569,10 @@ function gnuOldSparse(src: BlockSource, block: Buffer, entry: ReadEntry, what: s
 function paxSparse(src: BlockSource, r: Records | undefined, sparse00: number[] | undefined, entry: ReadEntry, what: string, at: number): SparseMap {
   const get = (k: string) => paxValue(r, k);
   const rs = get('GNU.sparse.realsize') ?? get('GNU.sparse.size');
+  // Go's reader (the peer) takes GNU.sparse.size first, GNU tar GNU.sparse.realsize: two values are an ambiguity
+  const other = get('GNU.sparse.size');
+  if (rs !== undefined && other !== undefined && !rs.equals(other))
+    throw sparseError(what, at, `GNU.sparse.realsize ${rs.toString('latin1')} and GNU.sparse.size ${other.toString('latin1')} differ; readers disagree on which applies`);
   const realSize = rs === undefined ? entry.size : decimal(rs);
   if (Number.isNaN(realSize)) throw sparseError(what, at, 'GNU.sparse.realsize is not a valid number');
   let nums: number[];
@@ -577,8 +591,11 @@ function paxSparse(src: BlockSource, r: Records | undefined, sparse00: number[] 
       nums.push(n);
       start = i + 1;
     }
+  } else if (sparse00 !== undefined) {
+    nums = sparse00;
   } else {
-    nums = sparse00 ?? [];
+    // no map at all: Go's reader takes a plain file of the stored bytes, GNU tar a sparse one
+    throw sparseError(what, at, 'PAX sparse records without a map (no GNU.sparse.map, offset/numbytes or major); readers disagree on whether it is sparse');
   }
   if (nums.length % 2) throw sparseError(what, at, 'sparse map has an odd number of values');
   const map: SparseMap['map'] = [];
@@ -687,6 +704,11 @@ function commentRecord(total: number): Buffer {
   return Buffer.from(`${total} comment=${'x'.repeat(fill)}\n`, 'latin1');
 }
 const MIN_COMMENT = 13;
+
+/** ustar's magic 'ustar\0' or GNU's 'ustar  \0': the formats with device fields (Go's reader takes any other as V7) */
+function hasDeviceFields(b: Buffer): boolean {
+  return isUstar(b) || b.toString('latin1', MAGIC, MAGIC + 8) === 'ustar  \0';
+}
 
 /** [prefix, name] for ustar's two name fields, or undefined when the name cannot be split to fit */
 function splitUstarName(name: string): [string, string] | undefined {

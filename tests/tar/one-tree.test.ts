@@ -12,7 +12,7 @@ import { END_OF_ARCHIVE, encodeHeader, padding } from '../../lib/tar/header.ts';
 import type { TarEntry } from '../../lib/tar/types.ts';
 import { tempDir } from '../fixtures/fs.ts';
 import { tempStore } from '../fixtures/store.ts';
-import { fixChecksum, paxBlocks, readAll, writeTarFile } from './gnutar.ts';
+import { fixChecksum, gnuTar, paxBlocks, readAll, writeTarFile } from './gnutar.ts';
 
 const CAPABILITY = Buffer.from('0100000200200000000000000000000000000000', 'hex');
 const ZERO = Buffer.alloc(512);
@@ -91,8 +91,12 @@ test('device numbers, uids and gids out of range are refused, not wrapped', (t) 
   refused(t, dev(String(2 ** 32 + 1), '1'), /dev: device 4294967297:1 is out of range/);
   refused(t, dev('1', String(2 ** 20)), /dev: device 1:1048576 is out of range/);
   const p = path.join(tempDir(t), 'dev.tar');
-  fs.writeFileSync(p, dev('4095', String(2 ** 20 - 1)));
+  fs.writeFileSync(p, Buffer.concat([paxBlocks([['SCHILY.devmajor', '4095'], ['SCHILY.devminor', String(2 ** 20 - 1)]]), encodeHeader(base('dev', 'char', { devmajor: 4095, devminor: 2 ** 20 - 1 })), END_OF_ARCHIVE]));
   t.like(readAll(p)[0], { devmajor: 4095, devminor: 2 ** 20 - 1 });
+  // Go's reader and GNU tar take the header's device, not SCHILY.devmajor/devminor: when they
+  // differ, refused (found by the differential fuzzer, seed 3907881921: a char 0:0 became 4095:0)
+  refused(t, dev('4095', '1'), /dev: its PAX SCHILY\.devmajor 4095 and its header's 1 differ/);
+  refused(t, dev('1', '7'), /dev: its PAX SCHILY\.devminor 7 and its header's 1 differ/);
   for (const key of ['uid', 'gid'] as const) {
     const bytes = Buffer.concat([paxBlocks([[key, String(2 ** 32)]]), fileEntry('f', 'x'), END_OF_ARCHIVE]);
     refused(t, bytes, new RegExp(`f: ${key} 4294967296 is out of range`));
@@ -149,4 +153,27 @@ test('a sparse entry larger than the layer filesystem is refused before anything
   t.is(r.code, 1);
   t.regex(r.stderr, /disk\.img: a sparse file of 1125899906842624 bytes, larger than the filesystem of the layer \(\d+ bytes\)/);
   t.is((await s.cli(['layers', '-q'])).stdout, '', 'no layer left');
+});
+
+test('PAX sparse records without a map, or with two real sizes, are refused (found by the differential fuzzer)', (t) => {
+  // seed 2450293863: Go's reader needs a map to call an entry sparse and extracted an empty file;
+  // GNU tar and we read a 10000-byte hole
+  const entry = (records: Array<[string, string]>) => Buffer.concat([paxBlocks(records), encodeHeader(base('f', 'file')), END_OF_ARCHIVE]);
+  refused(t, entry([['GNU.sparse.realsize', '10000'], ['GNU.sparse.numblocks', '0'], ['GNU.sparse.size', '10000']]), /f: PAX sparse records without a map .* readers disagree on whether it is sparse/);
+  // Go takes GNU.sparse.size first, GNU tar GNU.sparse.realsize
+  refused(t, entry([['GNU.sparse.realsize', '100'], ['GNU.sparse.size', '200'], ['GNU.sparse.map', '100,0']]), /f: GNU\.sparse\.realsize 100 and GNU\.sparse\.size 200 differ/);
+  // a 0.1 map that ends in a hole reads as before
+  const p = path.join(tempDir(t), 'ok.tar');
+  fs.writeFileSync(p, entry([['GNU.sparse.realsize', '100'], ['GNU.sparse.size', '100'], ['GNU.sparse.map', '100,0']]));
+  t.like(readAll(p)[0].sparse, { realSize: 100 });
+});
+
+test('a V7 header (no ustar or GNU magic) has no device fields: 0:0, as Go and GNU tar read it (found by the differential fuzzer)', (t) => {
+  // seed 1883606504: a char device whose magic was zeroed; its device fields said 4095:1048575
+  const h = encodeHeader(base('e', 'char', { devmajor: 4095, devminor: 2 ** 20 - 1 }));
+  h.fill(0, 257, 265);
+  const p = path.join(tempDir(t), 'v7.tar');
+  fs.writeFileSync(p, Buffer.concat([fixChecksum(h), END_OF_ARCHIVE]));
+  t.like(readAll(p)[0], { name: 'e', type: 'char', devmajor: 0, devminor: 0 });
+  t.regex(gnuTar(['--numeric-owner', '-tvf', p]), /^c[-rwx]{9} 0\/0 +0,0 /);
 });
