@@ -16,11 +16,11 @@ import { isUtf8 } from 'node:buffer';
 import { randomBytes } from 'node:crypto';
 import { LayersError, cleanupFailed } from '../errors.ts';
 import { native } from '../native.ts';
-import type { CopyMethod, CopyRequest, TarSegment } from '../native.ts';
+import type { CopyMethod, CopyRequest } from '../native.ts';
 import { padding, readEntry } from './header.ts';
 import { normalizeEntryName } from './names.ts';
-import { nativeToTarError } from './native-errors.ts';
 import { FileSource } from './source.ts';
+import { SegmentBatcher } from './write.ts';
 import { TarError } from './errors.ts';
 
 const BLOCK = 512;
@@ -499,9 +499,8 @@ export class LayerChangedError extends LayersError {
   }
 }
 
-/** Header bytes per batch, and segments per batch: as writeTar (lib/tar/write.ts), two buffers
- *  of this size are used in turn, so memory stays flat however many entries the record has. */
-const BATCH_BYTES = 4 << 20;
+/** Segments per batch of the SegmentBatcher (lib/tar/write.ts), whose two fixed buffers keep
+ *  memory flat however many entries the record has. */
 const BATCH_SEGMENTS = 4096;
 
 export interface AssembleOptions {
@@ -545,52 +544,11 @@ function layerPath(e: { name: string; nameRaw?: Buffer }): string {
  */
 export async function assembleTar(splitFile: string, layerRoot: string, outFd: number, opts: AssembleOptions = {}): Promise<AssembleResult> {
   const rootFd = fs.openSync(layerRoot, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-  const result: AssembleResult = { written: 0, bytes: {}, files: 0 };
-  const base = opts.outOffset ?? -1;
-  const buffers = [Buffer.allocUnsafe(BATCH_BYTES), Buffer.allocUnsafe(BATCH_BYTES)];
-  let data = buffers[0];
-  let used = 0;
-  let planned = 0; // bytes of tar planned so far
-  let flushedTo = 0; // bytes of tar handed to the native side
-  let segments: TarSegment[] = [];
-  let pending: Promise<void> = Promise.resolve();
+  let files = 0;
+  const out = new SegmentBatcher(outFd, rootFd, { outOffset: opts.outOffset, method: opts.method, doing: 'reassembling the tar' });
   const crc = opts.verify ? native().crc64() : undefined;
   const recordTime = opts.verify === 'changed' ? fs.statSync(splitFile, { bigint: true }).mtimeNs : undefined;
 
-  const flush = async () => {
-    if (segments.length === 0) return;
-    const batch = data.subarray(0, used);
-    const segs = segments;
-    const at = base < 0 ? -1 : base + flushedTo;
-    flushedTo = planned;
-    segments = [];
-    await pending; // writes go out in order, and the other buffer is free again
-    data = data === buffers[0] ? buffers[1] : buffers[0];
-    used = 0;
-    pending = native()
-      .writeSegments(outFd, batch, segs, { rootFd, outOffset: at, method: opts.method ?? 'auto' })
-      .then(
-        (r) => {
-          for (const [m, n] of Object.entries(r.bytes)) result.bytes[m as CopyMethod] = (result.bytes[m as CopyMethod] ?? 0) + (n ?? 0);
-          result.written += r.written;
-        },
-        (err) => {
-          throw nativeToTarError(err, segs, 'reassembling the tar');
-        },
-      );
-    pending.catch(() => undefined); // handled when awaited
-  };
-  const addBytes = async (b: Buffer) => {
-    if (b.length === 0) return;
-    if (used + b.length > data.length) await flush();
-    if (b.length > data.length) data = Buffer.allocUnsafe(b.length); // a segment larger than a batch: a buffer of its own
-    b.copy(data, used);
-    const last = segments[segments.length - 1];
-    if (last?.kind === 'bytes' && last.offset + last.length === used) last.length += b.length;
-    else segments.push({ kind: 'bytes', offset: used, length: b.length });
-    used += b.length;
-    planned += b.length;
-  };
   const checkFile = async (rel: string, size: number, want: Buffer | null) => {
     let st: fs.BigIntStats | undefined;
     try {
@@ -616,23 +574,20 @@ export async function assembleTar(splitFile: string, layerRoot: string, outFd: n
   try {
     for await (const e of readTarSplit(splitFile)) {
       if (e.type === 'segment') {
-        await addBytes(e.payload);
+        await out.addBytes(e.payload);
         continue;
       }
       if (e.size === 0) continue;
       const rel = layerPath(e);
       await checkFile(rel, e.size, e.crc);
-      segments.push({ kind: 'file', path: rel, size: e.size });
-      planned += e.size;
-      result.files++;
-      if (segments.length >= BATCH_SEGMENTS) await flush();
+      out.addFile({ kind: 'file', path: rel, size: e.size });
+      files++;
+      if (out.segmentCount >= BATCH_SEGMENTS) await out.flush();
     }
-    await flush();
-    await pending;
+    await out.finish();
   } finally {
-    // a failed batch must not leave a write running on a closed fd
-    await pending.catch(() => undefined);
+    await out.settle();
     fs.closeSync(rootFd);
   }
-  return result;
+  return { written: out.written, bytes: out.bytes, files };
 }

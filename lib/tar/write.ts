@@ -67,56 +67,97 @@ function holesOf(rootFd: number, entry: TarEntry, bodyPath: string): SparseMap |
   return stored < entry.size ? { realSize: entry.size, map } : undefined;
 }
 
-export async function writeTar(root: string, items: Iterable<TarItem>, outFd: number, opts: WriteTarOptions = {}): Promise<WriteTarResult> {
-  const rootFd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-  const result: WriteTarResult = { bytes: {}, written: 0, entries: 0 };
-  const base = opts.outOffset ?? -1;
-  const buffers = [Buffer.allocUnsafe(BATCH_BYTES), Buffer.allocUnsafe(BATCH_BYTES)];
-  let data = buffers[0];
-  let used = 0; // bytes of data filled
-  let offset = 0; // bytes of tar planned so far
-  let flushedTo = 0; // bytes of tar handed to the native side
-  let segments: TarSegment[] = [];
-  let pending: Promise<void> = Promise.resolve();
+/**
+ * A tar written through the native segment writer in batches: header bytes go into one of two
+ * fixed buffers while the native side writes the other, bodies are file segments read by the
+ * addon, so memory stays flat whatever the tar's size. Shared by writeTar and the tar-split
+ * reassembly (tar-split.ts, assembleTar).
+ */
+export class SegmentBatcher {
+  /** bytes of tar planned so far */
+  planned = 0;
+  readonly bytes: Partial<Record<CopyMethod, number>> = {};
+  written = 0;
+  private readonly buffers = [Buffer.allocUnsafe(BATCH_BYTES), Buffer.allocUnsafe(BATCH_BYTES)];
+  private data = this.buffers[0];
+  private used = 0; // bytes of data filled
+  private flushedTo = 0; // bytes of tar handed to the native side
+  private segments: TarSegment[] = [];
+  private pending: Promise<void> = Promise.resolve();
 
-  const flush = async () => {
-    if (segments.length === 0) return;
-    const batch = data.subarray(0, used);
-    const segs = segments;
-    const at = base < 0 ? -1 : base + flushedTo;
-    flushedTo = offset;
-    segments = [];
-    await pending; // writes go out in order, and the other buffer is free again
-    data = data === buffers[0] ? buffers[1] : buffers[0];
-    used = 0;
-    pending = native()
-      .writeSegments(outFd, batch, segs, { rootFd, outOffset: at, method: opts.method ?? 'auto' })
+  constructor(
+    private readonly outFd: number,
+    private readonly rootFd: number,
+    private readonly opts: { outOffset?: number; method?: CopyRequest; doing: string },
+  ) {}
+
+  get segmentCount(): number {
+    return this.segments.length;
+  }
+
+  async flush(): Promise<void> {
+    if (this.segments.length === 0) return;
+    const batch = this.data.subarray(0, this.used);
+    const segs = this.segments;
+    const base = this.opts.outOffset ?? -1;
+    const at = base < 0 ? -1 : base + this.flushedTo;
+    this.flushedTo = this.planned;
+    this.segments = [];
+    await this.pending; // writes go out in order, and the other buffer is free again
+    this.data = this.data === this.buffers[0] ? this.buffers[1] : this.buffers[0];
+    this.used = 0;
+    this.pending = native()
+      .writeSegments(this.outFd, batch, segs, { rootFd: this.rootFd, outOffset: at, method: this.opts.method ?? 'auto' })
       .then(
         (r) => {
-          for (const [m, n] of Object.entries(r.bytes)) result.bytes[m as CopyMethod] = (result.bytes[m as CopyMethod] ?? 0) + (n ?? 0);
-          result.written += r.written;
+          for (const [m, n] of Object.entries(r.bytes)) this.bytes[m as CopyMethod] = (this.bytes[m as CopyMethod] ?? 0) + (n ?? 0);
+          this.written += r.written;
         },
         (err) => {
-          throw nativeToTarError(err, segs, 'writing the tar');
+          throw nativeToTarError(err, segs, this.opts.doing);
         },
       );
-    pending.catch(() => undefined); // handled when awaited; until then it must not count as unhandled
-  };
-  /** append header bytes (or `zeros` zero bytes) to the batch, flushing first when it is full */
-  const addBytes = async (b: Buffer | undefined, zeros = 0) => {
-    const len = b ? b.length : zeros;
-    if (used + len > data.length) await flush();
-    if (len > data.length) data = Buffer.allocUnsafe(len); // a header with huge PAX records: a buffer of its own
-    if (b) b.copy(data, used);
-    else data.fill(0, used, used + len);
-    // a body's padding and the next header are one segment: fewer objects for the native side to read
-    const last = segments[segments.length - 1];
-    if (last?.kind === 'bytes' && last.offset + last.length === used) last.length += len;
-    else segments.push({ kind: 'bytes', offset: used, length: len });
-    used += len;
-    offset += len;
-  };
+    this.pending.catch(() => undefined); // handled when awaited; until then it must not count as unhandled
+  }
 
+  /** append bytes (or `zeros` zero bytes) to the batch, flushing first when it is full */
+  async addBytes(b: Buffer | undefined, zeros = 0): Promise<void> {
+    const len = b ? b.length : zeros;
+    if (len === 0) return;
+    if (this.used + len > this.data.length) await this.flush();
+    if (len > this.data.length) this.data = Buffer.allocUnsafe(len); // huge PAX records: a buffer of its own
+    if (b) b.copy(this.data, this.used);
+    else this.data.fill(0, this.used, this.used + len);
+    // a body's padding and the next header are one segment: fewer objects for the native side to read
+    const last = this.segments[this.segments.length - 1];
+    if (last?.kind === 'bytes' && last.offset + last.length === this.used) last.length += len;
+    else this.segments.push({ kind: 'bytes', offset: this.used, length: len });
+    this.used += len;
+    this.planned += len;
+  }
+
+  /** a body: `size` bytes of the file at path (relative to the root) */
+  addFile(seg: TarSegment & { kind: 'file' }): void {
+    this.segments.push(seg);
+    this.planned += seg.size;
+  }
+
+  /** the last batch written */
+  async finish(): Promise<void> {
+    await this.flush();
+    await this.pending;
+  }
+
+  /** after a failure: no write may still run on a descriptor the caller closes */
+  async settle(): Promise<void> {
+    await this.pending.catch(() => undefined);
+  }
+}
+
+export async function writeTar(root: string, items: Iterable<TarItem>, outFd: number, opts: WriteTarOptions = {}): Promise<WriteTarResult> {
+  const rootFd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  const out = new SegmentBatcher(outFd, rootFd, { outOffset: opts.outOffset, method: opts.method, doing: 'writing the tar' });
+  let entries = 0;
   try {
     for (const item of items) {
       let { entry } = item;
@@ -126,30 +167,26 @@ export async function writeTar(root: string, items: Iterable<TarItem>, outFd: nu
       if (sparse) {
         // the header, then the PAX 1.0 map at the start of the body, then the data ranges only
         entry = { ...entry, size: sparse.map.reduce((n, r) => n + r.length, 0), sparse };
-        await addBytes(encodeHeader(entry));
-        await addBytes(sparseMapBlock(sparse));
+        await out.addBytes(encodeHeader(entry));
+        await out.addBytes(sparseMapBlock(sparse));
       } else {
         const align = opts.align && entry.type === 'file' && entry.size >= ALIGN_MIN_BODY;
-        await addBytes(encodeHeader(entry, align ? { alignTo: { offset, block: opts.align! } } : undefined));
+        await out.addBytes(encodeHeader(entry, align ? { alignTo: { offset: out.planned, block: opts.align! } } : undefined));
       }
       if (entry.type === 'file' && entry.size > 0) {
-        segments.push({ kind: 'file', path: bodyPath!, size: entry.size, ...(sparse && { sparse: sparse.map }) });
-        offset += entry.size;
-        const pad = padding(entry.size);
-        if (pad) await addBytes(undefined, pad);
+        out.addFile({ kind: 'file', path: bodyPath!, size: entry.size, ...(sparse && { sparse: sparse.map }) });
+        await out.addBytes(undefined, padding(entry.size));
       }
-      result.entries++;
-      if (segments.length >= BATCH_ENTRIES) await flush();
+      entries++;
+      if (out.segmentCount >= BATCH_ENTRIES) await out.flush();
     }
-    await addBytes(END_OF_ARCHIVE);
-    await flush();
-    await pending;
+    await out.addBytes(END_OF_ARCHIVE);
+    await out.finish();
   } finally {
-    // a failed batch must not leave a write running on a closed fd
-    await pending.catch(() => undefined);
+    await out.settle();
     fs.closeSync(rootFd);
   }
-  return result;
+  return { bytes: out.bytes, written: out.written, entries };
 }
 
 /** Items for every node of a tree below root, hardlinks after the first as link entries. */
