@@ -8,6 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { cleanupFailed, LayersError } from '../errors.ts';
+import { tarSplitPath } from './tar-split-file.ts';
 import { failpoint } from '../failpoint.ts';
 import { sameMappings, type IdMap, type IdMappings } from '../idmap.ts';
 import { findContainer, findLayer, mappingsOf, type StoreContext } from './context.ts';
@@ -124,9 +125,10 @@ async function makeMappedLayer(
     if (!sameMappings(mappingsOf(template), want)) await ctx.driver.updateIdMappings(rec.id, mappingsOf(template), want);
     failpoint('mapped-layer-shifted');
     // the copy's diff is the template's: its tar-split record too, as the peer copies it
-    // (layers.go, create from a template), so `diff` of either gives the same bytes
-    const split = (id: string) => path.join(ctx.layersDir, `${id}.tar-split.gz`);
-    if (fs.existsSync(split(template.id))) fs.copyFileSync(split(template.id), split(rec.id));
+    // (layers.go, create from a template), so `diff` of either gives the same bytes (the
+    // driver's layerDir says where the bodies are: on overlay, the template's diff dir)
+    // (on overlay only for an image's mapped layer, whose template the store can find again)
+    if ((ctx.driver.name !== 'overlay' || opts.image) && fs.existsSync(tarSplitPath(ctx, template.id))) fs.copyFileSync(tarSplitPath(ctx, template.id), tarSplitPath(ctx, rec.id));
   } catch (err) {
     await removeLayer(ctx, rec).catch((e) => cleanupFailed(`removing the half-made mapped layer ${rec.id}`, e));
     if (opts.image) {

@@ -50,5 +50,16 @@ export function layerTarSplit(ctx: StoreContext, id: string): string | undefined
  * ELAYERCHANGED naming it.
  */
 export async function assembleLayerTar(ctx: StoreContext, id: string, record: string, fd: number): Promise<AssembleResult> {
-  return assembleTar(record, ctx.driver.layerDir(id), fd, { verify: 'changed' });
+  return assembleTar(record, ctx.driver.layerDir(bodiesOf(ctx, id)), fd, { verify: 'changed' });
+}
+
+/**
+ * The layer whose files hold the bodies of id's record: id itself, or on overlay, for a mapped
+ * top layer, the image's top layer it was made from (a template copy keeps only shifted metadata
+ * in its own uppers; its data is the template's, which the record names).
+ */
+function bodiesOf(ctx: StoreContext, id: string): string {
+  if (ctx.driver.name !== 'overlay') return id;
+  const image = ctx.images.records.find((i) => i['mapped-layers']?.includes(id));
+  return image?.layer ?? id;
 }
