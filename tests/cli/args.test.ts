@@ -233,3 +233,11 @@ test('--layer-opt: KEY=VALUE pairs, the last of a key winning; anything else a u
   usageFails(t, () => layerOpts(parseArgs(['--layer-opt', 'size'], opt)), '--layer-opt size: want KEY=VALUE');
   usageFails(t, () => layerOpts(parseArgs(['--layer-opt', '=1'], opt)), '--layer-opt =1: want KEY=VALUE');
 });
+
+test("an empty --graph or --run means unset, as for the peer (never a store in the working directory)", (t) => {
+  const line = parseCommandLine(['--graph', '', '--run', '', '--storage-driver', 'vfs', 'layers'], { CONTAINERS_STORAGE_CONF: '/dev/null' });
+  t.is(line.kind, 'run');
+  if (line.kind !== 'run') return;
+  t.true(path.isAbsolute(line.globals.root) && line.globals.root !== process.cwd(), line.globals.root);
+  t.true(path.isAbsolute(line.globals.runroot) && line.globals.runroot !== process.cwd(), line.globals.runroot);
+});
