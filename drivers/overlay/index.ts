@@ -16,7 +16,7 @@ import { extractTar } from '../../lib/tar/extract.ts';
 import type { ApplyDiffOptions, ApplyDiffResult, Change, CreateOptions, DiffOptions, Driver, MountOptions } from '../driver.ts';
 import { backingFs, FS_MAGIC, fsType } from '../backing-fs.ts';
 import { mountedTrees, NaiveDiffer, treeDiffSize } from '../naive/index.ts';
-import { boolOption, driverOptions, IMAGESTORE, parseSize, recordedOptionsStatus, unsupportedOption } from '../options.ts';
+import { boolOption, driverOptions, IMAGESTORE, imageStorePaths, parseSize, unsupportedOption } from '../options.ts';
 import { removeTree } from '../trees.ts';
 import { hasMetacopyOrRedirect, overlayChanges, writeOverlayDiff } from './diff.ts';
 import { metacopySupport } from './features.ts';
@@ -39,6 +39,8 @@ export class OverlayDriver implements Driver {
   /** <runroot>/overlay: cached feature probes (undefined: probe once per driver) */
   readonly runHome: string | undefined;
   private readonly names: LinkNames;
+  /** the additional image stores' roots (overlay.imagestore), searched for layers not ours */
+  private readonly imageStores: string[];
   private readonly mounts: MountStack;
   /** the naive differ on read-only views, for what the direct paths cannot take */
   private readonly naive: NaiveDiffer;
@@ -62,7 +64,9 @@ export class OverlayDriver implements Driver {
     const mountopt = o.mountopt ? o.mountopt.split(',').filter((x) => x !== '') : [];
     this.home = home;
     this.runHome = runHome;
-    this.names = new LinkNames(home);
+    // additional image stores: their layers are parents, templates and lowers, never written (links.ts)
+    this.imageStores = imageStorePaths('overlay', options).filter((s) => path.join(s, 'overlay') !== home);
+    this.names = new LinkNames(home, this.imageStores.map((s) => path.join(s, 'overlay')));
     this.mounts = new MountStack(this.names, () => this.usingMetacopy(), mountopt);
     this.naive = new NaiveDiffer({ read: (id, fn) => this.mounts.view(id, fn), write: mountedTrees(this).write }, { ignoreChownErrors: this.ignoreChownErrors });
     fs.mkdirSync(this.names.links, { recursive: true, mode: 0o700 });
@@ -75,9 +79,9 @@ export class OverlayDriver implements Driver {
     return path.join(this.home, id);
   }
 
-  /** the layer's own files */
+  /** the layer's own files (in an additional image store's home when not ours) */
   diffDir(id: string): string {
-    return path.join(this.home, id, 'diff');
+    return path.join(this.names.dirOf(id), 'diff');
   }
 
   private existing(id: string): string {
@@ -158,6 +162,8 @@ export class OverlayDriver implements Driver {
   /** Mounted at <id>/merged (once: the store counts the users). Read-only mounts stack the layer's diff on its lowers. */
   async mount(id: string, opts: MountOptions = {}): Promise<string> {
     this.existing(id);
+    // its merged and work dirs are in the other store, which is never written
+    if (!this.names.isOurs(id)) throw new LayersError('EREADONLY', `overlay: layer ${id} belongs to an additional (read-only) image store and is not mounted`);
     return this.mounts.mount(id, opts);
   }
 
@@ -223,7 +229,7 @@ export class OverlayDriver implements Driver {
       ['Supports d_type', 'true'],
       ['Native Overlay Diff', 'true'],
       ['Using metacopy', String(await this.usingMetacopy().catch(() => false))],
-      ...recordedOptionsStatus(this.options),
+      ...this.imageStores.map((s): [string, string] => ['Image Store', s]),
     ];
   }
 

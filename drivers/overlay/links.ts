@@ -2,6 +2,9 @@
 // short name in <home>/<id>/link and a symlink <home>/l/<name> -> ../<id>/diff; <home>/<id>/lower
 // lists its ancestors' short paths ('l/A:l/B', nearest first). Mount data names lowers by these
 // short paths, so 128 lowers fit in the one page the kernel takes.
+// Additional image stores (docs/sharing.md, "Additional image stores"): a layer not in our home is
+// looked for in each other store's overlay home, and an 'l/X' lower not in our l/ in each other
+// home's l/, as the peer's dir2() and get() look; nothing there is ever written.
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -36,29 +39,65 @@ export function readText(file: string): string | undefined {
   }
 }
 
-/** The link names of the layers in one overlay home. */
+/** The link names of the layers in one overlay home, and of the additional stores' homes it reads. */
 export class LinkNames {
   /** <home>/l */
   readonly links: string;
 
-  constructor(readonly home: string) {
+  /** @param otherHomes the additional image stores' overlay homes (<root>/overlay), searched in order, read only */
+  constructor(
+    readonly home: string,
+    readonly otherHomes: readonly string[] = [],
+  ) {
     this.links = path.join(home, LINK_DIR);
+  }
+
+  /** whether the layer's directory is in our home (else it is another store's, or none) */
+  isOurs(id: string): boolean {
+    return fs.existsSync(path.join(this.home, id));
+  }
+
+  /** The layer's directory: ours, else the first additional store's that has it (else ours, absent). */
+  dirOf(id: string): string {
+    const own = path.join(this.home, id);
+    if (fs.existsSync(own)) return own;
+    return this.otherHomes.map((h) => path.join(h, id)).find((d) => fs.existsSync(d)) ?? own;
+  }
+
+  /** The layer's directory as mount data names it: relative to our home (the mount's cwd) when ours, absolute when another store's. */
+  mountPath(id: string): string {
+    return this.isOurs(id) ? id : this.dirOf(id);
   }
 
   /** the layer's short name, from its link file (undefined: none) */
   linkOf(id: string): string | undefined {
-    return readText(path.join(this.home, id, 'link'));
+    return readText(path.join(this.dirOf(id), 'link'));
   }
 
   /** 'l/A:l/B' of the layer's ancestors, nearest first ('' for a base layer) */
   lowers(id: string): string {
-    return readText(path.join(this.home, id, 'lower')) ?? '';
+    return readText(path.join(this.dirOf(id), 'lower')) ?? '';
   }
 
-  /** The lower file of a child of parent: the parent's short path, then the parent's own lowers. */
+  /**
+   * The lower file of a child of parent: the parent's short path, then the parent's own lowers.
+   * A parent in another store keeps the names its home gave it (each resolved at mount time, as
+   * the peer's getLower writes them); its link is read there, never made.
+   */
   childLowers(parent: string): string {
     const parentLower = this.lowers(parent);
-    return `${LINK_DIR}/${this.ensureLink(parent)}${parentLower ? ':' + parentLower : ''}`;
+    const link = this.isOurs(parent) ? this.ensureLink(parent) : this.linkOf(parent);
+    if (!link) throw new LayersError('EDRIVER', `overlay: layer ${parent} of an additional image store has no link file in ${this.dirOf(parent)}`);
+    return `${LINK_DIR}/${link}${parentLower ? ':' + parentLower : ''}`;
+  }
+
+  /**
+   * Where an 'l/X' lower is, as mount data names it: 'l/X' when our l/ has it, else the absolute
+   * path of the first additional store's l/X (undefined: nowhere).
+   */
+  resolveLower(lower: string): string | undefined {
+    if (fs.existsSync(path.join(this.home, lower))) return lower;
+    return this.otherHomes.map((h) => path.join(h, lower)).find((p) => fs.existsSync(p));
   }
 
   /** A new short name for a new layer: its l/ symlink and link file. */
@@ -105,25 +144,29 @@ export class LinkNames {
   }
 
   /**
-   * The layer's lowers, every l/ link in place: a missing link (or link file) is recreated from
-   * the other one, as the peer does on start-up. A lower that names no layer any more is an error.
+   * The layer's lowers as mount data names them (resolveLower), every l/ link of ours in place: a
+   * missing link (or link file) is recreated from the other one, as the peer does on start-up. A
+   * lower that names no layer any more is an error. A layer of another store is only read.
    */
   checkedLowers(id: string): string {
-    this.ensureLink(id);
+    if (this.isOurs(id)) this.ensureLink(id);
     const lowers = this.lowers(id);
     if (!lowers) return '';
-    const missing = lowers.split(':').filter((l) => !fs.existsSync(path.join(this.home, l)));
-    if (missing.length === 0) return lowers;
-    for (const other of this.layerIds()) this.ensureLink(other);
-    const still = missing.filter((l) => !fs.existsSync(path.join(this.home, l)));
-    if (still.length > 0) throw new LayersError('EDRIVER', `overlay: layer ${id} has lower layers that no longer exist: ${still.join(', ')}`);
-    return lowers;
+    const names = lowers.split(':');
+    let resolved = names.map((l) => this.resolveLower(l));
+    if (resolved.includes(undefined)) {
+      for (const other of this.layerIds()) this.ensureLink(other);
+      resolved = names.map((l) => this.resolveLower(l));
+      const still = names.filter((_, i) => resolved[i] === undefined);
+      if (still.length > 0) throw new LayersError('EDRIVER', `overlay: layer ${id} has lower layers that no longer exist: ${still.join(', ')}`);
+    }
+    return resolved.join(':');
   }
 
-  /** the layer whose diff an l/ path names ('l/X' -> id), if it is a link of this home's form */
+  /** the layer whose diff an l/ path names ('l/X', or another store's absolute one -> id), if it is a link of a home's form */
   layerOfLink(lower: string): string | undefined {
     try {
-      return /^\.\.\/([^/]+)\/diff$/.exec(fs.readlinkSync(path.join(this.home, lower)))?.[1];
+      return /^\.\.\/([^/]+)\/diff$/.exec(fs.readlinkSync(path.resolve(this.home, lower)))?.[1];
     } catch {
       return undefined;
     }

@@ -60,8 +60,9 @@ export class MountStack {
     private readonly extra: readonly string[],
   ) {}
 
+  /** ours, or an additional store's (links.ts) */
   private dir(id: string): string {
-    return path.join(this.names.home, id);
+    return this.names.dirOf(id);
   }
 
   /** The layer's rotated uppers, newest first: 'diff1', 'diff2', ... */
@@ -72,13 +73,14 @@ export class MountStack {
   }
 
   /**
-   * The lower dirs of a mount of the layer, top first, relative to the home: its own rotated
+   * The lower dirs of a mount of the layer, top first, relative to the home (absolute for a
+   * layer of an additional store, links.ts): its own rotated
    * uppers, then each ancestor's l/ path followed by that ancestor's rotated uppers, named through
    * the link as the peer names them ('l/X/../diff1': the kernel resolves '..' after the symlink).
    * `rotated`: some layer of the stack has been id-shifted, so metacopy files may be in it.
    */
   stack(id: string, lowers: string): { dirs: string[]; rotated: boolean } {
-    const dirs = this.rotatedUppers(id).map((r) => `${id}/${r}`);
+    const dirs = this.rotatedUppers(id).map((r) => `${this.names.mountPath(id)}/${r}`);
     let rotated = dirs.length > 0;
     for (const l of lowers ? lowers.split(':') : []) {
       dirs.push(l);
@@ -161,10 +163,11 @@ export class MountStack {
   async mountAt(id: string, target: string, opts: MountOptions = {}): Promise<void> {
     const lowers = this.names.checkedLowers(id);
     const { dirs, rotated } = this.stack(id, lowers);
-    const below = dirs.length ? dirs.join(':') : `${id}/empty`;
+    const self = this.names.mountPath(id);
+    const below = dirs.length ? dirs.join(':') : `${self}/empty`;
     const data: string[] = [];
     if (opts.readOnly) {
-      data.push(`lowerdir=${id}/diff:${below}`);
+      data.push(`lowerdir=${self}/diff:${below}`);
     } else {
       fs.mkdirSync(path.join(this.dir(id), 'work'), { recursive: true, mode: 0o700 });
       data.push(`lowerdir=${below}`, `upperdir=${id}/diff`, `workdir=${id}/work`);

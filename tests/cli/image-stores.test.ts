@@ -1,12 +1,14 @@
-// Additional (read-only) image stores, `vfs.imagestore=PATH` (docs/sharing.md, "Additional image
-// stores"): their layers and images are listed, used as parents and as images of containers in
-// the writable store, and never written; the peer, given the same option, sees the same.
+// Additional (read-only) image stores, `vfs.imagestore=PATH` and `overlay.imagestore=PATH`
+// (docs/sharing.md, "Additional image stores"): their layers and images are listed, used as
+// parents and as images of containers in the writable store, and never written; the peer, given
+// the same option, sees the same.
 import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { tempDir } from '../fixtures/fs.ts';
-import { gnuTar, runCli } from '../fixtures/store.ts';
+import { loopFs, tempDir } from '../fixtures/fs.ts';
+import { gnuTar, runCli, tarNames } from '../fixtures/store.ts';
+import { snapshotTree } from '../fixtures/tree.ts';
 
 const names = (out: string) => [...out.matchAll(/^\tname: (.*)$/gm)].map((m) => m[1]).sort();
 
@@ -62,4 +64,90 @@ test('layers and images of an additional store: listed, used as parents and imag
   t.deepEqual(names(await ok([...rw, 'images'])), ['shared'], 'deleting the copy leaves the shared image');
   t.deepEqual(roFiles(), before, "the additional store's records are as they were");
   t.true(fs.existsSync(path.join(dir, 'ro', 'vfs', 'dir', base, 'hello')));
+});
+
+test('overlay: layers of a read-only mounted additional store are parents, lowers and images; the peer mounts our child of them', async (t) => {
+  const base = loopFs(t, 'ext4', 256 << 20);
+  const roRoot = path.join(base, 'ro');
+  const ro = ['-g', roRoot, '-R', path.join(base, 'ro-run'), '-s', 'overlay'];
+  const rw = ['-g', path.join(base, 'rw'), '-R', path.join(base, 'rw-run'), '-s', 'overlay', '--storage-opt', `overlay.imagestore=${roRoot}`];
+  const ok = async (args: string[]) => {
+    const r = await runCli(args);
+    t.is(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+  const peer = (args: string[]) => execFileSync('containers-storage', [...rw, ...args], { encoding: 'utf8' });
+  const tarOf = (name: string, fill: (dir: string) => void) => {
+    const dir = path.join(base, name);
+    fs.mkdirSync(dir);
+    fill(dir);
+    return gnuTar(dir, path.join(base, `${name}.tar`));
+  };
+  // the shared store: a base layer by us, a child by the peer (a whiteout and a new file), an image
+  const baseTar = tarOf('base', (d) => {
+    fs.writeFileSync(path.join(d, 'hello'), 'from the shared store\n');
+    fs.writeFileSync(path.join(d, 'gone'), 'deleted above\n');
+  });
+  const midTar = tarOf('mid', (d) => {
+    fs.writeFileSync(path.join(d, '.wh.gone'), '');
+    fs.writeFileSync(path.join(d, 'mid'), 'the peer made this layer\n');
+    fs.chownSync(path.join(d, 'mid'), 7, 7);
+  });
+  const lower = (await ok([...ro, 'import-layer', '-n', 'base', '-f', baseTar])).split('\n')[0]!;
+  const mid = execFileSync('containers-storage', [...ro, 'import-layer', '-n', 'mid', '-f', midTar, lower], { encoding: 'utf8' }).split('\n')[0]!;
+  const image = (await ok([...ro, 'create-image', '-n', 'shared', mid])).split('\n')[0]!;
+  await ok([...ro, 'shutdown']);
+
+  // read only from here on: a write into it fails with EROFS instead of passing unseen
+  const before = snapshotTree(roRoot);
+  execFileSync('mount', ['--bind', roRoot, roRoot]);
+  try {
+    execFileSync('mount', ['-o', 'remount,bind,ro', roRoot]);
+    const expectTree = (dir: string) => {
+      t.is(fs.readFileSync(path.join(dir, 'hello'), 'utf8'), 'from the shared store\n');
+      t.is(fs.readFileSync(path.join(dir, 'mid'), 'utf8'), 'the peer made this layer\n');
+      t.false(fs.existsSync(path.join(dir, 'gone')), 'the whiteout of the shared child hides the file');
+    };
+
+    // a child of the shared layer: its lowers are the other store's l/ links
+    const child = (await ok([...rw, 'create-layer', '-n', 'child', 'mid'])).split('\n')[0]!;
+    const lowerFile = fs.readFileSync(path.join(base, 'rw', 'overlay', child, 'lower'), 'utf8');
+    const roLink = (id: string) => fs.readFileSync(path.join(roRoot, 'overlay', id, 'link'), 'utf8').trim();
+    t.is(lowerFile, `l/${roLink(mid)}:l/${roLink(lower)}`, "the lower file names the shared layers by the other home's links, as the peer writes it");
+    const m = (await ok([...rw, 'mount', child])).trim();
+    expectTree(m);
+    fs.writeFileSync(path.join(m, 'own'), 'written in our store\n');
+    await ok([...rw, 'unmount', child]);
+    // its diff holds only what it added; the peer mounts it from our records and sees the same
+    const diff = path.join(base, 'child-diff.tar');
+    await ok([...rw, 'diff', '-f', diff, child]);
+    t.deepEqual(tarNames(diff), ['own']);
+    const pm = peer(['mount', child]).trim();
+    expectTree(pm);
+    t.is(fs.readFileSync(path.join(pm, 'own'), 'utf8'), 'written in our store\n');
+    peer(['unmount', child]);
+
+    // containers on the shared image, one with other id mappings (a shifted copy of the top layer)
+    const c = (await ok([...rw, 'create-container', 'shared'])).split('\n')[0]!;
+    expectTree((await ok([...rw, 'mount', c])).trim());
+    await ok([...rw, 'unmount', c]);
+    const mapped = (await ok([...rw, 'create-container', '--uidmap', '0:100000:65536', '--gidmap', '0:100000:65536', 'shared'])).split('\n')[0]!;
+    const mm = (await ok([...rw, 'mount', mapped])).trim();
+    expectTree(mm);
+    t.is(fs.statSync(path.join(mm, 'mid')).uid, 100007, "the copy's owners are shifted");
+    t.is(fs.statSync(path.join(mm, 'hello')).uid, 100000);
+    await ok([...rw, 'unmount', mapped]);
+
+    // a shared layer is not mounted (its merged and work dirs are the other store's)
+    const r = await runCli([...rw, 'mount', lower]);
+    t.is(r.code, 1);
+    t.regex(r.stderr, /additional \(read-only\) image store/);
+    for (const id of [c, mapped]) await ok([...rw, 'delete-container', id]);
+    await ok([...rw, 'delete-layer', child]);
+    t.deepEqual(names(await ok([...rw, 'images'])), ['shared']);
+    t.regex(await ok([...rw, 'image', image]), /^Read Only: true$/m);
+  } finally {
+    execFileSync('umount', [roRoot]);
+  }
+  t.deepEqual(snapshotTree(roRoot), before, 'nothing in the additional store changed');
 });
