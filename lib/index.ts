@@ -7,7 +7,7 @@
 import { Store, type StoreOptions } from './store/store.ts';
 
 export { Store } from './store/store.ts';
-export { imageDigests } from './store/images.ts';
+export { imageDigests } from './store/records.ts';
 export type {
   StoreOptions,
   CreateLayerOptions,

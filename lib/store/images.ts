@@ -9,7 +9,7 @@ import { failpoint } from '../failpoint.ts';
 import { findLayer, type StoreContext } from './context.ts';
 import { removeContainer } from './containers.ts';
 import { layerSize, removeLayer, storeGraph } from './layers.ts';
-import { isIncomplete, rfc3339, type ImageRecord } from './records.ts';
+import { imageDigests, isIncomplete, rfc3339, type ImageRecord } from './records.ts';
 import { imageRemovalOrder } from './removal.ts';
 
 export interface CreateImageOptions {
@@ -44,18 +44,8 @@ export function createImage(ctx: StoreContext, opts: CreateImageOptions): ImageR
   return image;
 }
 
-/** Data items whose names start with this are manifests: their digests are the image's (the peer's ImageDigestManifestBigDataNamePrefix). */
-export const MANIFEST_KEY_PREFIX = 'manifest';
-
-/**
- * The image's digests as the peer works them out (images.go, recomputeDigests): `digest` first,
- * then any recorded `digests`, then the digest of each manifest data item, each once. The peer
- * keeps this list in memory only; `digest` on disk is the first manifest's when none was given.
- */
-export function imageDigests(image: ImageRecord): string[] {
-  const manifests = (image['big-data-names'] ?? []).filter((n) => n.startsWith(MANIFEST_KEY_PREFIX)).map((n) => image['big-data-digests']?.[n]);
-  return [...new Set([image.digest, ...(image.digests ?? []), ...manifests].filter((d): d is string => !!d))];
-}
+// the image's digests are worked out in records.ts (pure: the CLI imports them without the store)
+export { imageDigests, MANIFEST_KEY_PREFIX } from './records.ts';
 
 /** Complete images one of whose digests is this one. */
 export function imagesByDigest(ctx: StoreContext, digest: string): ImageRecord[] {

@@ -189,3 +189,16 @@ export function findByPrefix<T extends AnyRecord>(records: T[], ref: string): T 
 export function findRecord<T extends AnyRecord>(records: T[], ref: string): T | undefined {
   return findExact(records, ref) ?? findByPrefix(records, ref);
 }
+
+/** Data items whose key starts so are manifests: their digests are the image's too (the peer's ImageDigestManifestBigDataNamePrefix). */
+export const MANIFEST_KEY_PREFIX = 'manifest';
+
+/**
+ * The image's digests as the peer works them out (images.go, recomputeDigests): `digest` first,
+ * then any recorded `digests`, then the digest of each manifest data item, each once. The peer
+ * keeps this list in memory only; `digest` on disk is the first manifest's when none was given.
+ */
+export function imageDigests(image: ImageRecord): string[] {
+  const manifests = (image['big-data-names'] ?? []).filter((n) => n.startsWith(MANIFEST_KEY_PREFIX)).map((n) => image['big-data-digests']?.[n]);
+  return [...new Set([image.digest, ...(image.digests ?? []), ...manifests].filter((d): d is string => !!d))];
+}
