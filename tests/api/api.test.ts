@@ -5,6 +5,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Readable } from 'node:stream';
+import { toContainer, toImage, toLayer } from '../../lib/index.ts';
 import { tempDir } from '../fixtures/fs.ts';
 import { gnuTar, makeTree, sha256File, tempStore } from '../fixtures/store.ts';
 
@@ -164,4 +165,30 @@ test('close waits for calls in flight, then refuses new ones', async (t) => {
     await using again = await s.open();
     t.is((await again.layers()).length, 1);
   }
+});
+
+test('records as camelCase views; the records and --json keep the peer names', async (t) => {
+  const s = tempStore(t);
+  const { tgz, tar } = tars(t);
+  const store = await s.open();
+  const rec = await store.createLayer({ names: ['base'] }, tgz);
+  const l = toLayer(rec);
+  t.is(l.compressedDigest, await sha256File(tgz));
+  t.is(l.uncompressedDigest, await sha256File(tar));
+  t.is(l.uncompressedSize, fs.statSync(tar).size);
+  t.is(l.compression, 2);
+  t.deepEqual(l.names, ['base']);
+  t.false('parent' in l);
+  const img = toImage(await store.createImage({ layer: rec.id, digest: 'sha256:' + 'a'.repeat(64) }));
+  t.is(img.topLayer, rec.id);
+  t.deepEqual(img.digests, ['sha256:' + 'a'.repeat(64)]);
+  const map = [{ container_id: 0, host_id: 5000, size: 1000 }];
+  const c = toContainer(await store.createContainer({ image: img.id, uidmap: map, gidmap: map }));
+  t.is(c.imageId, img.id);
+  t.deepEqual(c.uidMap, map);
+  t.deepEqual((await store.imagesByTopLayer(rec.id)).map(toImage)[0]!.mappedTopLayers.length, 1);
+  const json = JSON.parse((await s.cli(['layer', '--json', rec.id])).stdout)[0];
+  t.is(json['compressed-diff-digest'], l.compressedDigest);
+  t.false('compressedDigest' in json);
+  await store.deleteContainer(c.id);
 });
