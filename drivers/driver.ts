@@ -32,6 +32,10 @@ export interface Change {
 export interface ApplyDiffOptions {
   /** container -> host mappings applied to owners while extracting */
   idMappings?: IdMappings;
+  /** stops the extraction between entries (lib/tar/extract.ts, ExtractOptions) */
+  signal?: AbortSignal;
+  /** tar bytes scanned and entries done, as the extraction goes */
+  onProgress?: (tarBytes: number, entries: number) => void;
 }
 
 export interface ApplyDiffResult {
@@ -45,6 +49,8 @@ export interface ApplyDiffResult {
   /** distinct owners written (host ids), sorted */
   uids: number[];
   gids: number[];
+  /** tar entries extracted */
+  entries?: number;
 }
 
 export interface DiffOptions {

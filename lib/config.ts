@@ -4,7 +4,7 @@
 // rootless paths are documented there.
 import fs from 'node:fs';
 import path from 'node:path';
-import { parse as parseToml } from 'smol-toml';
+import { createRequire } from 'node:module';
 import { LayersError } from './errors.ts';
 
 /** The peer's built-in roots, used when no file names one. */
@@ -219,6 +219,11 @@ function perDriverOptions(driver: string, o: StorageOptionsTable): string[] {
  * generic `[storage.options]` keys, then the driver's own table (where the generic key can
  * appear a second time, as in the peer). Paths are returned as written (see defaultStoreOptions).
  */
+/** smol-toml, loaded when a storage.conf is parsed, not at start-up (`layers version` reads none; docs/api.md, "Installing") */
+function parseToml(text: string): unknown {
+  return (createRequire(import.meta.url)('smol-toml') as typeof import('smol-toml')).parse(text);
+}
+
 export function parseStorageConf(text: string, file: string, env: Env = process.env): StorageConf {
   let doc: Record<string, unknown>;
   try {

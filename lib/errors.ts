@@ -42,7 +42,11 @@ export type StoreErrorCode =
   /** a layer's files no longer match the tar-split record they were applied from */
   | 'ELAYERCHANGED'
   /** the layer or image belongs to an additional (read-only) image store */
-  | 'EREADONLY';
+  | 'EREADONLY'
+  /** the input's digest is not the one the caller said it must have */
+  | 'EDIGEST'
+  /** the caller's AbortSignal stopped the operation */
+  | 'EABORTED';
 
 /** Codes of the tar engine: a malformed header, a tar that ends early, a name that would land
  *  outside the layer, a value too large to encode. */

@@ -7,7 +7,7 @@
 import { Store, type StoreOptions } from './store/store.ts';
 
 export { Store } from './store/store.ts';
-export { imageDigests } from './store/images.ts';
+export { imageDigests } from './store/records.ts';
 export type {
   StoreOptions,
   CreateLayerOptions,
@@ -22,8 +22,12 @@ export type {
   BigDataItem,
   DiffInput,
   DiffOptions,
+  ImportOptions,
+  LongOperation,
+  Progress,
 } from './store/store.ts';
-export type { LayerRecord, ImageRecord, ContainerRecord } from './store/records.ts';
+export type { LayerRecord, ImageRecord, ContainerRecord, Layer, Image, Container } from './store/records.ts';
+export { toLayer, toImage, toContainer } from './store/records.ts';
 export { Compression } from './store/records.ts';
 export type { MountRecord } from './store/mounts.ts';
 export {

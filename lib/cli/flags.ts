@@ -99,6 +99,18 @@ export function metadataOf(p: Parsed): string | undefined {
 
 export const tarFileFlag: FlagSpec = { names: ['file', 'f'], value: true, help: 'read the tar from this file instead of stdin' };
 
+/** ours: the digests an imported input must have (docs/cli.md, "Expected digests") */
+export const expectedDigestFlags: FlagSpec[] = [
+  { names: ['compressed-digest'], value: true, help: 'fail unless the input as given has this digest (sha256:...)' },
+  { names: ['uncompressed-digest'], value: true, help: 'fail unless the uncompressed tar has this digest (sha256:...)' },
+];
+
+export function expectedDigests(p: Parsed): { compressedDigest?: string; uncompressedDigest?: string } {
+  const c = str(p, 'compressed-digest');
+  const u = str(p, 'uncompressed-digest');
+  return { ...(c !== undefined && { compressedDigest: c }), ...(u !== undefined && { uncompressedDigest: u }) };
+}
+
 /** The tar to read: -f FILE, else stdin as fd 0 (process.stdin is never touched: it would make fd 0 non-blocking). */
 export function tarInput(p: Parsed): { input: number | string; what: string; size?: number } {
   const file = str(p, 'file');

@@ -11,8 +11,8 @@ import { cleanupFailed, LayersError } from '../errors.ts';
 import { tarSplitPath } from './tar-split-file.ts';
 import { failpoint } from '../failpoint.ts';
 import { sameMappings, type IdMap, type IdMappings } from '../idmap.ts';
-import { findContainer, findLayer, mappingsOf, type StoreContext } from './context.ts';
-import { checkLayerOptions, completeLayer, makeLayer, markIncomplete, recordNewLayer, removeLayer, usersOf } from './layers.ts';
+import { findContainer, findLayer, isLive, mappingsOf, type StoreContext } from './context.ts';
+import { checkLayerOptions, completeLayer, layerSize, makeLayer, markIncomplete, recordNewLayer, removeLayer, usersOf } from './layers.ts';
 import { isIncomplete, rfc3339, type ContainerRecord, type ImageRecord, type LayerRecord } from './records.ts';
 import { whyLayerStays } from './removal.ts';
 
@@ -189,4 +189,39 @@ export async function prune(ctx: StoreContext): Promise<string[]> {
       removed.push(id);
     }
   return removed;
+}
+
+/** Bytes of the regular files under dir (0 when it does not exist). */
+function filesSize(dir: string): number {
+  let size = 0;
+  let names: fs.Dirent[];
+  try {
+    names = fs.readdirSync(dir, { withFileTypes: true });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw err;
+  }
+  for (const d of names) {
+    const p = path.join(dir, d.name);
+    if (d.isDirectory()) size += filesSize(p);
+    else if (d.isFile()) size += fs.lstatSync(p).size;
+  }
+  return size;
+}
+
+/**
+ * A container's size as the peer's ContainerSize counts it: its read-write layer's size, the
+ * files of its directory (its data items and userdata) and of its run-time directory.
+ */
+export async function containerSize(ctx: StoreContext, c: ContainerRecord): Promise<number> {
+  const layer = ctx.layers.get(c.layer);
+  const layerBytes = layer ? await layerSize(ctx, layer) : 0;
+  return layerBytes + filesSize(path.join(ctx.containersDir, c.id)) + filesSize(path.join(ctx.runContainersDir, c.id));
+}
+
+/** The container whose read-write layer this is (the peer's ContainerByLayer). */
+export function containerByLayer(ctx: StoreContext, layerId: string): ContainerRecord {
+  const c = ctx.containers.records.find((r) => r.layer === layerId && isLive(ctx, r));
+  if (!c) throw new LayersError('ECONTAINERUNKNOWN', `layer ${layerId}: no container has it as its layer: container not known`);
+  return c;
 }

@@ -8,8 +8,8 @@ import { LayersError } from '../errors.ts';
 import { failpoint } from '../failpoint.ts';
 import { findLayer, type StoreContext } from './context.ts';
 import { removeContainer } from './containers.ts';
-import { removeLayer, storeGraph } from './layers.ts';
-import { isIncomplete, rfc3339, type ImageRecord } from './records.ts';
+import { layerSize, removeLayer, storeGraph } from './layers.ts';
+import { imageDigests, isIncomplete, rfc3339, type ImageRecord } from './records.ts';
 import { imageRemovalOrder } from './removal.ts';
 
 export interface CreateImageOptions {
@@ -44,18 +44,8 @@ export function createImage(ctx: StoreContext, opts: CreateImageOptions): ImageR
   return image;
 }
 
-/** Data items whose names start with this are manifests: their digests are the image's (the peer's ImageDigestManifestBigDataNamePrefix). */
-export const MANIFEST_KEY_PREFIX = 'manifest';
-
-/**
- * The image's digests as the peer works them out (images.go, recomputeDigests): `digest` first,
- * then any recorded `digests`, then the digest of each manifest data item, each once. The peer
- * keeps this list in memory only; `digest` on disk is the first manifest's when none was given.
- */
-export function imageDigests(image: ImageRecord): string[] {
-  const manifests = (image['big-data-names'] ?? []).filter((n) => n.startsWith(MANIFEST_KEY_PREFIX)).map((n) => image['big-data-digests']?.[n]);
-  return [...new Set([image.digest, ...(image.digests ?? []), ...manifests].filter((d): d is string => !!d))];
-}
+// the image's digests are worked out in records.ts (pure: the CLI imports them without the store)
+export { imageDigests, MANIFEST_KEY_PREFIX } from './records.ts';
 
 /** Complete images one of whose digests is this one. */
 export function imagesByDigest(ctx: StoreContext, digest: string): ImageRecord[] {
@@ -140,4 +130,29 @@ export function dropImageRecord(ctx: StoreContext, image: ImageRecord): void {
   ctx.images.assertOwn(image, 'removed');
   fs.rmSync(path.join(ctx.imagesDir, image.id), { recursive: true, force: true });
   ctx.images.drop(image);
+}
+
+/**
+ * The image's size as the peer's ImageSize counts it: every layer reached from the top layer
+ * and the mapped top layers through parents, each once, by its size (layers.ts, layerSize),
+ * plus the sizes of the big data items.
+ */
+export async function imageSize(ctx: StoreContext, image: ImageRecord): Promise<number> {
+  const queue = [image.layer, ...(image['mapped-layers'] ?? [])].filter((id): id is string => id !== undefined);
+  const seen = new Set<string>();
+  let size = 0;
+  for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
+    const l = ctx.layers.get(id);
+    if (seen.has(id) || !l) continue;
+    seen.add(id);
+    size += await layerSize(ctx, l);
+    if (l.parent !== undefined) queue.push(l.parent);
+  }
+  for (const n of Object.values(image['big-data-sizes'] ?? {})) size += n;
+  return size;
+}
+
+/** Images whose top layer, or one of whose mapped top layers, is this layer (the peer's ImagesByTopLayer). */
+export function imagesByTopLayer(ctx: StoreContext, layerId: string): ImageRecord[] {
+  return ctx.images.complete().filter((i) => i.layer === layerId || i['mapped-layers']?.includes(layerId));
 }

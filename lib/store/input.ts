@@ -91,7 +91,12 @@ export async function prepareInput(fd: number, what: string, tmpDir: string): Pr
     return spool(src, kind, what, tmpDir, (n) => (read += n), () => read);
   }
   // a pipe: read until the magic can be told, then spool what was read and the rest
-  const src = fs.createReadStream('', { fd, autoClose: false, highWaterMark: 1 << 20 });
+  return prepareStreamInput(fs.createReadStream('', { fd, autoClose: false, highWaterMark: 1 << 20 }), what, tmpDir);
+}
+
+/** A stream (a pipe's, an HTTP body, any AsyncIterable of bytes) made into a LayerInput: spooled as a pipe is. */
+export async function prepareStreamInput(src: AsyncIterable<Uint8Array>, what: string, tmpDir: string): Promise<LayerInput> {
+  let read = 0;
   const it = src[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   const headChunks: Buffer[] = [];
   let headLen = 0;

@@ -5,13 +5,15 @@
 // leaves an incomplete record the next writer removes (repair.ts).
 import fs from 'node:fs';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import type { Change, MountOptions } from '../../drivers/driver.ts';
 import { cleanupFailed, LayersError, markNothingWritten, wrapError, wroteNothing } from '../errors.ts';
 import { sameMappings, toContainer, type IdMap } from '../idmap.ts';
 import { findLayer, mappingsOf, resolveRef, saveMounts, type StoreContext } from './context.ts';
-import { prepareInput, tempFile } from './input.ts';
+import { prepareInput, prepareStreamInput, tempFile, type LayerInput } from './input.ts';
 import { Compression, isIncomplete, rfc3339, type LayerRecord } from './records.ts';
 import { applyRecording, assembleLayerTar, layerTarSplit, tarSplitPath } from './tar-split-file.ts';
 import { layerUsers, whyLayerStays, type Going, type LayerUsers, type StoreGraph } from './removal.ts';
@@ -30,8 +32,39 @@ export interface CreateLayerOptions {
   storageOpt?: Record<string, string>;
 }
 
-/** A tar to apply: an open file descriptor (file, pipe or socket) or a file path. */
-export type DiffInput = number | string;
+/** How far a long operation is (docs/api.md, "Progress and cancelling"); every count only grows. */
+export interface Progress {
+  /** bytes of input read (as given: compressed bytes of a compressed input), or of output written */
+  bytes: number;
+  /** the input's size, when known (a file's size, or ImportOptions.size) */
+  totalBytes?: number;
+  /** tar entries (files, directories, ...) done; known once the tar has been read */
+  entries?: number;
+  totalEntries?: number;
+}
+
+/** What every long operation takes: a signal that stops it, and a progress callback. */
+export interface LongOperation {
+  /** aborting fails the operation with EABORTED and leaves the store as it was (an import leaves no layer) */
+  signal?: AbortSignal;
+  onProgress?: (p: Progress) => void;
+}
+
+/** Options of an import (createLayer with an input, applyDiff). */
+export interface ImportOptions extends LongOperation {
+  /** 'sha256:<hex>' the input must have as given (the compressed blob; the tar itself when not compressed) */
+  compressedDigest?: string;
+  /** 'sha256:<hex>' the uncompressed tar must have (the layer's diff-digest) */
+  uncompressedDigest?: string;
+  /** the input's size when the caller knows it (an HTTP Content-Length), for progress */
+  size?: number;
+}
+
+/**
+ * A tar to apply: an open file descriptor (file, pipe or socket), a file path, or a stream of
+ * bytes (a Readable, an HTTP response body, any AsyncIterable of Uint8Array).
+ */
+export type DiffInput = number | string | Readable | AsyncIterable<Uint8Array>;
 
 export interface DiffOptions {
   /** compare with this layer instead of the parent */
@@ -120,14 +153,14 @@ export function checkLayerOptions(ctx: StoreContext, storageOpt: Record<string, 
 }
 
 /** Create a layer (a child of opts.parent when given), and apply `input` to it when given. */
-export async function createLayer(ctx: StoreContext, opts: CreateLayerOptions, input?: DiffInput): Promise<LayerRecord> {
+export async function createLayer(ctx: StoreContext, opts: CreateLayerOptions & ImportOptions, input?: DiffInput): Promise<LayerRecord> {
   checkLayerOptions(ctx, opts.storageOpt);
   const parent = opts.parent !== undefined ? findLayer(ctx, opts.parent, 'parent layer') : undefined;
   const mappings = { uidmap: opts.uidmap ?? [], gidmap: opts.gidmap ?? [] };
   const rec = recordNewLayer(ctx, { id: opts.id, names: opts.names, parent: parent?.id, metadata: opts.metadata, mountlabel: opts.mountLabel, ...mappings });
   try {
     await makeLayer(ctx, rec, parent, { storageOpt: opts.storageOpt });
-    if (input !== undefined) await applyInto(ctx, rec, input);
+    if (input !== undefined) await applyInto(ctx, rec, input, opts, false);
   } catch (err) {
     // on failure the record stays incomplete; the next writer removes it if this cannot
     await removeLayer(ctx, rec).catch((e) => cleanupFailed(`removing the half-made layer ${rec.id}`, e));
@@ -155,7 +188,7 @@ export async function makeLayer(
  * not see the change, copies made from it would). If it fails the layer is left incomplete and
  * removed by the next writer.
  */
-export async function applyDiff(ctx: StoreContext, ref: string, input: DiffInput): Promise<LayerRecord> {
+export async function applyDiff(ctx: StoreContext, ref: string, input: DiffInput, opts: ImportOptions = {}): Promise<LayerRecord> {
   const rec = findLayer(ctx, ref);
   ctx.layers.assertOwn(rec);
   const users = await usersOf(ctx, rec.id);
@@ -165,7 +198,7 @@ export async function applyDiff(ctx: StoreContext, ref: string, input: DiffInput
     throw new LayersError('ELAYERHASCHILDREN', `layer ${rec.id} is the template of layers made from it (${users.templateCopies.join(', ')}); they would see the change`);
   markIncomplete(ctx, rec);
   try {
-    await applyInto(ctx, rec, input);
+    await applyInto(ctx, rec, input, opts, true);
   } catch (err) {
     // input refused before anything reached the layer (not a tar, bad compression, a garbage
     // first header): the layer is as it was, and stays, as the peer's does
@@ -179,42 +212,142 @@ export async function applyDiff(ctx: StoreContext, ref: string, input: DiffInput
   return rec;
 }
 
-/** Extract input into rec's layer and record its digests, sizes and owners as the peer does. */
-async function applyInto(ctx: StoreContext, rec: LayerRecord, input: DiffInput): Promise<void> {
-  const what = describeInput(input);
-  const fd = typeof input === 'string' ? openInput(input) : input;
-  try {
-    const prepared = await prepareInput(fd, what, ctx.tmpDir).catch((err: unknown) => {
-      throw markNothingWritten(err);
-    });
-    try {
-      const mappings = mappingsOf(rec);
-      let result;
-      try {
-        ({ result } = await applyRecording(tarSplitPath(ctx, rec.id), prepared.fd, () => ctx.driver.applyDiff(rec.id, rec.parent, prepared.fd, { idMappings: mappings })));
-      } catch (err) {
-        throw wrapError(`applying ${what} to layer ${rec.id}`, err);
-      }
-      rec['diff-digest'] = result.digest;
-      rec['diff-size'] = result.tarSize;
-      // the peer records the owners as the tar has them (container ids)
-      rec.uidset = [...new Set(result.uids.map((u) => toContainer(mappings.uidmap, u) ?? u))].sort((a, b) => a - b);
-      rec.gidset = [...new Set(result.gids.map((g) => toContainer(mappings.gidmap, g) ?? g))].sort((a, b) => a - b);
-      const c = prepared.compressed ?? { digest: result.digest, size: result.tarSize, compression: Compression.none };
-      rec['compressed-diff-digest'] = c.digest;
-      rec['compressed-size'] = c.size;
-      rec.compression = c.compression;
-    } finally {
-      prepared.close();
+/** The error of an aborted operation: EABORTED, the signal's reason as its cause. */
+export function abortError(signal: AbortSignal, what: string): LayersError {
+  return new LayersError('EABORTED', `${what}: aborted`, { cause: signal.reason });
+}
+
+/** Throw EABORTED when the signal has fired. */
+export function checkAborted(signal: AbortSignal | undefined, what: string): void {
+  if (signal?.aborted) throw abortError(signal, what);
+}
+
+function checkDigest(expected: string | undefined, actual: string, which: string, what: string): void {
+  if (expected !== undefined && expected !== actual)
+    throw new LayersError('EDIGEST', `${what}: ${which} digest is ${actual}, expected ${expected}`);
+}
+
+/** sha256 of a regular file's bytes from offset 0 (the fd stays open). */
+async function fileDigest(fd: number): Promise<string> {
+  const hash = createHash('sha256');
+  await pipeline(fs.createReadStream('', { fd, start: 0, autoClose: false, highWaterMark: 1 << 20 }), hash);
+  return `sha256:${hash.digest('hex')}`;
+}
+
+/**
+ * The input as the tar engine takes it (input.ts): a path is opened, a pipe or a stream spooled.
+ * Bytes read are counted for progress and the signal is checked as they come.
+ */
+async function openDiffInput(input: DiffInput, what: string, tmpDir: string, opts: ImportOptions): Promise<{ prepared: LayerInput; size?: number }> {
+  if (typeof input === 'number' || typeof input === 'string') {
+    const fd = typeof input === 'string' ? openInput(input) : input;
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) {
+      // a pipe or socket: read as a stream, like any other, so that progress and abort see its bytes
+      return openDiffInput(fs.createReadStream('', { fd, autoClose: false, highWaterMark: 1 << 20 }), what, tmpDir, opts);
     }
+    try {
+      return { prepared: withClose(await prepareInput(fd, what, tmpDir), () => typeof input === 'string' && fs.closeSync(fd)), size: st.size };
+    } catch (err) {
+      if (typeof input === 'string') fs.closeSync(fd);
+      throw err;
+    }
+  }
+  const { signal, onProgress } = opts;
+  let bytes = 0;
+  async function* counted(src: AsyncIterable<Uint8Array>) {
+    for await (const chunk of src) {
+      checkAborted(signal, what);
+      bytes += chunk.length;
+      onProgress?.({ bytes, totalBytes: opts.size });
+      yield chunk;
+    }
+  }
+  return { prepared: await prepareStreamInput(counted(input), what, tmpDir), size: opts.size };
+}
+
+function withClose(prepared: LayerInput, also: () => void): LayerInput {
+  return {
+    ...prepared,
+    close: () => {
+      try {
+        prepared.close();
+      } finally {
+        also();
+      }
+    },
+  };
+}
+
+/**
+ * Extract input into rec's layer and record its digests, sizes and owners as the peer does.
+ * Expected digests are checked as soon as they can be: a compressed one once the input is read;
+ * with `verifyFirst` (applyDiff: the layer must stay as it was) an uncompressed one by reading
+ * the tar once more before applying; otherwise after applying (the caller removes the layer).
+ */
+async function applyInto(ctx: StoreContext, rec: LayerRecord, input: DiffInput, opts: ImportOptions, verifyFirst: boolean): Promise<void> {
+  const what = describeInput(input);
+  const { signal, onProgress } = opts;
+  checkAborted(signal, what);
+  const { prepared, size } = await openDiffInput(input, what, ctx.tmpDir, opts).catch((err: unknown) => {
+    // a decompressor cut off by the abort reports bad data: the abort is the reason
+    throw markNothingWritten(signal?.aborted ? abortError(signal, what) : err);
+  });
+  try {
+    try {
+      checkAborted(signal, what);
+      if (prepared.compressed) checkDigest(opts.compressedDigest, prepared.compressed.digest, 'compressed', what);
+      else if (verifyFirst && (opts.uncompressedDigest !== undefined || opts.compressedDigest !== undefined)) {
+        const digest = await fileDigest(prepared.fd);
+        checkDigest(opts.uncompressedDigest, digest, 'uncompressed', what);
+        checkDigest(opts.compressedDigest, digest, 'compressed (the input is not compressed)', what);
+      }
+      if (verifyFirst && prepared.compressed && opts.uncompressedDigest !== undefined)
+        checkDigest(opts.uncompressedDigest, await fileDigest(prepared.fd), 'uncompressed', what);
+    } catch (err) {
+      throw markNothingWritten(err);
+    }
+    const mappings = mappingsOf(rec);
+    // the tar's bytes are the input's when it is not compressed; a compressed input was all read already
+    let bytes = prepared.bytesRead();
+    const onTar = (tarBytes: number, entries: number) => {
+      if (!prepared.compressed) bytes = Math.max(bytes, tarBytes);
+      onProgress?.({ bytes, totalBytes: size, entries });
+    };
+    let result;
+    try {
+      const applyOpts = { idMappings: mappings, signal, onProgress: onProgress && onTar };
+      ({ result } = await applyRecording(tarSplitPath(ctx, rec.id), prepared.fd, () => ctx.driver.applyDiff(rec.id, rec.parent, prepared.fd, applyOpts)));
+    } catch (err) {
+      if (signal?.aborted) {
+        const aborted = abortError(signal, `applying ${what} to layer ${rec.id}`);
+        throw wroteNothing(err) ? markNothingWritten(aborted) : aborted;
+      }
+      throw wrapError(`applying ${what} to layer ${rec.id}`, err);
+    }
+    checkAborted(signal, what);
+    checkDigest(opts.uncompressedDigest, result.digest, 'uncompressed', what);
+    if (!prepared.compressed) checkDigest(opts.compressedDigest, result.digest, 'compressed (the input is not compressed)', what);
+    rec['diff-digest'] = result.digest;
+    rec['diff-size'] = result.tarSize;
+    // the peer records the owners as the tar has them (container ids)
+    rec.uidset = [...new Set(result.uids.map((u) => toContainer(mappings.uidmap, u) ?? u))].sort((a, b) => a - b);
+    rec.gidset = [...new Set(result.gids.map((g) => toContainer(mappings.gidmap, g) ?? g))].sort((a, b) => a - b);
+    const c = prepared.compressed ?? { digest: result.digest, size: result.tarSize, compression: Compression.none };
+    rec['compressed-diff-digest'] = c.digest;
+    rec['compressed-size'] = c.size;
+    rec.compression = c.compression;
+    const read = Math.max(bytes, prepared.compressed ? c.size : result.tarSize);
+    onProgress?.({ bytes: read, totalBytes: size ?? read, entries: result.entries, totalEntries: result.entries });
   } finally {
-    if (typeof input === 'string') fs.closeSync(fd);
+    prepared.close();
   }
 }
 
 function describeInput(input: DiffInput): string {
   if (typeof input === 'string') return input;
-  return input === 0 ? 'stdin' : `fd ${input}`;
+  if (typeof input === 'number') return input === 0 ? 'stdin' : `fd ${input}`;
+  return 'the input stream';
 }
 
 function openInput(file: string): number {
@@ -239,7 +372,18 @@ function comparison(ctx: StoreContext, ref: string, reference: string | undefine
 }
 
 /** Write the layer's changes against its parent (or opts.reference) as a tar to fd. */
-export async function diff(ctx: StoreContext, ref: string, fd: number, opts: DiffOptions): Promise<void> {
+export async function diff(ctx: StoreContext, ref: string, fd: number, opts: DiffOptions & LongOperation): Promise<void> {
+  checkAborted(opts.signal, `diff of ${ref}`);
+  await writeDiff(ctx, ref, fd, opts);
+  checkAborted(opts.signal, `diff of ${ref}`);
+  // the tar is written by the driver or the tar-split reassembly in native calls: progress is its end (bytes written, when fd is a file)
+  if (opts.onProgress) {
+    const st = fs.fstatSync(fd);
+    if (st.isFile()) opts.onProgress({ bytes: st.size, totalBytes: st.size });
+  }
+}
+
+async function writeDiff(ctx: StoreContext, ref: string, fd: number, opts: DiffOptions): Promise<void> {
   const { rec, against, opts: compared } = comparison(ctx, ref, opts.reference);
   const diffOpts = { ...compared, sparse: opts.sparse };
   // against the parent, an applied layer gives back the tar it was applied from, as the peer's Diff does
@@ -266,6 +410,21 @@ export async function diff(ctx: StoreContext, ref: string, fd: number, opts: Dif
 export async function changes(ctx: StoreContext, ref: string, reference?: string): Promise<Change[]> {
   const { rec, against, opts } = comparison(ctx, ref, reference);
   return ctx.driver.changes(rec.id, against, opts);
+}
+
+/**
+ * A layer's size as the peer's ImageSize counts it: its recorded diff-size when it has a diff
+ * digest (it was applied from a tar), else what the driver's DiffSize works out.
+ */
+export async function layerSize(ctx: StoreContext, rec: LayerRecord): Promise<number> {
+  if (rec['diff-digest']) return rec['diff-size'] ?? 0;
+  return ctx.driver.diffSize(rec.id, rec.parent, { idMappings: mappingsOf(rec), parentIdMappings: mappingsOf(rec.parent !== undefined ? ctx.layers.get(rec.parent) : rec) });
+}
+
+/** Complete layers whose compressed (the blob as given) or uncompressed (the tar) digest is this one. */
+export function layersByDigest(ctx: StoreContext, which: 'compressed' | 'uncompressed', digest: string): LayerRecord[] {
+  const field = which === 'compressed' ? 'compressed-diff-digest' : 'diff-digest';
+  return ctx.layers.complete().filter((l) => l[field] === digest);
 }
 
 export async function diffSize(ctx: StoreContext, ref: string, reference?: string): Promise<number> {

@@ -189,3 +189,134 @@ export function findByPrefix<T extends AnyRecord>(records: T[], ref: string): T 
 export function findRecord<T extends AnyRecord>(records: T[], ref: string): T | undefined {
   return findExact(records, ref) ?? findByPrefix(records, ref);
 }
+
+/** Data items whose key starts so are manifests: their digests are the image's too (the peer's ImageDigestManifestBigDataNamePrefix). */
+export const MANIFEST_KEY_PREFIX = 'manifest';
+
+/**
+ * The image's digests as the peer works them out (images.go, recomputeDigests): `digest` first,
+ * then any recorded `digests`, then the digest of each manifest data item, each once. The peer
+ * keeps this list in memory only; `digest` on disk is the first manifest's when none was given.
+ */
+export function imageDigests(image: ImageRecord): string[] {
+  const manifests = (image['big-data-names'] ?? []).filter((n) => n.startsWith(MANIFEST_KEY_PREFIX)).map((n) => image['big-data-digests']?.[n]);
+  return [...new Set([image.digest, ...(image.digests ?? []), ...manifests].filter((d): d is string => !!d))];
+}
+
+// ---- camelCase views (docs/api.md, "Records") ----
+// The API's typed views of the records, in the names of the peer's Go structs (Layer.UncompressedDigest,
+// Image.TopLayer, Container.LayerID, ...). The records themselves keep the peer's JSON field names:
+// they are what the files hold and what the CLI's --json prints.
+
+export interface Layer {
+  id: string;
+  names: string[];
+  parent?: string;
+  metadata?: string;
+  mountLabel?: string;
+  created?: string;
+  /** digest and size of the input as given (the tar itself when it was not compressed) */
+  compressedDigest?: string;
+  compressedSize?: number;
+  /** digest and size of the tar (diff-digest, diff-size) */
+  uncompressedDigest?: string;
+  uncompressedSize?: number;
+  /** containers/storage's archive.Compression value (see Compression) */
+  compression: number;
+  uids: number[];
+  gids: number[];
+  uidMap: IdMap[];
+  gidMap: IdMap[];
+  bigDataNames: string[];
+}
+
+export interface Image {
+  id: string;
+  digest?: string;
+  digests: string[];
+  names: string[];
+  namesHistory: string[];
+  topLayer?: string;
+  mappedTopLayers: string[];
+  metadata?: string;
+  bigDataNames: string[];
+  bigDataSizes: Record<string, number>;
+  bigDataDigests: Record<string, string>;
+  created?: string;
+}
+
+export interface Container {
+  id: string;
+  names: string[];
+  imageId: string;
+  layerId: string;
+  metadata?: string;
+  bigDataNames: string[];
+  bigDataSizes: Record<string, number>;
+  bigDataDigests: Record<string, string>;
+  created?: string;
+  uidMap: IdMap[];
+  gidMap: IdMap[];
+  /** the peer's MountLabel, ProcessLabel, ... */
+  flags: Record<string, unknown>;
+}
+
+/** Only the fields that are set: a view has no `key: undefined` (exactOptionalPropertyTypes callers). */
+function defined<T extends object>(o: T): T {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as T;
+}
+
+export function toLayer(r: LayerRecord): Layer {
+  return defined({
+    id: r.id,
+    names: [...(r.names ?? [])],
+    parent: r.parent,
+    metadata: r.metadata,
+    mountLabel: r.mountlabel,
+    created: r.created,
+    compressedDigest: r['compressed-diff-digest'],
+    compressedSize: r['compressed-size'],
+    uncompressedDigest: r['diff-digest'],
+    uncompressedSize: r['diff-size'],
+    compression: r.compression ?? Compression.none,
+    uids: [...(r.uidset ?? [])],
+    gids: [...(r.gidset ?? [])],
+    uidMap: structuredClone(r.uidmap ?? []),
+    gidMap: structuredClone(r.gidmap ?? []),
+    bigDataNames: [...(r['big-data-names'] ?? [])],
+  });
+}
+
+export function toImage(r: ImageRecord): Image {
+  return defined({
+    id: r.id,
+    digest: r.digest,
+    digests: imageDigests(r),
+    names: [...(r.names ?? [])],
+    namesHistory: [...(r['names-history'] ?? [])],
+    topLayer: r.layer,
+    mappedTopLayers: [...(r['mapped-layers'] ?? [])],
+    metadata: r.metadata,
+    bigDataNames: [...(r['big-data-names'] ?? [])],
+    bigDataSizes: { ...r['big-data-sizes'] },
+    bigDataDigests: { ...r['big-data-digests'] },
+    created: r.created,
+  });
+}
+
+export function toContainer(r: ContainerRecord): Container {
+  return defined({
+    id: r.id,
+    names: [...(r.names ?? [])],
+    imageId: r.image,
+    layerId: r.layer,
+    metadata: r.metadata,
+    bigDataNames: [...(r['big-data-names'] ?? [])],
+    bigDataSizes: { ...r['big-data-sizes'] },
+    bigDataDigests: { ...r['big-data-digests'] },
+    created: r.created,
+    uidMap: structuredClone(r.uidmap ?? []),
+    gidMap: structuredClone(r.gidmap ?? []),
+    flags: structuredClone(r.flags ?? {}),
+  });
+}

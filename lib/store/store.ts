@@ -19,11 +19,16 @@
 //   incomplete layer, never a complete layer nothing refers to;
 // - an image's removal marks the image incomplete, then every layer it will remove, in one write;
 // - taking the write locks reloads the records and repairs what a holder that died left.
+import fs from 'node:fs';
 import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
 import { openDriver } from '../../drivers/index.ts';
 import { imageStorePaths } from '../../drivers/options.ts';
 import type { Change, Driver, MountOptions } from '../../drivers/driver.ts';
 import { LayersError, wrapError } from '../errors.ts';
+import { native } from '../native.ts';
 import { DIFF, MOUNT, READ, WRITE, type LockPlan } from '../lock.ts';
 import * as bigData from './big-data.ts';
 import type { BigDataItem, DataOwnerKind } from './big-data.ts';
@@ -34,7 +39,7 @@ import { copyPath, type CopyEnd } from './copy.ts';
 import * as images from './images.ts';
 import type { CreateImageOptions, RemoveImageOptions, RemoveImageResult } from './images.ts';
 import * as layers from './layers.ts';
-import type { CreateLayerOptions, DiffInput, DiffOptions } from './layers.ts';
+import type { CreateLayerOptions, DiffInput, DiffOptions, ImportOptions, LongOperation } from './layers.ts';
 import type { MountRecord } from './mounts.ts';
 import { CONTAINER_FIELDS, IMAGE_FIELDS, normalize, normalizeRecord, type AnyRecord, type ContainerRecord, type ImageRecord, type LayerRecord } from './records.ts';
 import type { RecordTable } from './table.ts';
@@ -44,7 +49,7 @@ export type { BigDataItem, DataOwnerKind } from './big-data.ts';
 export type { CreateContainerOptions, CreateFromTemplateOptions } from './containers.ts';
 export type { Found } from './context.ts';
 export type { CreateImageOptions, RemoveImageOptions, RemoveImageResult } from './images.ts';
-export type { CreateLayerOptions, DiffInput, DiffOptions } from './layers.ts';
+export type { CreateLayerOptions, DiffInput, DiffOptions, ImportOptions, LongOperation, Progress } from './layers.ts';
 
 export interface StoreOptions {
   /** where layers and records live (containers-storage's --graph); default /var/lib/containers/storage */
@@ -86,6 +91,9 @@ export class Store {
   /** the additional (read-only) image stores, from `<driver>.imagestore=PATH` options, in order */
   readonly imageStores: string[];
   private readonly ctx: StoreContext;
+  /** calls running now (close() waits for them), and whether close() was called */
+  private readonly running = new Set<Promise<unknown>>();
+  private closed = false;
 
   private constructor(opts: StoreOptions) {
     this.root = path.resolve(opts.root);
@@ -124,12 +132,42 @@ export class Store {
 
   /** Run fn holding the read locks (records another process changed reloaded first); no writes. */
   private read<T>(fn: (ctx: StoreContext) => Promise<T> | T, plan: LockPlan = READ): Promise<T> {
-    return this.ctx.locks.with(plan, () => fn(this.ctx));
+    return this.track(this.ctx.locks.with(plan, () => fn(this.ctx)));
   }
 
   /** Run fn holding the write locks (records reloaded and repaired first). */
   private locked<T>(fn: (ctx: StoreContext) => Promise<T> | T, plan: LockPlan = WRITE): Promise<T> {
-    return this.ctx.locks.with(plan, () => fn(this.ctx));
+    return this.track(this.ctx.locks.with(plan, () => fn(this.ctx)));
+  }
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    if (this.closed) {
+      p.catch(() => undefined);
+      return Promise.reject(new LayersError('EUSAGE', `the store at ${this.root} is closed`));
+    }
+    this.running.add(p);
+    const done = () => this.running.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  /**
+   * Stop using the store: calls already running finish (close waits for them), later ones fail
+   * with EUSAGE. Locks are held only while a call runs, so none is held after. Mounts stay (they
+   * are recorded in the store and outlive the process, as the peer's do); when none is counted
+   * the driver is released as by shutdown (it unmounts what it alone left mounted).
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    const mounted = await this.mounted();
+    this.closed = true;
+    await Promise.allSettled([...this.running]);
+    if (mounted.length === 0) await this.ctx.locks.with(MOUNT, () => this.ctx.driver.cleanup());
+  }
+
+  /** `await using store = await openStore(...)` closes the store at the end of the block. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 
   // ---- reading ----
@@ -160,6 +198,48 @@ export class Store {
   /** images whose digest (or one of whose digests) is this one */
   async imagesByDigest(digest: string): Promise<ImageRecord[]> {
     return this.read((ctx) => structuredClone(images.imagesByDigest(ctx, digest)));
+  }
+
+  /** Complete layers whose compressed digest (of the blob as it was given) is this one: "do I have this blob?" */
+  async layersByCompressedDigest(digest: string): Promise<LayerRecord[]> {
+    return this.read((ctx) => layers.layersByDigest(ctx, 'compressed', digest).map(layerOut));
+  }
+
+  /** Complete layers whose uncompressed digest (the tar's, diff-digest) is this one. */
+  async layersByUncompressedDigest(digest: string): Promise<LayerRecord[]> {
+    return this.read((ctx) => layers.layersByDigest(ctx, 'uncompressed', digest).map(layerOut));
+  }
+
+  /** Images whose top layer, or one of whose mapped top layers, is this layer. */
+  async imagesByTopLayer(ref: string): Promise<ImageRecord[]> {
+    return this.read((ctx) => images.imagesByTopLayer(ctx, findLayer(ctx, ref).id).map(imageOut));
+  }
+
+  /** The container whose read-write layer this is; ECONTAINERUNKNOWN when none. */
+  async containerByLayer(ref: string): Promise<ContainerRecord> {
+    return this.read((ctx) => containerOut(containers.containerByLayer(ctx, findLayer(ctx, ref).id)));
+  }
+
+  /** The id of the layer, image or container (looked for in that order) with this id, name or id prefix, as the peer's Lookup. */
+  async lookup(nameOrId: string): Promise<string> {
+    const found = await this.resolve(nameOrId);
+    if (!found) throw new LayersError('ELAYERUNKNOWN', `"${nameOrId}": layer, image or container not known`);
+    return found.record.id;
+  }
+
+  /** A layer's size: its tar's size when it was applied from one, else what the driver counts (the peer's ImageSize does the same per layer). */
+  async layerSize(ref: string): Promise<number> {
+    return this.read((ctx) => layers.layerSize(ctx, findLayer(ctx, ref)), DIFF);
+  }
+
+  /** An image's size as the peer's ImageSize: each of its layers once (mapped top layers too) and its data items. */
+  async imageSize(ref: string): Promise<number> {
+    return this.read((ctx) => images.imageSize(ctx, ctx.images.find(ref)), DIFF);
+  }
+
+  /** A container's size as the peer's ContainerSize: its layer, and the files of its directories. */
+  async containerSize(ref: string): Promise<number> {
+    return this.read((ctx) => containers.containerSize(ctx, findContainer(ctx, ref)), DIFF);
   }
 
   /** containers whose read-write layer is complete (one being made or removed is left out) */
@@ -227,8 +307,44 @@ export class Store {
   }
 
   /** Write the layer's changes against its parent (or opts.reference) as a tar to fd. */
-  async diff(ref: string, fd: number, opts: DiffOptions = {}): Promise<void> {
+  async diff(ref: string, fd: number, opts: DiffOptions & LongOperation = {}): Promise<void> {
     return this.read((ctx) => layers.diff(ctx, ref, fd, opts), DIFF);
+  }
+
+  /**
+   * The layer's changes as a Readable tar (gzip with opts.compression). The diff is written into
+   * a FIFO the stream reads from; the store's read locks are held until the stream ends or is
+   * destroyed (destroying it, or opts.signal, stops the writer).
+   */
+  diffStream(ref: string, opts: DiffOptions & LongOperation = {}): Readable {
+    const { signal, onProgress } = opts;
+    let bytes = 0;
+    const out = new Transform({
+      highWaterMark: 1 << 20,
+      transform(chunk: Buffer, _enc, cb) {
+        bytes += chunk.length;
+        onProgress?.({ bytes });
+        cb(null, chunk);
+      },
+    });
+    const fifo = path.join(this.tmpDir, `diff-${randomBytes(8).toString('hex')}`);
+    fs.mkdirSync(this.tmpDir, { recursive: true, mode: 0o700 });
+    native().mknod(fifo, fs.constants.S_IFIFO | 0o600, 0, 0);
+    signal?.addEventListener('abort', () => out.destroy(layers.abortError(signal, `diff of ${ref}`)), { once: true });
+    void (async () => {
+      // each open of a FIFO waits (in the thread pool) for the other end; the name goes once both are open
+      const [r, w] = await Promise.all([fs.promises.open(fifo, 'r'), fs.promises.open(fifo, 'w')]).finally(() => fs.rmSync(fifo, { force: true }));
+      // the reader closes with the stream: a writer left alone gets EPIPE and stops
+      const piped = pipeline(r.createReadStream({ highWaterMark: 1 << 20 }), out);
+      piped.catch(() => undefined);
+      try {
+        await this.diff(ref, w.fd, { ...opts, onProgress: undefined });
+      } finally {
+        await w.close();
+      }
+      await piped;
+    })().catch((err: unknown) => out.destroy(err as Error));
+    return out;
   }
 
   async changes(ref: string, reference?: string): Promise<Change[]> {
@@ -258,13 +374,17 @@ export class Store {
   // ---- layers ----
 
   /** Create a layer (a child of opts.parent when given), and apply `input` to it when given. */
-  async createLayer(opts: CreateLayerOptions = {}, input?: DiffInput): Promise<LayerRecord> {
+  async createLayer(opts: CreateLayerOptions & ImportOptions = {}, input?: DiffInput): Promise<LayerRecord> {
     return this.locked(async (ctx) => layerOut(await layers.createLayer(ctx, opts, input)));
   }
 
-  /** Apply a tar to an existing layer. If it fails the layer is left incomplete and removed by the next writer. */
-  async applyDiff(ref: string, input: DiffInput): Promise<LayerRecord> {
-    return this.locked(async (ctx) => layerOut(await layers.applyDiff(ctx, ref, input)));
+  /**
+   * Apply a tar to an existing layer. Input refused before anything reached the layer (bad
+   * compression, an expected digest that does not match, an abort before extraction) leaves the
+   * layer as it was; a failure after leaves it incomplete, removed by the next writer.
+   */
+  async applyDiff(ref: string, input: DiffInput, opts: ImportOptions = {}): Promise<LayerRecord> {
+    return this.locked(async (ctx) => layerOut(await layers.applyDiff(ctx, ref, input, opts)));
   }
 
   /** Mount a layer, or a container's layer (one more user); returns its path. */
@@ -356,6 +476,14 @@ export class Store {
     return this.locked((ctx) => {
       const found = findAny(ctx, ref);
       return this.takeNames(found, [...(found.record.names ?? []), ...names]);
+    });
+  }
+
+  /** Take these names from a layer, image or container (the peer's RemoveNames); returns the names it has after. */
+  async removeNames(ref: string, names: string[]): Promise<string[]> {
+    return this.locked((ctx) => {
+      const found = findAny(ctx, ref);
+      return this.takeNames(found, (found.record.names ?? []).filter((n) => !names.includes(n)));
     });
   }
 

@@ -28,6 +28,10 @@ export interface ExtractOptions {
    * is left as the file is created, the process's own, as the peer's ignore_chown_errors does.
    */
   ignoreChownErrors?: boolean;
+  /** checked between entries: aborting fails the extraction (what was written stays; the store removes the layer) */
+  signal?: AbortSignal;
+  /** tar bytes scanned and entries done, every PROGRESS_ENTRIES entries and at the end */
+  onProgress?: (tarBytes: number, entries: number) => void;
 }
 
 export interface ExtractResult {
@@ -46,6 +50,7 @@ export interface ExtractResult {
 }
 
 const BATCH_OPS = 4096;
+const PROGRESS_ENTRIES = 256;
 
 export async function extractTar(inFd: number, root: string, opts: ExtractOptions): Promise<ExtractResult> {
   const st = fs.fstatSync(inFd);
@@ -72,7 +77,9 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
   };
   try {
     for (let e = readEntry(src); e; e = readEntry(src)) {
+      opts.signal?.throwIfAborted();
       plan.add(e);
+      if (opts.onProgress && plan.entries % PROGRESS_ENTRIES === 0) opts.onProgress(src.position, plan.entries);
       if (!fromFile && e.type === 'file') {
         // the body is next in the pipe: copy it now, before the next header is read
         wrote = true;
@@ -87,6 +94,7 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
     await run(plan.finish());
     await pending;
     if (plan.rootOpaque) native().lsetxattr(root, ...overlayOpaqueXattr());
+    opts.onProgress?.(src.position, plan.entries);
     let tarSize: number;
     let bodyCrcs: Buffer | undefined;
     if (hashed) ({ size: tarSize, bodies: bodyCrcs } = await hashed);

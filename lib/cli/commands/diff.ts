@@ -5,8 +5,8 @@ import { isatty } from 'node:tty';
 import { LayersError } from '../../errors.ts';
 import { bool, str, usageError } from '../args.ts';
 import { open, type Command } from '../command.ts';
-import { json, tarFileFlag, tarInput } from '../flags.ts';
-import { out, printJson, withProgress } from '../output.ts';
+import { expectedDigestFlags, expectedDigests, json, tarFileFlag, tarInput } from '../flags.ts';
+import { out, printJson, withProgress, withReportedProgress } from '../output.ts';
 
 export const applyDiff: Command = {
   names: ['applydiff', 'apply-diff'],
@@ -14,11 +14,11 @@ export const applyDiff: Command = {
   help: 'Apply a tar (from -f FILE or stdin) to a layer',
   min: 1,
   max: 1,
-  flags: [tarFileFlag, json],
+  flags: [tarFileFlag, ...expectedDigestFlags, json],
   async run(g, p) {
     const store = await open(g);
     const src = tarInput(p);
-    const layer = await withProgress(`applying ${src.what}`, store.applyDiff(p.positionals[0], src.input), () => src.size);
+    const layer = await withReportedProgress(`applying ${src.what}`, src.size, (onProgress) => store.applyDiff(p.positionals[0], src.input, { ...expectedDigests(p), onProgress }));
     if (g.json) printJson(layer);
     return 0;
   },

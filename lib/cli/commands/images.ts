@@ -1,33 +1,13 @@
 // Images: create-image, images, images-by-digest, image (examine, with the peer's size), and
 // their removal: delete-image, ours `rm` (mapped top layers first, then the top layer and each
 // parent no one else needs) and `prune` (mapped top layers no container uses).
-import { imageDigests, type ImageRecord, type Store } from '../../index.ts';
+// records.ts, not index.ts: a value from index.ts would load the whole library at start-up
+import type { ImageRecord, Store } from '../../index.ts';
+import { imageDigests } from '../../store/records.ts';
 import { bool, list, str } from '../args.ts';
 import { eachArg, exitCode, open, spellings, succeeded, type Command, type Globals } from '../command.ts';
 import { idFlag, json, metadataFlags, metadataOf, nameFlag, quietIds } from '../flags.ts';
 import { out, printCreated, printJson } from '../output.ts';
-
-/**
- * The image's size as the peer's `image` prints it (its ImageSize): every layer reached from the
- * top layer and the mapped top layers through parents, each once, by its recorded diff-size when
- * it has a diff digest and else by its DiffSize, plus the sizes of the big data items.
- */
-async function imageSize(store: Store, image: ImageRecord): Promise<number> {
-  const layers = new Map((await store.layers()).map((l) => [l.id, l]));
-  const queue = [image.layer, ...(image['mapped-layers'] ?? [])].filter((id): id is string => id !== undefined);
-  const seen = new Set<string>();
-  let size = 0;
-  for (let id = queue.shift(); id !== undefined; id = queue.shift()) {
-    const l = layers.get(id);
-    if (seen.has(id) || !l) continue;
-    seen.add(id);
-    size += l['diff-digest'] ? (l['diff-size'] ?? 0) : await store.diffSize(id);
-    if (l.parent !== undefined) queue.push(l.parent);
-  }
-  for (const n of Object.values(image['big-data-sizes'] ?? {})) size += n;
-  return size;
-}
-
 
 function listImages(g: Globals, images: ImageRecord[], quiet: boolean): void {
   if (g.json) return printJson(images);
@@ -100,7 +80,7 @@ export const image: Command = {
         for (const m of i['mapped-layers'] ?? []) out(`Top Layer: ${m}\n`);
         for (const d of imageDigests(i)) out(`Digest: ${d}\n`);
         for (const n of i['big-data-names'] ?? []) out(`Data: ${n}\n`);
-        out(`Size: ${await imageSize(store, i)}\n`);
+        out(`Size: ${await store.imageSize(i.id)}\n`);
         if (await store.readOnly('image', i.id)) out('Read Only: true\n');
       }
     return exitCode(outcomes);

@@ -4,8 +4,8 @@
 import type { LayerRecord } from '../../index.ts';
 import { bool, list, str, usageError, type Parsed } from '../args.ts';
 import { eachArg, exitCode, open, succeeded, type Command } from '../command.ts';
-import { idFlag, idMaps, json, labelFlag, layerOptFlag, layerOpts, mapFlags, nameFlag, tarFileFlag, tarInput } from '../flags.ts';
-import { out, printCreated, printJson, withProgress } from '../output.ts';
+import { expectedDigestFlags, expectedDigests, idFlag, idMaps, json, labelFlag, layerOptFlag, layerOpts, mapFlags, nameFlag, tarFileFlag, tarInput } from '../flags.ts';
+import { out, printCreated, printJson, withReportedProgress } from '../output.ts';
 import { drawTree } from '../tree.ts';
 import { deleteCommand } from './delete.ts';
 
@@ -43,12 +43,12 @@ export const importLayer: Command = {
   help: 'Create a new layer and apply a tar (from -f FILE or stdin) to it',
   min: 0,
   max: 1,
-  flags: [...createFlags, tarFileFlag],
+  flags: [...createFlags, tarFileFlag, ...expectedDigestFlags],
   async run(g, p) {
     const store = await open(g);
-    const opts = createOptions(p);
+    const opts = { ...createOptions(p), ...expectedDigests(p) };
     const src = tarInput(p);
-    printCreated(g, await withProgress(`importing ${src.what}`, store.createLayer(opts, src.input), () => src.size));
+    printCreated(g, await withReportedProgress(`importing ${src.what}`, src.size, (onProgress) => store.createLayer({ ...opts, onProgress }, src.input)));
     return 0;
   },
 };
@@ -76,10 +76,21 @@ export const layers: Command = {
   help: 'List layers',
   min: 0,
   max: 0,
-  flags: [{ names: ['tree', 't'], help: 'draw layers under their parents' }, { names: ['quick', 'q'], help: 'only the IDs' }, json],
+  flags: [
+    { names: ['tree', 't'], help: 'draw layers under their parents' },
+    { names: ['quick', 'q'], help: 'only the IDs' },
+    { names: ['compressed-digest'], value: true, help: 'ours: only layers whose compressed (as given) digest is this' },
+    { names: ['uncompressed-digest'], value: true, help: "ours: only layers whose uncompressed (the tar's) digest is this" },
+    json,
+  ],
   async run(g, p) {
     const store = await open(g);
-    const all = await store.layers();
+    const { compressedDigest, uncompressedDigest } = expectedDigests(p);
+    let all = compressedDigest !== undefined ? await store.layersByCompressedDigest(compressedDigest) : await store.layers();
+    if (uncompressedDigest !== undefined) {
+      const ids = new Set((await store.layersByUncompressedDigest(uncompressedDigest)).map((l) => l.id));
+      all = all.filter((l) => ids.has(l.id));
+    }
     if (g.json) {
       printJson(all);
       return 0;

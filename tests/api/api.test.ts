@@ -1,0 +1,194 @@
+// The embedding API (docs/api.md): lookups by digest and the peer's Store lookups, expected
+// digests on import, stream inputs, progress and abort, the diff as a stream, close().
+import test from 'ava';
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { toContainer, toImage, toLayer } from '../../lib/index.ts';
+import { tempDir } from '../fixtures/fs.ts';
+import { gnuTar, makeTree, sha256File, tempStore } from '../fixtures/store.ts';
+
+const sha = (b: Buffer) => `sha256:${createHash('sha256').update(b).digest('hex')}`;
+
+function tars(t: Parameters<typeof tempDir>[0]) {
+  const dir = tempDir(t);
+  const tree = path.join(dir, 'tree');
+  fs.mkdirSync(tree);
+  makeTree(tree);
+  return { dir, tar: gnuTar(tree, path.join(dir, 'l.tar')), tgz: gnuTar(tree, path.join(dir, 'l.tgz'), true) };
+}
+
+/** A tar of many files, big enough that reading it takes many chunks. */
+function bigTar(dir: string): string {
+  const tree = path.join(dir, 'big');
+  fs.mkdirSync(tree);
+  for (let i = 0; i < 2000; i++) fs.writeFileSync(path.join(tree, `f${i}`), Buffer.alloc(4096, i % 251));
+  return gnuTar(tree, path.join(dir, 'big.tar'));
+}
+
+async function collect(r: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of r) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
+
+test('layers by compressed and uncompressed digest; a wrong expected digest leaves no layer', async (t) => {
+  const s = tempStore(t);
+  const { tar, tgz } = tars(t);
+  const store = await s.open();
+  const tgzDigest = await sha256File(tgz);
+  const tarDigest = await sha256File(tar);
+  const l = await store.createLayer({ compressedDigest: tgzDigest, uncompressedDigest: tarDigest }, tgz);
+  t.deepEqual((await store.layersByCompressedDigest(tgzDigest)).map((x) => x.id), [l.id]);
+  t.deepEqual((await store.layersByUncompressedDigest(tarDigest)).map((x) => x.id), [l.id]);
+  t.deepEqual(await store.layersByCompressedDigest(tarDigest), []);
+
+  const wrong = 'sha256:' + '0'.repeat(64);
+  for (const opts of [{ compressedDigest: wrong }, { uncompressedDigest: wrong }]) {
+    for (const input of [tgz, tar]) {
+      const err = await t.throwsAsync(store.createLayer(opts, input), { code: 'EDIGEST' });
+      t.true(err!.message.includes(wrong), err!.message);
+      t.regex(err!.message, /is sha256:[0-9a-f]{64}, expected/);
+    }
+  }
+  t.deepEqual((await store.layers()).map((x) => x.id), [l.id]);
+  t.deepEqual(fs.readdirSync(path.join(s.root, 'vfs', 'dir')), [l.id]);
+
+  // applydiff: the layer stays as it was
+  const empty = await store.createLayer({});
+  for (const opts of [{ uncompressedDigest: wrong }, { compressedDigest: wrong }])
+    for (const input of [tgz, tar]) await t.throwsAsync(store.applyDiff(empty.id, input, opts), { code: 'EDIGEST' });
+  t.deepEqual(fs.readdirSync(path.join(s.root, 'vfs', 'dir', empty.id)), []);
+  t.false((await store.layer(empty.id)).flags?.incomplete === true);
+  t.is((await store.layers()).length, 2);
+
+  // the CLI: the same checks, and the lookups as filters of `layers`
+  const bad = await s.cli(['import-layer', '-f', tgz, '--compressed-digest', wrong]);
+  t.not(bad.code, 0);
+  t.regex(bad.stderr, /expected sha256:0{64}/);
+  const listed = await s.cli(['layers', '--compressed-digest', tgzDigest, '-q']);
+  t.is(listed.stdout, `${l.id}\n`);
+  const byTar = await s.cli(['layers', '--uncompressed-digest', tarDigest, '--json']);
+  t.deepEqual(JSON.parse(byTar.stdout).map((x: { id: string }) => x.id), [l.id]);
+  t.is((await s.cli(['applydiff', '-f', tar, '--uncompressed-digest', wrong, empty.id])).code !== 0, true);
+  t.deepEqual(fs.readdirSync(path.join(s.root, 'vfs', 'dir', empty.id)), []);
+});
+
+test('inputs as a Readable or an async iterable; progress grows to the input size', async (t) => {
+  const s = tempStore(t);
+  const { tar, tgz } = tars(t);
+  const store = await s.open();
+  for (const file of [tar, tgz]) {
+    const seen: number[] = [];
+    const size = fs.statSync(file).size;
+    const l = await store.createLayer({ size, onProgress: (p) => seen.push(p.bytes) }, fs.createReadStream(file, { highWaterMark: 4096 }));
+    t.is(l['compressed-diff-digest'], await sha256File(file));
+    t.true(seen.length > 2);
+    t.deepEqual(seen, [...seen].sort((a, b) => a - b));
+    t.is(seen.at(-1), size);
+  }
+  async function* chunks() {
+    const b = fs.readFileSync(tar);
+    for (let i = 0; i < b.length; i += 1000) yield new Uint8Array(b.subarray(i, i + 1000));
+  }
+  const l = await store.createLayer({}, chunks());
+  t.is(l['diff-digest'], await sha256File(tar));
+  // a file: progress from the tar engine, ending at the file's size, with the entry count
+  const last: Array<{ bytes: number; entries?: number; totalBytes?: number }> = [];
+  const big = bigTar(tempDir(t));
+  await store.createLayer({ onProgress: (p) => last.push(p) }, big);
+  t.is(last.at(-1)!.bytes, fs.statSync(big).size);
+  t.is(last.at(-1)!.totalBytes, fs.statSync(big).size);
+  t.is(last.at(-1)!.entries, 2001);
+  t.true(last.length > 3);
+  t.deepEqual(last.map((p) => p.bytes), last.map((p) => p.bytes).sort((a, b) => a - b));
+});
+
+test('an abort mid-import leaves no layer', async (t) => {
+  const s = tempStore(t);
+  const big = bigTar(tempDir(t));
+  const store = await s.open();
+  const before = fs.existsSync(path.join(s.root, 'vfs', 'dir')) ? fs.readdirSync(path.join(s.root, 'vfs', 'dir')) : [];
+  for (const input of [() => fs.createReadStream(big, { highWaterMark: 64 << 10 }), () => big]) {
+    const ac = new AbortController();
+    let calls = 0;
+    const err = await t.throwsAsync(
+      store.createLayer({ signal: ac.signal, onProgress: () => (calls++ === 0 ? ac.abort() : undefined) }, input()),
+      { code: 'EABORTED' },
+    );
+    t.regex(err!.message, /aborted/);
+    t.deepEqual(await store.layers(), []);
+    t.deepEqual(fs.existsSync(path.join(s.root, 'vfs', 'dir')) ? fs.readdirSync(path.join(s.root, 'vfs', 'dir')) : [], before);
+    t.deepEqual(s.records(), []);
+  }
+});
+
+test('diffStream gives the applied tar back; sizes and the peer lookups', async (t) => {
+  const s = tempStore(t);
+  const { tar } = tars(t);
+  const store = await s.open();
+  const l = await store.createLayer({ names: ['base'] }, tar);
+  const out = await collect(store.diffStream(l.id));
+  t.is(sha(out), await sha256File(tar));
+  t.deepEqual(fs.readdirSync(store.tmpDir).filter((n) => n.startsWith('diff-')), []);
+
+  t.is(await store.layerSize(l.id), fs.statSync(tar).size);
+  const img = await store.createImage({ layer: l.id, names: ['img'] });
+  await store.setBigData('image', img.id, 'manifest', Buffer.from('12345'));
+  t.is(await store.imageSize('img'), fs.statSync(tar).size + 5);
+  t.deepEqual((await store.imagesByTopLayer('base')).map((i) => i.id), [img.id]);
+  const c = await store.createContainer({ image: img.id, names: ['ctr'] });
+  t.is((await store.containerByLayer(c.layer)).id, c.id);
+  await t.throwsAsync(store.containerByLayer(l.id), { code: 'ECONTAINERUNKNOWN' });
+  await store.setBigData('container', c.id, 'config', Buffer.alloc(100));
+  t.is(await store.containerSize('ctr'), 100);
+  t.is(await store.lookup('ctr'), c.id);
+  t.is(await store.lookup('img'), img.id);
+  t.is(await store.lookup('base'), l.id);
+  await t.throwsAsync(store.lookup('nothing'), { code: 'ELAYERUNKNOWN' });
+  await store.addNames('img', ['two', 'three']);
+  t.deepEqual(await store.removeNames('img', ['img', 'three']), ['two']);
+  t.deepEqual((await store.image(img.id)).names, ['two']);
+  await store.deleteContainer(c.id);
+});
+
+test('close waits for calls in flight, then refuses new ones', async (t) => {
+  const s = tempStore(t);
+  const { tar } = tars(t);
+  const store = await s.open();
+  const importing = store.createLayer({}, tar);
+  await store.close();
+  t.truthy((await importing).id);
+  await t.throwsAsync(store.layers(), { code: 'EUSAGE' });
+  {
+    await using again = await s.open();
+    t.is((await again.layers()).length, 1);
+  }
+});
+
+test('records as camelCase views; the records and --json keep the peer names', async (t) => {
+  const s = tempStore(t);
+  const { tgz, tar } = tars(t);
+  const store = await s.open();
+  const rec = await store.createLayer({ names: ['base'] }, tgz);
+  const l = toLayer(rec);
+  t.is(l.compressedDigest, await sha256File(tgz));
+  t.is(l.uncompressedDigest, await sha256File(tar));
+  t.is(l.uncompressedSize, fs.statSync(tar).size);
+  t.is(l.compression, 2);
+  t.deepEqual(l.names, ['base']);
+  t.false('parent' in l);
+  const img = toImage(await store.createImage({ layer: rec.id, digest: 'sha256:' + 'a'.repeat(64) }));
+  t.is(img.topLayer, rec.id);
+  t.deepEqual(img.digests, ['sha256:' + 'a'.repeat(64)]);
+  const map = [{ container_id: 0, host_id: 5000, size: 1000 }];
+  const c = toContainer(await store.createContainer({ image: img.id, uidmap: map, gidmap: map }));
+  t.is(c.imageId, img.id);
+  t.deepEqual(c.uidMap, map);
+  t.deepEqual((await store.imagesByTopLayer(rec.id)).map(toImage)[0]!.mappedTopLayers.length, 1);
+  const json = JSON.parse((await s.cli(['layer', '--json', rec.id])).stdout)[0];
+  t.is(json['compressed-diff-digest'], l.compressedDigest);
+  t.false('compressedDigest' in json);
+  await store.deleteContainer(c.id);
+});
