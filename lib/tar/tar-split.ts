@@ -169,6 +169,10 @@ export class UnrecordableTarError extends TarError {
 /** filepath.Clean, as tar-split applies it before looking for duplicate names */
 function cleanName(name: string): string {
   if (name === '') return '.';
+  // most names are clean but for GNU tar's './' prefix or a directory's trailing '/'
+  let plain = name.startsWith('./') ? name.slice(2) : name;
+  if (plain.endsWith('/')) plain = plain.slice(0, -1);
+  if (plain !== '' && !plain.startsWith('/') && !plain.includes('//') && !plain.includes('/.') && !plain.startsWith('.')) return plain;
   const rooted = name.startsWith('/');
   const out: string[] = [];
   for (const part of name.split('/')) {
@@ -185,7 +189,7 @@ function cleanName(name: string): string {
 }
 
 /** Bytes of JSON lines gathered before they are handed to gzip. */
-const WRITE_CHUNK = 256 << 10;
+const WRITE_CHUNK = 1 << 20;
 
 /**
  * Writes a record as a stream: entries go through gzip (level 1, as the peer's pgzip BestSpeed)
@@ -318,6 +322,9 @@ export class TarSplitWriter {
  *  round trip per tiny file costs more than the read (50 000 files of 300 bytes: 6.9 s -> 2.6 s). */
 const SMALL_BODY = 64 << 10;
 
+/** disassembleTar reads headers through a window of this size */
+const READ_WINDOW = 256 << 10;
+
 /** tar-split reads what follows the end blocks in chunks of this size, one segment each */
 const TRAILING_CHUNK = 1 << 20;
 
@@ -412,15 +419,25 @@ export async function disassembleTar(tarFd: number, writer: TarSplitWriter, opts
   const known = knownCrcs(opts.bodyCrcs);
   const result: DisassembleResult = { entries: 0, files: 0, size: src.size };
   let segStart = 0; // first byte not yet in a segment or a body
+  // headers of consecutive small members come from one read of READ_WINDOW bytes, not a read
+  // each (the ranges asked for only move forward)
+  const win = Buffer.allocUnsafe(READ_WINDOW);
+  let winStart = 0;
+  let winLen = 0;
   const readRange = (from: number, to: number): Buffer => {
-    const b = Buffer.allocUnsafe(to - from);
+    if (from >= winStart && to <= winStart + winLen) return Buffer.from(win.subarray(from - winStart, to - winStart));
+    const into = to - from <= READ_WINDOW ? win : Buffer.allocUnsafe(to - from);
+    const want = into === win ? Math.min(READ_WINDOW, src.size - from) : to - from;
     let got = 0;
-    while (got < b.length) {
-      const n = fs.readSync(tarFd, b, got, b.length - got, from + got);
+    while (got < to - from) {
+      const n = fs.readSync(tarFd, into, got, want - got, from + got);
       if (n === 0) throw new TarError('ETARTRUNCATED', `the tar ends at byte ${from + got}, inside a header`, undefined, from + got);
       got += n;
     }
-    return b;
+    if (into !== win) return into;
+    winStart = from;
+    winLen = got;
+    return Buffer.from(win.subarray(0, to - from));
   };
   for (;;) {
     const e = readEntry(src);
