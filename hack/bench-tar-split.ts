@@ -63,16 +63,27 @@ try {
       const g = ['-g', path.join(mnt, 'store'), '-R', path.join(mnt, 'store-run'), '--storage-driver', driver];
       const id = execFileSync('containers-storage', [...g, 'import-layer', '-f', tar], { encoding: 'utf8' }).trim().split('\n').pop()!;
       const out = path.join(mnt, 'out.tar');
-      const diffTimes = { peer: [] as number[], ours: [] as number[] };
-      for (let i = 0; i < ROUNDS; i++) {
-        diffTimes.peer.push(timeProc('sh', ['-c', `containers-storage "$@" diff ${id} > ${out}`, 'sh', ...g]));
-        diffTimes.ours.push(timeProc(process.execPath, [BIN, ...g, 'diff', '-f', out, id]));
-        fs.rmSync(out);
-        settle(mnt);
+      // the same shell redirection for both: to a file on the layer's filesystem, to /dev/null, to a pipe
+      const sinks: Array<[string, string]> = [
+        ['a file', `> ${out}`],
+        ['/dev/null', '> /dev/null'],
+        ['a pipe', '| cat > /dev/null'],
+      ];
+      for (const [label, sink] of sinks) {
+        const diffTimes = { peer: [] as number[], ours: [] as number[] };
+        for (let i = 0; i < ROUNDS; i++) {
+          diffTimes.peer.push(timeProc('sh', ['-c', `containers-storage "$@" diff ${id} ${sink}`, 'sh', ...g]));
+          diffTimes.ours.push(timeProc('sh', ['-c', `"$0" "${BIN}" "$@" diff ${id} ${sink}`, process.execPath, ...g]));
+          fs.rmSync(out, { force: true });
+          settle(mnt);
+        }
+        const p = median(diffTimes.peer);
+        const o = median(diffTimes.ours);
+        const runs = diffTimes.peer.map((t, i) => `${t.toFixed(0)}/${diffTimes.ours[i].toFixed(0)}`).join(' ');
+        table.row([`${driver} (${FS[driver]})`, `diff to ${label} (peer | ours)`, `${p.toFixed(0)} ms`, `${o.toFixed(0)} ms`, (p / o).toFixed(2), `peer/ours, whole processes; runs ${runs}`]);
       }
-      const p = median(diffTimes.peer);
-      const o = median(diffTimes.ours);
-      table.row([`${driver} (${FS[driver]})`, 'diff (peer | ours)', `${p.toFixed(0)} ms`, `${o.toFixed(0)} ms`, (p / o).toFixed(2), 'peer/ours, whole processes']);
+      execFileSync('containers-storage', [...g, 'shutdown']);
+      await d.cleanup();
     });
   }
 } finally {

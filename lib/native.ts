@@ -126,6 +126,11 @@ export type TarSegment =
       fd?: number;
       size: number;
       sparse?: Array<{ offset: number; length: number }>;
+      /** a body of a tar-split record: the file must have exactly `size` bytes, else ELAYERCHANGED
+       *  (syscall 'fstat'); when WriteOptions.verifyAfterNs selects it, its CRC-64 must be `crc`
+       *  (8 bytes, big-endian), else ELAYERCHANGED (syscall 'read') */
+      exact?: boolean;
+      crc?: Buffer | null;
     };
 
 export interface WriteOptions {
@@ -133,6 +138,9 @@ export interface WriteOptions {
   outOffset: number; // where the first segment goes; -1 = write at the fd's position (pipes, sockets, O_APPEND)
   /** 'auto' picks per the rules in docs/tar-engine.md, "Copy paths"; the others force a method (tests, benchmarks) */
   method?: CopyRequest;
+  /** `exact` bodies whose file's ctime (ns) is later than this also have their CRC-64 checked
+   *  (0n: all; absent or negative: none) */
+  verifyAfterNs?: bigint;
 }
 
 export interface WriteResult {

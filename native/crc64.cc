@@ -1,13 +1,6 @@
 #include "crc64.h"
 
-#include <unistd.h>
-
-#include <algorithm>
-#include <cerrno>
 #include <cstring>
-#include <vector>
-
-#include "errors.h"
 
 namespace layers {
 
@@ -90,69 +83,9 @@ Napi::Value Crc64::JsReset(const Napi::CallbackInfo& info) {
 
 namespace {
 
-class Crc64Worker : public Napi::AsyncWorker {
- public:
-  Crc64Worker(Napi::Env env, int fd, int64_t off, int64_t len, Napi::Object crcObj, Crc64* crc)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), fd_(fd), off_(off), len_(len), crc_(crc) {
-    ref_ = Napi::Persistent(crcObj);
-  }
-  Napi::Promise Promise() { return deferred_.Promise(); }
-
-  void Execute() override {
-    std::vector<char> buf(static_cast<size_t>(len_ >= 0 ? std::min<int64_t>(len_, 1 << 20) : 1 << 20) + 1);
-    int64_t pos = off_;
-    for (;;) {
-      size_t want = buf.size();
-      if (len_ >= 0) {
-        if (done_ >= len_) break;
-        want = static_cast<size_t>(std::min<int64_t>(static_cast<int64_t>(want), len_ - done_));
-      }
-      ssize_t n = pread(fd_, buf.data(), want, pos);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        err_.err = errno;
-        err_.syscall = "pread";
-        SetError(err_.syscall);  // OnError rejects with err_, not this
-        return;
-      }
-      if (n == 0) break;
-      crc_->Update(buf.data(), static_cast<size_t>(n));
-      pos += n;
-      done_ += n;
-    }
-  }
-  void OnOK() override {
-    ref_.Reset();
-    deferred_.Resolve(Napi::Number::New(Env(), static_cast<double>(done_)));
-  }
-  void OnError(const Napi::Error&) override {
-    ref_.Reset();
-    deferred_.Reject(ToJsError(Env(), err_).Value());
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference ref_;
-  int fd_;
-  int64_t off_, len_, done_ = 0;
-  Crc64* crc_;
-  SysError err_;
-};
-
 Napi::Value NewCrc64(const Napi::CallbackInfo& info) {
   auto* ctor = static_cast<Napi::FunctionReference*>(info.Data());
   return ctor->New({});
-}
-
-Napi::Value Crc64Range(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  Crc64* c = Crc64::Unwrap(info[3]);
-  if (!c) throw Napi::TypeError::New(env, "crc64Range(fd, offset, length, crc): crc must come from crc64()");
-  auto* w = new Crc64Worker(env, info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int64Value(),
-                            info[2].As<Napi::Number>().Int64Value(), info[3].As<Napi::Object>(), c);
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
 }
 
 }  // namespace
@@ -163,7 +96,6 @@ void Crc64::Init(Napi::Env env, Napi::Object exports) {
   auto* ctor = new Napi::FunctionReference(Napi::Persistent(f));
   env.AddCleanupHook([ctor]() { delete ctor; });
   exports.Set("crc64", Napi::Function::New(env, NewCrc64, "crc64", ctor));
-  exports.Set("crc64Range", Napi::Function::New(env, Crc64Range, "crc64Range"));
 }
 
 }  // namespace layers

@@ -15,7 +15,7 @@ uint64_t Crc64Update(uint64_t crc, const void* data, size_t len);
 
 class Crc64 : public Napi::ObjectWrap<Crc64> {
  public:
-  static void Init(Napi::Env env, Napi::Object exports);  // exports crc64() and crc64Range()
+  static void Init(Napi::Env env, Napi::Object exports);  // exports crc64(); crc64Range() is hash.cc's range worker
   explicit Crc64(const Napi::CallbackInfo& info);
   void Update(const void* data, size_t len) { crc_ = Crc64Update(crc_, data, len); }  // any thread, one at a time
   uint64_t Value() const { return crc_; }

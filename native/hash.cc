@@ -165,17 +165,27 @@ class TarBodyCrcs {
   std::vector<uint64_t> out_;
 };
 
-class HashWorker : public Napi::AsyncWorker {
+// The one worker that reads a file range and feeds what it reads to each digest asked for:
+// the sha256 (hashRange), the CRC-64 (crc64Range), or both and the body CRCs of a tar
+// (hashTar), so every byte is read once whatever is computed from it.
+class RangeWorker : public Napi::AsyncWorker {
  public:
-  HashWorker(Napi::Env env, int fd, int64_t off, int64_t len, Napi::Object hashObj, Sha256* hash, bool tarBodies = false)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), fd_(fd), off_(off), len_(len), hash_(hash) {
-    ref_ = Napi::Persistent(hashObj);
-    if (tarBodies) bodies_ = std::make_unique<TarBodyCrcs>();
+  struct Sinks {
+    Sha256* hash = nullptr;
+    Crc64* crc = nullptr;
+    bool tarBodies = false;
+  };
+  // owner: the JS object of the digest, kept alive while the worker runs
+  RangeWorker(Napi::Env env, int fd, int64_t off, int64_t len, Napi::Object owner, Sinks sinks)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), fd_(fd), off_(off), len_(len), sinks_(sinks) {
+    ref_ = Napi::Persistent(owner);
+    if (sinks.tarBodies) bodies_ = std::make_unique<TarBodyCrcs>();
   }
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
-    std::vector<char> buf(1 << 20);
+    // a short range needs no 1 MiB buffer (crc64Range of one small body)
+    std::vector<char> buf(static_cast<size_t>(len_ >= 0 ? std::min<int64_t>(std::max<int64_t>(len_, 1), 1 << 20) : 1 << 20));
     int64_t pos = off_;
     for (;;) {
       size_t want = buf.size();
@@ -192,7 +202,8 @@ class HashWorker : public Napi::AsyncWorker {
         return;
       }
       if (n == 0) break;
-      hash_->Update(buf.data(), static_cast<size_t>(n));
+      if (sinks_.hash) sinks_.hash->Update(buf.data(), static_cast<size_t>(n));
+      if (sinks_.crc) sinks_.crc->Update(buf.data(), static_cast<size_t>(n));
       if (bodies_) bodies_->Feed(buf.data(), static_cast<size_t>(n));
       pos += n;
       done_ += n;
@@ -217,10 +228,16 @@ class HashWorker : public Napi::AsyncWorker {
   Napi::ObjectReference ref_;
   int fd_;
   int64_t off_, len_, done_ = 0;
-  Sha256* hash_;
+  Sinks sinks_;
   std::unique_ptr<TarBodyCrcs> bodies_;
   SysError err_;
 };
+
+Napi::Value Queue(RangeWorker* w) {
+  Napi::Promise p = w->Promise();
+  w->Queue();
+  return p;
+}
 
 }  // namespace
 
@@ -230,11 +247,17 @@ Napi::Value HashRange(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Sha256* h = Sha256::Unwrap(info[3]);
   if (!h) throw Napi::TypeError::New(env, "hashRange(fd, offset, length, hash): hash must come from sha256()");
-  auto* w = new HashWorker(env, info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int64Value(),
-                           info[2].As<Napi::Number>().Int64Value(), info[3].As<Napi::Object>(), h);
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  return Queue(new RangeWorker(env, info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int64Value(),
+                               info[2].As<Napi::Number>().Int64Value(), info[3].As<Napi::Object>(), {h, nullptr, false}));
+}
+
+// crc64Range(fd, offset, length, crc): the same read, into a CRC-64 (crc64.cc)
+Napi::Value Crc64Range(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Crc64* c = Crc64::Unwrap(info[3]);
+  if (!c) throw Napi::TypeError::New(env, "crc64Range(fd, offset, length, crc): crc must come from crc64()");
+  return Queue(new RangeWorker(env, info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int64Value(),
+                               info[2].As<Napi::Number>().Int64Value(), info[3].As<Napi::Object>(), {nullptr, c, false}));
 }
 
 // hashTar(fd, hash): hashRange of the whole file, and the CRC-64 of each member body on the way
@@ -242,10 +265,7 @@ Napi::Value HashTar(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Sha256* h = Sha256::Unwrap(info[1]);
   if (!h) throw Napi::TypeError::New(env, "hashTar(fd, hash): hash must come from sha256()");
-  auto* w = new HashWorker(env, info[0].As<Napi::Number>().Int32Value(), 0, -1, info[1].As<Napi::Object>(), h, true);
-  Napi::Promise p = w->Promise();
-  w->Queue();
-  return p;
+  return Queue(new RangeWorker(env, info[0].As<Napi::Number>().Int32Value(), 0, -1, info[1].As<Napi::Object>(), {h, nullptr, true}));
 }
 
 void Sha256::Init(Napi::Env env, Napi::Object exports) {
@@ -254,6 +274,7 @@ void Sha256::Init(Napi::Env env, Napi::Object exports) {
   exports.Set("sha256", Napi::Function::New(env, NewSha256, "sha256"));
   exports.Set("hashRange", Napi::Function::New(env, HashRange, "hashRange"));
   exports.Set("hashTar", Napi::Function::New(env, HashTar, "hashTar"));
+  exports.Set("crc64Range", Napi::Function::New(env, Crc64Range, "crc64Range"));
 }
 
 }  // namespace layers

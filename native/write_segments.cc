@@ -19,6 +19,7 @@
 
 #include "batch.h"
 #include "copy.h"
+#include "crc64.h"
 #include "errors.h"
 #include "resolve.h"
 
@@ -73,6 +74,11 @@ struct Segment {
   uint64_t size = 0;
   std::vector<Range> ranges;  // what of the file the body holds, in order: [{0, size}] unless sparse
   bool sparse = false;
+  // tar-split reassembly (lib/tar/tar-split.ts, assembleTar): the file must have exactly `size`
+  // bytes, and, when it is to be verified, this CRC-64 (Go's crc64.ISO, as the record has it)
+  bool exact = false;
+  bool hasCrc = false;
+  uint64_t crc = 0;
 };
 
 // A block-aligned bulk left as a hole in the first pass, cloned in the second.
@@ -85,8 +91,10 @@ struct Deferred {
 
 class Writer {
  public:
-  Writer(int out, const char* data, int rootFd, int64_t outOffset, Method method)
-      : out_(out), data_(data), parents_(rootFd), method_(method) {
+  // verifyAfterNs: the CRC-64 of an `exact` body is checked when its file's ctime (ns) is later
+  // than this (0: always; negative: never)
+  Writer(int out, const char* data, int rootFd, int64_t outOffset, Method method, int64_t verifyAfterNs = -1)
+      : out_(out), data_(data), parents_(rootFd), method_(method), verifyAfterNs_(verifyAfterNs) {
     tgt_ = ProbeTarget(out);
     if (!tgt_.outIsStream && outOffset < 0) {
       // "at the fd's position": use it as the base for positional writes, unless O_APPEND
@@ -193,6 +201,14 @@ class Writer {
         close(fd);
         FailWith("ENOTREG", EINVAL, "open", s.path, "not a regular file any more (changed since it was listed)");
       }
+      if (s.exact) {
+        try {
+          CheckRecorded(fd, st, s);
+        } catch (...) {
+          close(fd);
+          throw;
+        }
+      }
     }
     size_t deferredBefore = deferred_.size();
     try {
@@ -221,6 +237,29 @@ class Writer {
       Flush();
       Clone();
     }
+  }
+
+  // A body of a tar-split record (docs/tar-engine.md, "tar-split records"): the size from the
+  // fstat the open needs anyway; the CRC-64 only for a file whose inode changed after the record
+  // was written (one more read of the body, so not for the others).
+  void CheckRecorded(int fd, const struct stat& st, const Segment& s) {
+    if (static_cast<uint64_t>(st.st_size) != s.size)
+      FailWith("ELAYERCHANGED", EIO, "fstat", s.path,
+               "has " + std::to_string(st.st_size) + " bytes, the record says " + std::to_string(s.size));
+    if (verifyAfterNs_ < 0) return;
+    int64_t ctime = static_cast<int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec;
+    if (ctime <= verifyAfterNs_) return;
+    if (copyBuf_.size() < kCoalesce) copyBuf_.resize(kCoalesce);
+    uint64_t crc = 0, off = 0;
+    while (off < s.size) {
+      size_t take = static_cast<size_t>(std::min<uint64_t>(copyBuf_.size(), s.size - off));
+      uint64_t got = ReadFull(fd, static_cast<int64_t>(off), copyBuf_.data(), take);
+      if (got < take) Shrank(s.path, off + got);
+      crc = Crc64Update(crc, copyBuf_.data(), take);
+      off += take;
+    }
+    if (!s.hasCrc || crc != s.crc)
+      FailWith("ELAYERCHANGED", EIO, "read", s.path, "has the recorded size but not the recorded content (CRC-64 differs)");
   }
 
   // One range of a file into the tar at the current offset.
@@ -266,6 +305,7 @@ class Writer {
   const char* data_;
   ParentCache parents_;
   Method method_;
+  int64_t verifyAfterNs_;
   CopyTarget tgt_;
   int64_t base_ = -1;
   bool positional_ = false, twoPass_ = false, restorePos_ = false;
@@ -280,6 +320,7 @@ class Writer {
 struct Job {
   int out, root;
   int64_t outOffset;
+  int64_t verifyAfterNs = -1;
   Method method;
   std::vector<Segment> segs;
 };
@@ -295,11 +336,19 @@ Job ParseJob(const Napi::CallbackInfo& info) {
   j.outOffset = opts.Get("outOffset").As<Napi::Number>().Int64Value();
   Napi::Value m = opts.Get("method");
   j.method = m.IsString() ? ParseMethod(m.As<Napi::String>().Utf8Value().c_str()) : kAuto;
+  Napi::Value va = opts.Get("verifyAfterNs");
+  if (va.IsBigInt()) {
+    bool lossless;
+    j.verifyAfterNs = va.As<Napi::BigInt>().Int64Value(&lossless);
+  } else if (va.IsNumber()) {
+    j.verifyAfterNs = va.As<Napi::Number>().Int64Value();
+  }
   size_t dataLen = info[1].As<Napi::Buffer<char>>().Length();
   Napi::Array a = info[2].As<Napi::Array>();
   Napi::String kKind = Napi::String::New(env, "kind"), kOffset = Napi::String::New(env, "offset"),
                kLength = Napi::String::New(env, "length"), kPath = Napi::String::New(env, "path"),
-               kFd = Napi::String::New(env, "fd"), kSize = Napi::String::New(env, "size"), kSparse = Napi::String::New(env, "sparse");
+               kFd = Napi::String::New(env, "fd"), kSize = Napi::String::New(env, "size"), kSparse = Napi::String::New(env, "sparse"),
+               kExact = Napi::String::New(env, "exact"), kCrc = Napi::String::New(env, "crc");
   auto u64 = [](Napi::Value v) { return static_cast<uint64_t>(v.As<Napi::Number>().Int64Value()); };
   uint32_t n = a.Length();
   j.segs.reserve(n);
@@ -321,6 +370,15 @@ Job ParseJob(const Napi::CallbackInfo& info) {
       Napi::Value fd = o.Get(kFd);
       if (fd.IsNumber()) s.fd = fd.As<Napi::Number>().Int32Value();
       s.size = u64(o.Get(kSize));
+      s.exact = o.Get(kExact).ToBoolean().Value();
+      if (s.exact) {
+        Napi::Value c = o.Get(kCrc);
+        if (c.IsBuffer() && c.As<Napi::Buffer<uint8_t>>().Length() == 8) {
+          const uint8_t* b = c.As<Napi::Buffer<uint8_t>>().Data();
+          for (int k = 0; k < 8; k++) s.crc = (s.crc << 8) | b[k];  // big-endian, as Go's Sum64 bytes
+          s.hasCrc = true;
+        }
+      }
       Napi::Value sp = o.Get(kSparse);
       if (sp.IsArray()) {
         Napi::Array m = sp.As<Napi::Array>();
@@ -356,7 +414,7 @@ class WriteWorker : public Napi::AsyncWorker {
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
     try {
-      Writer w(job_.out, data_, job_.root, job_.outOffset, job_.method);
+      Writer w(job_.out, data_, job_.root, job_.outOffset, job_.method, job_.verifyAfterNs);
       w.Write(job_.segs);
       stats_ = w.stats;
       written_ = w.written();

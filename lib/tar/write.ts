@@ -88,7 +88,7 @@ export class SegmentBatcher {
   constructor(
     private readonly outFd: number,
     private readonly rootFd: number,
-    private readonly opts: { outOffset?: number; method?: CopyRequest; doing: string },
+    private readonly opts: { outOffset?: number; method?: CopyRequest; doing: string; verifyAfterNs?: bigint },
   ) {}
 
   get segmentCount(): number {
@@ -107,14 +107,17 @@ export class SegmentBatcher {
     this.data = this.data === this.buffers[0] ? this.buffers[1] : this.buffers[0];
     this.used = 0;
     this.pending = native()
-      .writeSegments(this.outFd, batch, segs, { rootFd: this.rootFd, outOffset: at, method: this.opts.method ?? 'auto' })
+      .writeSegments(this.outFd, batch, segs, { rootFd: this.rootFd, outOffset: at, method: this.opts.method ?? 'auto', verifyAfterNs: this.opts.verifyAfterNs })
       .then(
         (r) => {
           for (const [m, n] of Object.entries(r.bytes)) this.bytes[m as CopyMethod] = (this.bytes[m as CopyMethod] ?? 0) + (n ?? 0);
           this.written += r.written;
         },
         (err) => {
-          throw nativeToTarError(err, segs, this.opts.doing);
+          // the segment that failed, for a caller that explains it (assembleTar: which file changed)
+          const index = (err as { index?: unknown } | null)?.index;
+          const segment = typeof index === 'number' ? segs[index] : undefined;
+          throw Object.assign(nativeToTarError(err, segs, this.opts.doing), { segment });
         },
       );
     this.pending.catch(() => undefined); // handled when awaited; until then it must not count as unhandled
