@@ -47,7 +47,12 @@ export function detectCompression(head: Buffer): Kind {
  * when the command has exited: an error with its stderr unless it exited 0.
  */
 function commandDecompressor(kind: 'zstd' | 'xz' | 'bzip2', what: string): { stream: Duplex; done: Promise<void> } {
-  const child = spawn(kind, ['-d', '-c', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
+  return commandFilter(kind, ['-d', '-c', '-q'], what, `bad ${kind} data: unexpected EOF or corrupt input`);
+}
+
+/** The `kind` command as a stream filter (stdin to stdout); `failure` says what its non-zero exit means. */
+function commandFilter(kind: 'zstd' | 'xz' | 'bzip2', args: string[], what: string, failure: string): { stream: Duplex; done: Promise<void> } {
+  const child = spawn(kind, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-2000)));
   const done = new Promise<void>((resolve, reject) => {
@@ -56,13 +61,29 @@ function commandDecompressor(kind: 'zstd' | 'xz' | 'bzip2', what: string): { str
     );
     child.on('close', (code, signal) => {
       if (code === 0) resolve();
-      else reject(new LayersError('ECOMPRESSION', `${what}: bad ${kind} data: unexpected EOF or corrupt input (${kind} ${signal ?? `exited ${code}`}: ${stderr.trim() || 'no message'})`));
+      else reject(new LayersError('ECOMPRESSION', `${what}: ${failure} (${kind} ${signal ?? `exited ${code}`}: ${stderr.trim() || 'no message'})`));
     });
   });
-  done.catch(() => undefined); // awaited by spool
-  // a decompressor that stops reading (bad data) must not fail the pipeline with EPIPE before its own error is known
+  done.catch(() => undefined); // awaited by the caller
+  // a command that stops reading (bad data) must not fail the pipeline with EPIPE before its own error is known
   child.stdin.on('error', () => undefined);
   return { stream: Duplex.from({ writable: child.stdin, readable: child.stdout }), done };
+}
+
+/** What `diff` can compress its output with (DiffOptions.compression). */
+export type OutputCompression = 'gzip' | 'zstd';
+
+/**
+ * Compress the regular file `from` (read from offset 0) into fd `to` (a file or pipe, written at
+ * its current position): gzip by node:zlib, zstd by the `zstd` command (level 3, its default,
+ * as containers/image writes zstd layers). Streams with backpressure: memory stays flat.
+ */
+export async function compressFile(from: number, to: number, kind: OutputCompression, what: string): Promise<void> {
+  const src = fs.createReadStream('', { fd: from, start: 0, autoClose: false, highWaterMark: 1 << 20 });
+  const sink = fs.createWriteStream('', { fd: to, autoClose: false, highWaterMark: 1 << 20 });
+  if (kind === 'gzip') return pipeline(src, zlib.createGzip(), sink);
+  const command = commandFilter('zstd', ['-c', '-q', '-3'], what, 'zstd compression failed');
+  await Promise.all([pipeline(src, command.stream, sink), command.done]);
 }
 
 /** Open an unlinked temp file in dir: nothing is left behind if the process dies. */
