@@ -20,6 +20,8 @@ command -v g++ >/dev/null || need+=(g++)
 command -v zstd >/dev/null || need+=(zstd)
 command -v xz >/dev/null || need+=(xz-utils)
 command -v bzip2 >/dev/null || need+=(bzip2)
+# tests/store/skopeo.test.ts copies images out of our stores with skopeo
+command -v skopeo >/dev/null || need+=(skopeo)
 # the tar-split tests apply tars written by bsdtar too
 command -v bsdtar >/dev/null || need+=(libarchive-tools)
 if [ ${#need[@]} -gt 0 ]; then
