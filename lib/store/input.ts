@@ -1,8 +1,8 @@
 // What a layer's input becomes before the tar engine sees it: an uncompressed tar in a regular
 // file. A regular uncompressed file is used as it is (the engine reads bodies at their offsets,
 // reflinks where it can, and hashes in parallel). Compressed input (gzip, zstd, xz, bzip2, told
-// by magic bytes) is inflated (gzip by node:zlib, the others by their commands) into an unlinked
-// temp file under the store; a pipe is spooled the same way, because its first bytes
+// by magic bytes) is inflated (gzip by node:zlib, zstd by the addon's libzstd, xz and bzip2 by
+// their commands) into an unlinked temp file under the store; a pipe is spooled the same way, because its first bytes
 // must be read to know whether it is compressed, and because extracting straight from a slow
 // pipe would keep the event loop (and with it the lock's heartbeat) blocked for as long as the
 // writer takes. Data moves through streams with backpressure: memory stays flat.
@@ -14,6 +14,7 @@ import { Duplex, Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { LayersError, wrapError } from '../errors.ts';
+import { native } from '../native.ts';
 import { Compression } from './records.ts';
 
 export interface LayerInput {
@@ -46,7 +47,7 @@ export function detectCompression(head: Buffer): Kind {
  * commands are the reference decoders, multi-threaded where the format allows. `done` settles
  * when the command has exited: an error with its stderr unless it exited 0.
  */
-function commandDecompressor(kind: 'zstd' | 'xz' | 'bzip2', what: string): { stream: Duplex; done: Promise<void> } {
+function commandDecompressor(kind: 'xz' | 'bzip2', what: string): { stream: Duplex; done: Promise<void> } {
   return commandFilter(kind, ['-d', '-c', '-q'], what, `bad ${kind} data: unexpected EOF or corrupt input`);
 }
 
@@ -108,36 +109,65 @@ export async function prepareInput(fd: number, what: string, tmpDir: string): Pr
     const n = fs.readSync(fd, head, 0, MAGIC_LEN, 0);
     const kind = detectCompression(head.subarray(0, n));
     if (kind === 'tar') return { fd, bytesRead: () => read, close: () => undefined };
+    if (kind === 'zstd') return inflateZstd(fd, 0, Buffer.alloc(0), what, tmpDir);
     const src = fs.createReadStream('', { fd, start: 0, autoClose: false, highWaterMark: 1 << 20 });
     return spool(src, kind, what, tmpDir, (n) => (read += n), () => read);
   }
-  // a pipe: read until the magic can be told, then spool what was read and the rest
-  const src = fs.createReadStream('', { fd, autoClose: false, highWaterMark: 1 << 20 });
-  const it = src[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
-  const headChunks: Buffer[] = [];
-  let headLen = 0;
-  let done = false;
-  while (headLen < MAGIC_LEN) {
-    const r = await it.next();
-    if (r.done) {
-      done = true;
-      break;
-    }
-    headChunks.push(r.value);
-    headLen += r.value.length;
-  }
-  const kind = detectCompression(Buffer.concat(headChunks));
+  // a pipe: read until the magic can be told (on the thread pool, so the event loop runs while a
+  // slow writer takes its time), then spool what was read and the rest
+  const head = await readHead(fd);
+  const kind = detectCompression(head);
+  if (kind === 'zstd') return inflateZstd(fd, -1, head, what, tmpDir);
   async function* all() {
-    yield* headChunks;
-    if (done) return;
-    for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
+    yield head;
+    if (head.length < MAGIC_LEN) return; // the pipe ended
+    yield* fs.createReadStream('', { fd, autoClose: false, highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>;
   }
   return spool(all(), kind, what, tmpDir, (n) => (read += n), () => read);
 }
 
+/** The first MAGIC_LEN bytes of a pipe (fewer when it ends first), read from its position. */
+async function readHead(fd: number): Promise<Buffer> {
+  const head = Buffer.alloc(MAGIC_LEN);
+  let got = 0;
+  while (got < MAGIC_LEN) {
+    const n = await new Promise<number>((resolve, reject) => fs.read(fd, head, got, MAGIC_LEN - got, null, (err, n) => (err ? reject(err) : resolve(n))));
+    if (n === 0) break;
+    got += n;
+  }
+  return head.subarray(0, got);
+}
+
+/**
+ * zstd input inflated by the addon (libzstd, native/zstd.cc) into an unlinked temp file: read,
+ * hashed and decompressed in one native pass on a worker thread, in fixed buffers (no byte
+ * through JS, memory flat). `offset` 0 reads a file from its start, -1 a pipe from its position
+ * after `head`, the bytes already read from it.
+ */
+async function inflateZstd(fd: number, offset: number, head: Buffer, what: string, tmpDir: string): Promise<LayerInput> {
+  const out = tempFile(tmpDir);
+  const hash = native().sha256();
+  const progress = new Float64Array(1);
+  try {
+    const { read } = await native().zstdDecompress(fd, offset, out, head, hash, progress);
+    return {
+      fd: out,
+      compressed: { digest: hash.digest(), size: read, compression: Compression.zstd },
+      bytesRead: () => progress[0],
+      close: () => fs.closeSync(out),
+    };
+  } catch (err) {
+    fs.closeSync(out);
+    const e = err as NodeJS.ErrnoException;
+    // the native message is "ECOMPRESSION: bad zstd data: <why>, zstd"; ours names the input, with the peer's "unexpected EOF" where the data ends early
+    if (e.code === 'ECOMPRESSION') throw new LayersError('ECOMPRESSION', `${what}: ${e.message.replace(/^ECOMPRESSION: /, '').replace(/, zstd$/, '')}`, { cause: err });
+    throw wrapError(e.syscall === 'write' ? `${what}: writing its decompressed copy into ${tmpDir}` : `${what}: reading it`, err);
+  }
+}
+
 async function spool(
   src: Readable | AsyncIterable<Buffer>,
-  kind: Kind,
+  kind: Exclude<Kind, 'zstd'>,
   what: string,
   tmpDir: string,
   count: (n: number) => void,
@@ -167,7 +197,7 @@ async function spool(
       put(0);
     },
   });
-  const command = kind === 'zstd' || kind === 'xz' || kind === 'bzip2' ? commandDecompressor(kind, what) : undefined;
+  const command = kind === 'xz' || kind === 'bzip2' ? commandDecompressor(kind, what) : undefined;
   try {
     if (kind === 'gzip') await pipeline(src, tap, zlib.createGunzip(), sink);
     else if (command) await Promise.all([pipeline(src, tap, command.stream, sink), command.done]);

@@ -1,9 +1,11 @@
 // Compressed diffs (docs/tar-engine.md, "Compression"): `diff` writes gzip or zstd, from the API
 // (DiffOptions.compression) and the CLI (-c/--gzip as the peer spells it, --zstd and
 // --compression KIND ours), and the output decompresses to exactly the uncompressed diff's bytes,
-// for an applied layer (reassembled from its tar-split record) and a changed one (the driver's diff).
+// for an applied layer (reassembled from its tar-split record) and a changed one (the driver's diff);
+// and zstd input inflated by the addon's libzstd (native/zstd.cc).
 import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Store } from '../../lib/index.ts';
@@ -89,4 +91,37 @@ test('diff CLI: -c, --zstd, --compression KIND; conflicting or unknown kinds are
     t.is(r.code, 2, flags.join(' '));
     t.regex(r.stderr, re);
   }
+});
+
+test('zstd input by the addon: concatenated frames from a pipe, skippable frames; corrupt data names the input and leaves nothing', async (t) => {
+  const s = tempStore(t);
+  const tree = path.join(s.dir, 'tree');
+  fs.mkdirSync(tree);
+  makeTree(tree);
+  const tar = fs.readFileSync(gnuTar(tree, path.join(s.dir, 'l.tar')));
+  const half = tar.length >> 1;
+  // two frames (zstd -c of each half, concatenated) with a skippable frame between, as `zstd -d` takes them
+  const skippable = Buffer.concat([Buffer.from([0x50, 0x2a, 0x4d, 0x18, 3, 0, 0, 0]), Buffer.from('abc')]);
+  const framed = Buffer.concat([execFileSync('zstd', ['-c', '-q'], { input: tar.subarray(0, half) }), skippable, execFileSync('zstd', ['-c', '-q', '-19'], { input: tar.subarray(half) })]);
+  const file = path.join(s.dir, 'l.tar.zst');
+  fs.writeFileSync(file, framed);
+  t.deepEqual(execFileSync('zstd', ['-dc', '-q', file]), tar, 'the zstd command reads it as the tar');
+  const r = await s.cli(['import-layer', '-n', 'framed'], { stdinFile: file });
+  t.is(r.code, 0, r.stderr);
+  const store = await s.open();
+  const rec = (await store.layers()).find((l) => l.names?.includes('framed'))!;
+  t.is(rec['compressed-diff-digest'], 'sha256:' + createHash('sha256').update(framed).digest('hex'));
+  t.is(rec['compressed-size'], framed.length);
+  t.is(rec['diff-digest'], 'sha256:' + createHash('sha256').update(tar).digest('hex'));
+  t.is(rec.compression, 4);
+  // flipped bytes inside the frame (its content checksum, on by default, catches any that decode): libzstd's reason, the input named, no layer, no temp file
+  const corrupt = execFileSync('zstd', ['-c', '-q'], { input: tar });
+  corrupt[corrupt.length >> 1] ^= 0xff;
+  corrupt[(corrupt.length >> 1) + 1] ^= 0xff;
+  fs.writeFileSync(file, corrupt);
+  const err = await t.throwsAsync(store.createLayer({ names: ['bad'] }, file));
+  t.is((err as { code?: string }).code, 'ECOMPRESSION');
+  t.regex(err!.message, /l\.tar\.zst: bad zstd data: \S/);
+  t.false(await store.exists('bad'));
+  t.deepEqual(fs.readdirSync(path.join(s.root, 'tmp')), []);
 });
