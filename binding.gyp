@@ -17,7 +17,8 @@
         "native/scan.cc",
         "native/shift.cc",
         "native/btrfs.cc",
-        "native/lockfile.cc"
+        "native/lockfile.cc",
+        "native/zstd.cc"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "_GNU_SOURCE", "_FILE_OFFSET_BITS=64"],
@@ -27,7 +28,8 @@
         "-std=c++17", "-O2", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter",
         "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2", "-fPIC", "-fvisibility=hidden"
       ],
-      "ldflags": ["-Wl,-z,relro", "-Wl,-z,now"]
+      "ldflags": ["-Wl,-z,relro", "-Wl,-z,now", "-Wl,--exclude-libs,libzstd.a"],
+      "libraries": ["-l:libzstd.a"]
     }
   ]
 }

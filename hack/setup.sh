@@ -16,13 +16,18 @@ command -v bats >/dev/null || need+=(bats)
 command -v python3 >/dev/null || need+=(python3)
 command -v make >/dev/null || need+=(make)
 command -v g++ >/dev/null || need+=(g++)
-# layer compressions beside gzip are decompressed by their commands (lib/store/input.ts)
+# the addon inflates zstd layers with libzstd, linked statically (binding.gyp, native/zstd.cc)
+{ [ -f /usr/include/zstd.h ] && ls /usr/lib/*/libzstd.a >/dev/null 2>&1; } || need+=(libzstd-dev)
+# xz and bzip2 layers are decompressed by their commands (lib/store/input.ts); `diff --zstd`
+# compresses with the zstd command
 command -v zstd >/dev/null || need+=(zstd)
 command -v xz >/dev/null || need+=(xz-utils)
 command -v bzip2 >/dev/null || need+=(bzip2)
 # tests/cli/podman.test.ts runs podman on a store layers made (with --network none: nothing of theirs needs a network)
 command -v podman >/dev/null || need+=(podman)
 command -v runc >/dev/null || need+=(runc)
+# tests/store/skopeo.test.ts copies images out of our stores with skopeo
+command -v skopeo >/dev/null || need+=(skopeo)
 # the tar-split tests apply tars written by bsdtar too
 command -v bsdtar >/dev/null || need+=(libarchive-tools)
 if [ ${#need[@]} -gt 0 ]; then

@@ -199,6 +199,17 @@ export interface Native {
   crc64(): Crc64;
   /** feed `length` bytes of fd from `offset` to crc on a worker thread (length -1: to EOF); resolves to the bytes read */
   crc64Range(fd: number, offset: number, length: number, crc: Crc64): Promise<number>;
+  /**
+   * Inflate zstd input into outFd (written at its position) with the system libzstd, linked
+   * statically, on a worker thread (native/zstd.cc): `prefix` (bytes already read from a pipe)
+   * first, then inFd read at inOffset (a file) or, with -1, at its position (a pipe) to EOF.
+   * Every input byte is fed to `hash`; progress[0] is the input bytes read so far. Bad or cut
+   * data rejects with code ECOMPRESSION ("bad zstd data: ..."); an I/O error with its errno and
+   * syscall ('read', 'pread' or 'write').
+   */
+  zstdDecompress(inFd: number, inOffset: number, outFd: number, prefix: Buffer, hash: Sha256, progress: Float64Array): Promise<{ read: number; written: number }>;
+  /** the libzstd version linked in ("1.5.4") */
+  zstdVersion: string;
   /** copy `length` bytes; offsets of -1 mean "the fd's position". Returns fewer bytes only at EOF of the input.
    *  'auto' tries copy_file_range, then sendfile (output pipe/socket) or splice (input pipe), then read/write;
    *  the fallbacks are taken on EXDEV, ENOSYS, EOPNOTSUPP, EINVAL, EPERM, EIO, EBADF or a first call that copies 0.

@@ -10,6 +10,7 @@
 #include "mount.h"
 #include "scan.h"
 #include "shift.h"
+#include "zstd.h"
 
 namespace layers {
 
@@ -24,6 +25,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitShift(env, exports);
   InitBtrfs(env, exports);
   InitLockfile(env, exports);
+  InitZstd(env, exports);
   Sha256::Init(env, exports);
   Crc64::Init(env, exports);
   return exports;

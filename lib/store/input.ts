@@ -1,8 +1,8 @@
 // What a layer's input becomes before the tar engine sees it: an uncompressed tar in a regular
 // file. A regular uncompressed file is used as it is (the engine reads bodies at their offsets,
 // reflinks where it can, and hashes in parallel). Compressed input (gzip, zstd, xz, bzip2, told
-// by magic bytes) is inflated (gzip by node:zlib, the others by their commands) into an unlinked
-// temp file under the store; a pipe is spooled the same way, because its first bytes
+// by magic bytes) is inflated (gzip by node:zlib, zstd by the addon's libzstd, xz and bzip2 by
+// their commands) into an unlinked temp file under the store; a pipe is spooled the same way, because its first bytes
 // must be read to know whether it is compressed, and because extracting straight from a slow
 // pipe would keep the event loop (and with it the lock's heartbeat) blocked for as long as the
 // writer takes. Data moves through streams with backpressure: memory stays flat.
@@ -14,6 +14,7 @@ import { Duplex, Transform, Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import { LayersError, wrapError } from '../errors.ts';
+import { native } from '../native.ts';
 import { Compression } from './records.ts';
 
 export interface LayerInput {
@@ -46,8 +47,13 @@ export function detectCompression(head: Buffer): Kind {
  * commands are the reference decoders, multi-threaded where the format allows. `done` settles
  * when the command has exited: an error with its stderr unless it exited 0.
  */
-function commandDecompressor(kind: 'zstd' | 'xz' | 'bzip2', what: string): { stream: Duplex; done: Promise<void> } {
-  const child = spawn(kind, ['-d', '-c', '-q'], { stdio: ['pipe', 'pipe', 'pipe'] });
+function commandDecompressor(kind: 'xz' | 'bzip2', what: string): { stream: Duplex; done: Promise<void> } {
+  return commandFilter(kind, ['-d', '-c', '-q'], what, `bad ${kind} data: unexpected EOF or corrupt input`);
+}
+
+/** The `kind` command as a stream filter (stdin to stdout); `failure` says what its non-zero exit means. */
+function commandFilter(kind: 'zstd' | 'xz' | 'bzip2', args: string[], what: string, failure: string): { stream: Duplex; done: Promise<void> } {
+  const child = spawn(kind, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-2000)));
   const done = new Promise<void>((resolve, reject) => {
@@ -56,13 +62,29 @@ function commandDecompressor(kind: 'zstd' | 'xz' | 'bzip2', what: string): { str
     );
     child.on('close', (code, signal) => {
       if (code === 0) resolve();
-      else reject(new LayersError('ECOMPRESSION', `${what}: bad ${kind} data: unexpected EOF or corrupt input (${kind} ${signal ?? `exited ${code}`}: ${stderr.trim() || 'no message'})`));
+      else reject(new LayersError('ECOMPRESSION', `${what}: ${failure} (${kind} ${signal ?? `exited ${code}`}: ${stderr.trim() || 'no message'})`));
     });
   });
-  done.catch(() => undefined); // awaited by spool
-  // a decompressor that stops reading (bad data) must not fail the pipeline with EPIPE before its own error is known
+  done.catch(() => undefined); // awaited by the caller
+  // a command that stops reading (bad data) must not fail the pipeline with EPIPE before its own error is known
   child.stdin.on('error', () => undefined);
   return { stream: Duplex.from({ writable: child.stdin, readable: child.stdout }), done };
+}
+
+/** What `diff` can compress its output with (DiffOptions.compression). */
+export type OutputCompression = 'gzip' | 'zstd';
+
+/**
+ * Compress the regular file `from` (read from offset 0) into fd `to` (a file or pipe, written at
+ * its current position): gzip by node:zlib, zstd by the `zstd` command (level 3, its default,
+ * as containers/image writes zstd layers). Streams with backpressure: memory stays flat.
+ */
+export async function compressFile(from: number, to: number, kind: OutputCompression, what: string): Promise<void> {
+  const src = fs.createReadStream('', { fd: from, start: 0, autoClose: false, highWaterMark: 1 << 20 });
+  const sink = fs.createWriteStream('', { fd: to, autoClose: false, highWaterMark: 1 << 20 });
+  if (kind === 'gzip') return pipeline(src, zlib.createGzip(), sink);
+  const command = commandFilter('zstd', ['-c', '-q', '-3'], what, 'zstd compression failed');
+  await Promise.all([pipeline(src, command.stream, sink), command.done]);
 }
 
 /** Open an unlinked temp file in dir: nothing is left behind if the process dies. */
@@ -87,14 +109,28 @@ export async function prepareInput(fd: number, what: string, tmpDir: string): Pr
     const n = fs.readSync(fd, head, 0, MAGIC_LEN, 0);
     const kind = detectCompression(head.subarray(0, n));
     if (kind === 'tar') return { fd, bytesRead: () => read, close: () => undefined };
+    if (kind === 'zstd') return inflateZstd(fd, 0, Buffer.alloc(0), what, tmpDir);
     const src = fs.createReadStream('', { fd, start: 0, autoClose: false, highWaterMark: 1 << 20 });
     return spool(src, kind, what, tmpDir, (n) => (read += n), () => read);
   }
-  // a pipe: read until the magic can be told, then spool what was read and the rest
-  return prepareStreamInput(fs.createReadStream('', { fd, autoClose: false, highWaterMark: 1 << 20 }), what, tmpDir);
+  // a pipe: read until the magic can be told (on the thread pool, so the event loop runs while a
+  // slow writer takes its time), then spool what was read and the rest
+  const head = await readHead(fd);
+  const kind = detectCompression(head);
+  if (kind === 'zstd') return inflateZstd(fd, -1, head, what, tmpDir);
+  async function* all() {
+    yield head;
+    if (head.length < MAGIC_LEN) return; // the pipe ended
+    yield* fs.createReadStream('', { fd, autoClose: false, highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>;
+  }
+  return spool(all(), kind, what, tmpDir, (n) => (read += n), () => read);
 }
 
-/** A stream (a pipe's, an HTTP body, any AsyncIterable of bytes) made into a LayerInput: spooled as a pipe is. */
+/**
+ * A stream (an HTTP body, any AsyncIterable of bytes) made into a LayerInput, spooled as a pipe
+ * is. zstd is inflated by the addon, which reads an fd: the compressed bytes are spooled first
+ * (as they come, unhashed), then inflated from that file as a zstd file is.
+ */
 export async function prepareStreamInput(src: AsyncIterable<Uint8Array>, what: string, tmpDir: string): Promise<LayerInput> {
   let read = 0;
   const it = src[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
@@ -116,12 +152,58 @@ export async function prepareStreamInput(src: AsyncIterable<Uint8Array>, what: s
     if (done) return;
     for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
   }
-  return spool(all(), kind, what, tmpDir, (n) => (read += n), () => read);
+  if (kind !== 'zstd') return spool(all(), kind, what, tmpDir, (n) => (read += n), () => read);
+  const raw = await spool(all(), 'tar', what, tmpDir, (n) => (read += n), () => read);
+  try {
+    const inflated = await inflateZstd(raw.fd, 0, Buffer.alloc(0), what, tmpDir);
+    return { ...inflated, bytesRead: () => read };
+  } finally {
+    raw.close();
+  }
+}
+
+/** The first MAGIC_LEN bytes of a pipe (fewer when it ends first), read from its position. */
+async function readHead(fd: number): Promise<Buffer> {
+  const head = Buffer.alloc(MAGIC_LEN);
+  let got = 0;
+  while (got < MAGIC_LEN) {
+    const n = await new Promise<number>((resolve, reject) => fs.read(fd, head, got, MAGIC_LEN - got, null, (err, n) => (err ? reject(err) : resolve(n))));
+    if (n === 0) break;
+    got += n;
+  }
+  return head.subarray(0, got);
+}
+
+/**
+ * zstd input inflated by the addon (libzstd, native/zstd.cc) into an unlinked temp file: read,
+ * hashed and decompressed in one native pass on a worker thread, in fixed buffers (no byte
+ * through JS, memory flat). `offset` 0 reads a file from its start, -1 a pipe from its position
+ * after `head`, the bytes already read from it.
+ */
+async function inflateZstd(fd: number, offset: number, head: Buffer, what: string, tmpDir: string): Promise<LayerInput> {
+  const out = tempFile(tmpDir);
+  const hash = native().sha256();
+  const progress = new Float64Array(1);
+  try {
+    const { read } = await native().zstdDecompress(fd, offset, out, head, hash, progress);
+    return {
+      fd: out,
+      compressed: { digest: hash.digest(), size: read, compression: Compression.zstd },
+      bytesRead: () => progress[0],
+      close: () => fs.closeSync(out),
+    };
+  } catch (err) {
+    fs.closeSync(out);
+    const e = err as NodeJS.ErrnoException;
+    // the native message is "ECOMPRESSION: bad zstd data: <why>, zstd"; ours names the input, with the peer's "unexpected EOF" where the data ends early
+    if (e.code === 'ECOMPRESSION') throw new LayersError('ECOMPRESSION', `${what}: ${e.message.replace(/^ECOMPRESSION: /, '').replace(/, zstd$/, '')}`, { cause: err });
+    throw wrapError(e.syscall === 'write' ? `${what}: writing its decompressed copy into ${tmpDir}` : `${what}: reading it`, err);
+  }
 }
 
 async function spool(
   src: Readable | AsyncIterable<Buffer>,
-  kind: Kind,
+  kind: Exclude<Kind, 'zstd'>,
   what: string,
   tmpDir: string,
   count: (n: number) => void,
@@ -151,7 +233,7 @@ async function spool(
       put(0);
     },
   });
-  const command = kind === 'zstd' || kind === 'xz' || kind === 'bzip2' ? commandDecompressor(kind, what) : undefined;
+  const command = kind === 'xz' || kind === 'bzip2' ? commandDecompressor(kind, what) : undefined;
   try {
     if (kind === 'gzip') await pipeline(src, tap, zlib.createGunzip(), sink);
     else if (command) await Promise.all([pipeline(src, tap, command.stream, sink), command.done]);

@@ -8,12 +8,11 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import zlib from 'node:zlib';
 import type { Change, MountOptions } from '../../drivers/driver.ts';
 import { cleanupFailed, LayersError, markNothingWritten, wrapError, wroteNothing } from '../errors.ts';
 import { sameMappings, toContainer, type IdMap } from '../idmap.ts';
 import { findLayer, mappingsOf, resolveRef, saveMounts, type StoreContext } from './context.ts';
-import { prepareInput, prepareStreamInput, tempFile, type LayerInput } from './input.ts';
+import { compressFile, prepareInput, prepareStreamInput, tempFile, type LayerInput, type OutputCompression } from './input.ts';
 import { Compression, isIncomplete, rfc3339, type LayerRecord } from './records.ts';
 import { applyRecording, assembleLayerTar, layerTarSplit, tarSplitPath } from './tar-split-file.ts';
 import { layerUsers, whyLayerStays, type Going, type LayerUsers, type StoreGraph } from './removal.ts';
@@ -69,8 +68,8 @@ export type DiffInput = number | string | Readable | AsyncIterable<Uint8Array>;
 export interface DiffOptions {
   /** compare with this layer instead of the parent */
   reference?: string;
-  /** compress the output (the peer's diff --gzip) */
-  compression?: 'gzip';
+  /** compress the output: gzip (the peer's diff --gzip) or zstd (ours); uncompressed when unset */
+  compression?: OutputCompression;
   /** files with holes as PAX 1.0 sparse entries (ours, GNU tar's --sparse) */
   sparse?: boolean;
 }
@@ -392,16 +391,12 @@ async function writeDiff(ctx: StoreContext, ref: string, fd: number, opts: DiffO
     if (record) await assembleLayerTar(ctx, rec.id, record, out);
     else await ctx.driver.diff(rec.id, against, out, diffOpts);
   };
-  if (opts.compression !== 'gzip') return writeTar(fd);
-  // gzip needs the tar as a stream: write it to an unlinked temp file, then compress from there
+  if (opts.compression === undefined) return writeTar(fd);
+  // the compressors need the tar as a stream: write it to an unlinked temp file, then compress from there
   const tmp = tempFile(ctx.tmpDir, 'diff');
   try {
     await writeTar(tmp);
-    await pipeline(
-      fs.createReadStream('', { fd: tmp, start: 0, autoClose: false, highWaterMark: 1 << 20 }),
-      zlib.createGzip(),
-      fs.createWriteStream('', { fd, autoClose: false, highWaterMark: 1 << 20 }),
-    );
+    await compressFile(tmp, fd, opts.compression, `the diff of layer ${rec.id}`);
   } finally {
     fs.closeSync(tmp);
   }

@@ -3,7 +3,8 @@
 import fs from 'node:fs';
 import { isatty } from 'node:tty';
 import { LayersError } from '../../errors.ts';
-import { bool, str, usageError } from '../args.ts';
+import type { DiffOptions } from '../../index.ts';
+import { bool, str, usageError, type Parsed } from '../args.ts';
 import { open, type Command } from '../command.ts';
 import { expectedDigestFlags, expectedDigests, json, tarFileFlag, tarInput } from '../flags.ts';
 import { out, printJson, withProgress, withReportedProgress } from '../output.ts';
@@ -34,16 +35,18 @@ export const diff: Command = {
   flags: [
     { names: ['file', 'f'], value: true, help: 'write to this file instead of stdout' },
     { names: ['gzip', 'c'], help: 'compress with gzip' },
+    { names: ['zstd'], help: 'ours: compress with zstd' },
+    { names: ['compression'], value: true, help: 'ours: gzip, zstd or none' },
     { names: ['uncompressed', 'u'], help: 'no compression (the default)' },
     { names: ['bzip2', 'bz2', 'b'], help: 'compress with bzip2 (not supported)' },
     { names: ['xz', 'x'], help: 'compress with xz (not supported)' },
     { names: ['sparse', 'S'], help: "ours: files with holes as sparse entries, holes left out (GNU tar's --sparse)" },
   ],
   async run(g, p) {
-    if (bool(p, 'bzip2') || bool(p, 'xz')) throw usageError(`${bool(p, 'xz') ? 'xz' : 'bzip2'} compression is not supported; use --gzip or none`);
+    if (bool(p, 'bzip2') || bool(p, 'xz')) throw usageError(`${bool(p, 'xz') ? 'xz' : 'bzip2'} compression is not supported; use --gzip, --zstd or none`);
+    const compression = outputCompression(p);
     const store = await open(g);
     const [layer, reference] = p.positionals;
-    const compression = bool(p, 'gzip') && !bool(p, 'uncompressed') ? ('gzip' as const) : undefined;
     const file = str(p, 'file');
     if (file === undefined && isatty(1)) throw usageError('refusing to write a tar to a terminal: give -f FILE or redirect stdout');
     let fd = 1;
@@ -64,6 +67,24 @@ export const diff: Command = {
     return 0;
   },
 };
+
+type OutputCompression = NonNullable<DiffOptions['compression']>;
+
+/**
+ * The diff's compression from -c/--gzip, --zstd, --compression KIND and -u/--uncompressed: at
+ * most one kind may be asked for; -u wins, as the peer's -u overrides its -c.
+ */
+function outputCompression(p: Parsed): OutputCompression | undefined {
+  const named = str(p, 'compression');
+  if (named !== undefined && !['gzip', 'zstd', 'none'].includes(named)) throw usageError(`--compression ${named}: use gzip, zstd or none`);
+  const kinds = new Set<string>();
+  if (bool(p, 'gzip')) kinds.add('gzip');
+  if (bool(p, 'zstd')) kinds.add('zstd');
+  if (named !== undefined) kinds.add(named);
+  if (kinds.size > 1) throw usageError(`conflicting compressions: ${[...kinds].join(' and ')}`);
+  const [kind] = kinds;
+  return bool(p, 'uncompressed') || kind === undefined || kind === 'none' ? undefined : (kind as OutputCompression);
+}
 
 /** Go's %q for the paths changes prints */
 const quote = (s: string) => JSON.stringify(s);
