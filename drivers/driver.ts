@@ -32,6 +32,8 @@ export interface Change {
 export interface ApplyDiffOptions {
   /** container -> host mappings applied to owners while extracting */
   idMappings?: IdMappings;
+  /** apply only the entries under this name prefix of the stream, the prefix removed (lib/tar/sections.ts) */
+  section?: string;
 }
 
 export interface ApplyDiffResult {

@@ -193,7 +193,7 @@ export class OverlayDriver implements Driver {
 
   /** Straight into diff/, whiteouts converted to overlayfs's form (lib/tar/whiteout.ts). */
   async applyDiff(id: string, _parent: string | undefined, fd: number, opts: ApplyDiffOptions = {}): Promise<ApplyDiffResult> {
-    return extractTar(fd, this.existing(id), { whiteouts: 'overlay', idMappings: opts.idMappings, ignoreChownErrors: this.ignoreChownErrors });
+    return extractTar(fd, this.existing(id), { whiteouts: 'overlay', idMappings: opts.idMappings, ignoreChownErrors: this.ignoreChownErrors, section: opts.section });
   }
 
   async changes(id: string, parent: string | undefined, opts: DiffOptions = {}): Promise<Change[]> {

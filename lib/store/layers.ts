@@ -14,6 +14,7 @@ import { findLayer, mappingsOf, resolveRef, saveMounts, type StoreContext } from
 import { prepareInput, tempFile } from './input.ts';
 import { Compression, isIncomplete, rfc3339, type LayerRecord } from './records.ts';
 import { applyRecording, assembleLayerTar, layerTarSplit, tarSplitPath } from './tar-split-file.ts';
+import type { AppendResult, TarAppender } from '../tar/sections.ts';
 import { layerUsers, whyLayerStays, type Going, type LayerUsers, type StoreGraph } from './removal.ts';
 
 export interface CreateLayerOptions {
@@ -32,6 +33,11 @@ export interface CreateLayerOptions {
 
 /** A tar to apply: an open file descriptor (file, pipe or socket) or a file path. */
 export type DiffInput = number | string;
+
+export interface ApplyOptions {
+  /** apply only the section of the stream under this name prefix (lib/tar/sections.ts) */
+  section?: string;
+}
 
 export interface DiffOptions {
   /** compare with this layer instead of the parent */
@@ -155,7 +161,7 @@ export async function makeLayer(
  * not see the change, copies made from it would). If it fails the layer is left incomplete and
  * removed by the next writer.
  */
-export async function applyDiff(ctx: StoreContext, ref: string, input: DiffInput): Promise<LayerRecord> {
+export async function applyDiff(ctx: StoreContext, ref: string, input: DiffInput, opts: ApplyOptions = {}): Promise<LayerRecord> {
   const rec = findLayer(ctx, ref);
   ctx.layers.assertOwn(rec);
   const users = await usersOf(ctx, rec.id);
@@ -165,7 +171,7 @@ export async function applyDiff(ctx: StoreContext, ref: string, input: DiffInput
     throw new LayersError('ELAYERHASCHILDREN', `layer ${rec.id} is the template of layers made from it (${users.templateCopies.join(', ')}); they would see the change`);
   markIncomplete(ctx, rec);
   try {
-    await applyInto(ctx, rec, input);
+    await applyInto(ctx, rec, input, opts);
   } catch (err) {
     // input refused before anything reached the layer (not a tar, bad compression, a garbage
     // first header): the layer is as it was, and stays, as the peer's does
@@ -180,7 +186,7 @@ export async function applyDiff(ctx: StoreContext, ref: string, input: DiffInput
 }
 
 /** Extract input into rec's layer and record its digests, sizes and owners as the peer does. */
-async function applyInto(ctx: StoreContext, rec: LayerRecord, input: DiffInput): Promise<void> {
+async function applyInto(ctx: StoreContext, rec: LayerRecord, input: DiffInput, opts: ApplyOptions = {}): Promise<void> {
   const what = describeInput(input);
   const fd = typeof input === 'string' ? openInput(input) : input;
   try {
@@ -191,7 +197,11 @@ async function applyInto(ctx: StoreContext, rec: LayerRecord, input: DiffInput):
       const mappings = mappingsOf(rec);
       let result;
       try {
-        ({ result } = await applyRecording(tarSplitPath(ctx, rec.id), prepared.fd, () => ctx.driver.applyDiff(rec.id, rec.parent, prepared.fd, { idMappings: mappings })));
+        const apply = () => ctx.driver.applyDiff(rec.id, rec.parent, prepared.fd, { idMappings: mappings, section: opts.section });
+        // a section has no tar-split record: the stream's bytes are not the section's own tar
+        // (docs/tar-engine.md, "Sections"); diff then writes it from the layer's files
+        if (opts.section !== undefined) fs.rmSync(tarSplitPath(ctx, rec.id), { force: true });
+        ({ result } = opts.section !== undefined ? { result: await apply() } : await applyRecording(tarSplitPath(ctx, rec.id), prepared.fd, apply));
       } catch (err) {
         throw wrapError(`applying ${what} to layer ${rec.id}`, err);
       }
@@ -258,6 +268,23 @@ export async function diff(ctx: StoreContext, ref: string, fd: number, opts: Dif
       zlib.createGzip(),
       fs.createWriteStream('', { fd, autoClose: false, highWaterMark: 1 << 20 }),
     );
+  } finally {
+    fs.closeSync(tmp);
+  }
+}
+
+/**
+ * Append the changes of a layer (or a container's layer) to an open tar under prefix: the diff is
+ * written to a temp file in the store, then its entries are appended renamed, bodies copied from
+ * the temp file by copy_file_range (docs/tar-engine.md, "Sections").
+ */
+export async function diffSection(ctx: StoreContext, ref: string, out: TarAppender, prefix: string, opts: DiffOptions = {}): Promise<AppendResult> {
+  if (opts.compression) throw new LayersError('EUSAGE', 'a diff section is written uncompressed');
+  const layer = mountTarget(ctx, ref).id;
+  const tmp = tempFile(ctx.tmpDir, 'diff');
+  try {
+    await diff(ctx, layer, tmp, opts);
+    return await out.addTar(tmp, prefix);
   } finally {
     fs.closeSync(tmp);
   }

@@ -36,6 +36,7 @@ import type { CreateImageOptions, RemoveImageOptions, RemoveImageResult } from '
 import * as layers from './layers.ts';
 import type { CreateLayerOptions, DiffInput, DiffOptions } from './layers.ts';
 import type { MountRecord } from './mounts.ts';
+import type { AppendResult, TarAppender } from '../tar/sections.ts';
 import { CONTAINER_FIELDS, IMAGE_FIELDS, normalize, normalizeRecord, type AnyRecord, type ContainerRecord, type ImageRecord, type LayerRecord } from './records.ts';
 import type { RecordTable } from './table.ts';
 import { dropDangling, needsRepair, repair } from './repair.ts';
@@ -231,6 +232,11 @@ export class Store {
     return this.read((ctx) => layers.diff(ctx, ref, fd, opts), DIFF);
   }
 
+  /** Append the changes of a layer (or a container's layer) under prefix to an open tar (lib/tar/sections.ts). */
+  async diffSection(ref: string, out: TarAppender, prefix: string, opts: DiffOptions = {}): Promise<AppendResult> {
+    return this.read((ctx) => layers.diffSection(ctx, ref, out, prefix, opts), DIFF);
+  }
+
   async changes(ref: string, reference?: string): Promise<Change[]> {
     return this.read((ctx) => layers.changes(ctx, ref, reference), DIFF);
   }
@@ -263,8 +269,8 @@ export class Store {
   }
 
   /** Apply a tar to an existing layer. If it fails the layer is left incomplete and removed by the next writer. */
-  async applyDiff(ref: string, input: DiffInput): Promise<LayerRecord> {
-    return this.locked(async (ctx) => layerOut(await layers.applyDiff(ctx, ref, input)));
+  async applyDiff(ref: string, input: DiffInput, opts: layers.ApplyOptions = {}): Promise<LayerRecord> {
+    return this.locked(async (ctx) => layerOut(await layers.applyDiff(ctx, ref, input, opts)));
   }
 
   /** Mount a layer, or a container's layer (one more user); returns its path. */

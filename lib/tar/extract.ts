@@ -16,6 +16,7 @@ import { nativeToTarError } from './native-errors.ts';
 import { TarError } from './errors.ts';
 import { entryOp, givableOwners } from './ops.ts';
 import type { ReadEntry } from './types.ts';
+import { SectionView } from './sections.ts';
 
 export interface ExtractOptions {
   /** container ids in the tar -> host ids on disk */
@@ -28,6 +29,10 @@ export interface ExtractOptions {
    * is left as the file is created, the process's own, as the peer's ignore_chown_errors does.
    */
   ignoreChownErrors?: boolean;
+  /** extract only the entries under this name prefix, the prefix removed; the rest is skipped
+   *  (bodies never read from a file). digest and tarSize are then the section's as a tar of its
+   *  own (SectionView, lib/tar/sections.ts) and bodyCrcs is not given */
+  section?: string;
 }
 
 export interface ExtractResult {
@@ -51,12 +56,13 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
   const st = fs.fstatSync(inFd);
   const fromFile = st.isFile();
   const hash = native().sha256();
-  const src: BlockSource = fromFile ? new FileSource(inFd, 0) : new PipeSource(inFd, { onBytes: (b) => hash.update(b) });
+  const section = opts.section !== undefined ? new SectionView(opts.section) : undefined;
+  const src: BlockSource = fromFile ? new FileSource(inFd, 0) : new PipeSource(inFd, { onBytes: section ? undefined : (b) => hash.update(b) });
   // from a file the same read also gives each body's CRC-64, for the layer's tar-split record
-  const hashed = fromFile ? native().hashTar(inFd, hash) : undefined;
+  const hashed = fromFile && !section ? native().hashTar(inFd, hash) : undefined;
   hashed?.catch(() => undefined); // awaited below; a failure must not count as unhandled meanwhile
   const rootFd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-  const plan = new Planner(inFd, root, opts, fromFile ? undefined : hash);
+  const plan = new Planner(inFd, root, opts, section ? section.hash : fromFile ? undefined : hash, !fromFile);
   let pending: Promise<void> = Promise.resolve();
   let wrote = false;
   const run = async (ops: ApplyOp[]) => {
@@ -72,11 +78,24 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
   };
   try {
     for (let e = readEntry(src); e; e = readEntry(src)) {
-      plan.add(e);
-      if (!fromFile && e.type === 'file') {
+      const taken = section ? section.take(e) : e;
+      if (!taken) {
+        src.skip(e.size + padding(e.size), e.name); // another section's: a seek on a file
+        continue;
+      }
+      plan.add(taken);
+      if (section && fromFile && e.type === 'file') {
+        // the body is hashed as it is copied, after its header: one op at a time, in order
+        wrote = true;
+        await run(plan.take());
+        await pending;
+        section.body(e.size);
+        src.skip(e.size + padding(e.size));
+      } else if (!fromFile && e.type === 'file') {
         // the body is next in the pipe: copy it now, before the next header is read
         wrote = true;
         runSync(rootFd, plan.take());
+        section?.body(e.size);
         src.advance(e.size);
         src.skip(padding(e.size));
       } else {
@@ -89,13 +108,15 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
     if (plan.rootOpaque) native().lsetxattr(root, ...overlayOpaqueXattr());
     let tarSize: number;
     let bodyCrcs: Buffer | undefined;
+    let digest: string | undefined;
     if (hashed) ({ size: tarSize, bodies: bodyCrcs } = await hashed);
-    else tarSize = src.position + drainPipe(inFd, hash);
+    else tarSize = src.position + (fromFile ? 0 : drainPipe(inFd, hash));
+    if (section) ({ tarSize, digest } = section.end());
     return {
       size: plan.size,
       tarSize,
       bodyCrcs,
-      digest: hash.digest(),
+      digest: digest ?? hash.digest(),
       entries: plan.entries,
       uids: [...plan.uids].sort((a, b) => a - b),
       gids: [...plan.gids].sort((a, b) => a - b),
@@ -159,6 +180,8 @@ class Planner {
     private readonly root: string,
     private readonly opts: ExtractOptions,
     private readonly pipeHash: Sha256 | undefined,
+    /** bodies are spliced from the pipe (srcOffset -1), else copied from their offsets */
+    private readonly fromPipe: boolean,
   ) {
     this.mapOwner = hostMapper(opts.idMappings);
     if (opts.ignoreChownErrors) this.givable = givableOwners();
@@ -192,7 +215,7 @@ class Planner {
     }
     const [uid, gid] = this.owner(e);
     this.note(dir, base);
-    const op = entryOp(e, uid, gid, e.type === 'file' ? { srcFd: this.inFd, srcOffset: this.pipeHash ? -1 : e.dataOffset, hash: this.pipeHash } : undefined);
+    const op = entryOp(e, uid, gid, e.type === 'file' ? { srcFd: this.inFd, srcOffset: this.fromPipe ? -1 : e.dataOffset, hash: this.pipeHash } : undefined);
     this.ops.push(op);
     if (op.op === 'file') this.size += e.sparse ? e.sparse.realSize : e.size;
     if (op.op === 'dir') this.dirs.set(e.name, { op, mtime: e.mtime, atime: e.atime });

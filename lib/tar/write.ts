@@ -30,6 +30,8 @@ export interface WriteTarOptions {
    *  ranges are stored, and extractors that know the format (GNU tar, ours, Go's) make the
    *  holes again. Off by default: the tar of a file then does not depend on where it has holes */
   sparse?: boolean;
+  /** false: leave out the end-of-archive blocks, for a tar more sections follow (sections.ts) */
+  endOfArchive?: boolean;
 }
 
 export interface WriteTarResult {
@@ -180,7 +182,7 @@ export async function writeTar(root: string, items: Iterable<TarItem>, outFd: nu
       entries++;
       if (out.segmentCount >= BATCH_ENTRIES) await out.flush();
     }
-    await out.addBytes(END_OF_ARCHIVE);
+    if (opts.endOfArchive !== false) await out.addBytes(END_OF_ARCHIVE);
     await out.finish();
   } finally {
     await out.settle();

@@ -3,10 +3,11 @@
 import fs from 'node:fs';
 import { isatty } from 'node:tty';
 import { LayersError } from '../../errors.ts';
-import { bool, str, usageError } from '../args.ts';
-import { open, type Command } from '../command.ts';
+import { bool, str, usageError, type Parsed } from '../args.ts';
+import { open, type Command, type Globals } from '../command.ts';
 import { json, tarFileFlag, tarInput } from '../flags.ts';
 import { out, printJson, withProgress } from '../output.ts';
+import { appendFlag, appenderFor, prefixFlag, sectionFlag } from './sections.ts';
 
 export const applyDiff: Command = {
   names: ['applydiff', 'apply-diff'],
@@ -14,11 +15,12 @@ export const applyDiff: Command = {
   help: 'Apply a tar (from -f FILE or stdin) to a layer',
   min: 1,
   max: 1,
-  flags: [tarFileFlag, json],
+  flags: [tarFileFlag, json, sectionFlag],
   async run(g, p) {
     const store = await open(g);
     const src = tarInput(p);
-    const layer = await withProgress(`applying ${src.what}`, store.applyDiff(p.positionals[0], src.input), () => src.size);
+    const section = str(p, 'section');
+    const layer = await withProgress(`applying ${section ?? ''}${section ? ' of ' : ''}${src.what}`, store.applyDiff(p.positionals[0], src.input, { section }), () => src.size);
     if (g.json) printJson(layer);
     return 0;
   },
@@ -38,8 +40,11 @@ export const diff: Command = {
     { names: ['bzip2', 'bz2', 'b'], help: 'compress with bzip2 (not supported)' },
     { names: ['xz', 'x'], help: 'compress with xz (not supported)' },
     { names: ['sparse', 'S'], help: "ours: files with holes as sparse entries, holes left out (GNU tar's --sparse)" },
+    { ...prefixFlag, help: "ours: the changes under this name prefix, as a section of a tar; the layer may be a container's" },
+    appendFlag,
   ],
   async run(g, p) {
+    if (str(p, 'prefix') !== undefined) return diffSection(g, p);
     if (bool(p, 'bzip2') || bool(p, 'xz')) throw usageError(`${bool(p, 'xz') ? 'xz' : 'bzip2'} compression is not supported; use --gzip or none`);
     const store = await open(g);
     const [layer, reference] = p.positionals;
@@ -64,6 +69,22 @@ export const diff: Command = {
     return 0;
   },
 };
+
+/** diff --prefix P [--append]: the changes as a section of a tar (lib/tar/sections.ts) */
+async function diffSection(g: Globals, p: Parsed): Promise<number> {
+  if (bool(p, 'gzip') || bool(p, 'bzip2') || bool(p, 'xz')) throw usageError('--prefix writes an uncompressed section');
+  if (p.positionals.length > 1) throw usageError('--prefix takes no reference layer');
+  const store = await open(g);
+  const output = await appenderFor(p);
+  try {
+    await withProgress(`writing the diff of ${p.positionals[0]}`, store.diffSection(p.positionals[0], output, str(p, 'prefix')!, { sparse: bool(p, 'sparse') }));
+    await output.close();
+  } catch (err) {
+    output.abort();
+    throw err;
+  }
+  return 0;
+}
 
 /** Go's %q for the paths changes prints */
 const quote = (s: string) => JSON.stringify(s);
