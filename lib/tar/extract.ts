@@ -33,6 +33,9 @@ export interface ExtractOptions {
    *  (bodies never read from a file). digest and tarSize are then the section's as a tar of its
    *  own (SectionView, lib/tar/sections.ts) and bodyCrcs is not given */
   section?: string;
+  /** false: the section's digest is not wanted ('' is returned), so bodies are copied as from any
+   *  file (copy_file_range, batched) instead of read through the hash one by one (host directories) */
+  sectionDigest?: boolean;
 }
 
 export interface ExtractResult {
@@ -56,13 +59,14 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
   const st = fs.fstatSync(inFd);
   const fromFile = st.isFile();
   const hash = native().sha256();
-  const section = opts.section !== undefined ? new SectionView(opts.section) : undefined;
+  const section = opts.section !== undefined ? new SectionView(opts.section, { digest: opts.sectionDigest !== false }) : undefined;
+  const sectionHash = section?.digesting ? section.hash : undefined;
   const src: BlockSource = fromFile ? new FileSource(inFd, 0) : new PipeSource(inFd, { onBytes: section ? undefined : (b) => hash.update(b) });
   // from a file the same read also gives each body's CRC-64, for the layer's tar-split record
   const hashed = fromFile && !section ? native().hashTar(inFd, hash) : undefined;
   hashed?.catch(() => undefined); // awaited below; a failure must not count as unhandled meanwhile
   const rootFd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-  const plan = new Planner(inFd, root, opts, section ? section.hash : fromFile ? undefined : hash, !fromFile);
+  const plan = new Planner(inFd, root, opts, section ? sectionHash : fromFile ? undefined : hash, !fromFile);
   let pending: Promise<void> = Promise.resolve();
   let wrote = false;
   const run = async (ops: ApplyOp[]) => {
@@ -84,12 +88,12 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
         continue;
       }
       plan.add(taken);
-      if (section && fromFile && e.type === 'file') {
+      if (sectionHash && fromFile && e.type === 'file') {
         // the body is hashed as it is copied, after its header: one op at a time, in order
         wrote = true;
         await run(plan.take());
         await pending;
-        section.body(e.size);
+        section!.body(e.size);
         src.skip(e.size + padding(e.size));
       } else if (!fromFile && e.type === 'file') {
         // the body is next in the pipe: copy it now, before the next header is read
@@ -100,6 +104,7 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
         src.skip(padding(e.size));
       } else {
         src.skip(e.size + padding(e.size));
+        section?.body(e.size);
         if (plan.ops.length >= BATCH_OPS) await run(plan.take());
       }
     }

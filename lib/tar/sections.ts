@@ -227,9 +227,12 @@ export class SectionView {
   /** bytes of the standalone tar so far */
   size = 0;
   private readonly zeros = Buffer.alloc(512);
+  /** false: names are only mapped, nothing is hashed (end() gives digest '') */
+  readonly digesting: boolean;
 
-  constructor(prefix: string) {
+  constructor(prefix: string, opts: { digest?: boolean } = {}) {
     this.prefix = normalizePrefix(prefix);
+    this.digesting = opts.digest !== false;
   }
 
   /** The entry as the section's own tar has it (its header hashed), or undefined when outside. */
@@ -258,11 +261,11 @@ export class SectionView {
   /** the end blocks; then the digest and size of the standalone tar */
   end(): { digest: string; tarSize: number } {
     this.feed(END_OF_ARCHIVE);
-    return { digest: this.hash.digest(), tarSize: this.size };
+    return { digest: this.digesting ? this.hash.digest() : '', tarSize: this.size };
   }
 
   private feed(b: Buffer): void {
-    this.hash.update(b);
+    if (this.digesting) this.hash.update(b);
     this.size += b.length;
   }
 }

@@ -88,7 +88,7 @@ export const untar: Command = {
       }
     }
     try {
-      await withProgress(`extracting ${section} from ${src.what}`, extractTar(fd, dir, { whiteouts: 'keep', section }), () => src.size);
+      await withProgress(`extracting ${section} from ${src.what}`, extractTar(fd, dir, { whiteouts: 'keep', section, sectionDigest: false }), () => src.size);
     } finally {
       if (fd !== 0) fs.closeSync(fd);
     }
