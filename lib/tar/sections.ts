@@ -54,6 +54,9 @@ export function endOfArchiveOffset(fd: number): number {
   return end;
 }
 
+/** Host files have no digest to reproduce: their bodies are block-aligned for cloning. */
+const HOST_ALIGN = 4096;
+
 export interface AppendResult {
   /** tar bytes this section added */
   written: number;
@@ -103,23 +106,27 @@ export class TarAppender {
     return new TarAppender(fd, st.isFile() ? st.size : undefined, false);
   }
 
-  private async write(root: string, items: Iterable<TarItem>): Promise<AppendResult> {
+  private async write(root: string, items: Iterable<TarItem>, align: number): Promise<AppendResult> {
     if (this.closed) throw new Error('TarAppender: closed');
-    const r = await writeTar(root, items, this.fd, { outOffset: this.offset, endOfArchive: false });
+    const r = await writeTar(root, items, this.fd, { outOffset: this.offset, endOfArchive: false, align: align || undefined });
     if (this.offset !== undefined) this.offset += r.written;
     return { written: r.written, entries: r.entries, bytes: r.bytes };
   }
 
-  /** Every node of the tree at root (root itself as the prefix's directory), under prefix. */
-  async addTree(root: string, prefix: string): Promise<AppendResult> {
+  /**
+   * Every node of the tree at root (root itself as the prefix's directory), under prefix. Bodies
+   * of 64 KiB or more start on a 4 KiB boundary by default (`align`, writeTar's: a PAX comment
+   * pads the header), so btrfs and xfs clone them into the tar and out of it; 0 for none.
+   */
+  async addTree(root: string, prefix: string, opts: { align?: number } = {}): Promise<AppendResult> {
     const p = normalizePrefix(prefix);
     const top = statNode(root, '.');
     if (!top?.st.isDirectory()) throw new TarError('ETARPATH', `${root}: not a directory`, root);
-    return this.write(root, withRoot(root, p));
+    return this.write(root, withRoot(root, p), opts.align ?? HOST_ALIGN);
   }
 
   /** Single files (or symlinks, devices, empty directories), each as prefix/<its base name>. */
-  async addFiles(files: string[], prefix: string): Promise<AppendResult> {
+  async addFiles(files: string[], prefix: string, opts: { align?: number } = {}): Promise<AppendResult> {
     const p = normalizePrefix(prefix);
     const total: AppendResult = { written: 0, entries: 0, bytes: {} };
     for (const file of files) {
@@ -128,7 +135,7 @@ export class TarAppender {
       if (!node) throw new TarError('ETARPATH', `${file}: no such file`, file);
       const item = nodeItem(node, new Map());
       if (!item) throw new TarError('ETARFORMAT', `${file}: a socket has no tar form`, file);
-      const r = await this.write(dir, [{ ...item, entry: prefixed(p, item.entry) }]);
+      const r = await this.write(dir, [{ ...item, entry: prefixed(p, item.entry) }], opts.align ?? HOST_ALIGN);
       total.written += r.written;
       total.entries += r.entries;
       for (const [m, n] of Object.entries(r.bytes)) total.bytes[m as CopyMethod] = (total.bytes[m as CopyMethod] ?? 0) + (n ?? 0);
