@@ -45,6 +45,7 @@ export const diff: Command = {
   ],
   async run(g, p) {
     if (str(p, 'prefix') !== undefined) return diffSection(g, p);
+    if (bool(p, 'append')) throw usageError('--append adds a section: give --prefix P');
     if (bool(p, 'bzip2') || bool(p, 'xz')) throw usageError(`${bool(p, 'xz') ? 'xz' : 'bzip2'} compression is not supported; use --gzip or none`);
     const store = await open(g);
     const [layer, reference] = p.positionals;
