@@ -36,6 +36,8 @@ export interface ApplyDiffOptions {
   signal?: AbortSignal;
   /** tar bytes scanned and entries done, as the extraction goes */
   onProgress?: (tarBytes: number, entries: number) => void;
+  /** apply only the entries under this name prefix of the stream, the prefix removed (lib/tar/sections.ts) */
+  section?: string;
 }
 
 export interface ApplyDiffResult {

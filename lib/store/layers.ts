@@ -15,6 +15,7 @@ import { findLayer, mappingsOf, resolveRef, saveMounts, type StoreContext } from
 import { compressFile, prepareInput, prepareStreamInput, tempFile, type LayerInput, type OutputCompression } from './input.ts';
 import { Compression, isIncomplete, rfc3339, type LayerRecord } from './records.ts';
 import { applyRecording, assembleLayerTar, layerTarSplit, tarSplitPath } from './tar-split-file.ts';
+import type { AppendResult, TarAppender } from '../tar/sections.ts';
 import { layerUsers, whyLayerStays, type Going, type LayerUsers, type StoreGraph } from './removal.ts';
 
 export interface CreateLayerOptions {
@@ -57,6 +58,8 @@ export interface ImportOptions extends LongOperation {
   uncompressedDigest?: string;
   /** the input's size when the caller knows it (an HTTP Content-Length), for progress */
   size?: number;
+  /** apply only the section of the stream under this name prefix (lib/tar/sections.ts) */
+  section?: string;
 }
 
 /**
@@ -292,6 +295,9 @@ async function applyInto(ctx: StoreContext, rec: LayerRecord, input: DiffInput, 
     // a decompressor cut off by the abort reports bad data: the abort is the reason
     throw markNothingWritten(signal?.aborted ? abortError(signal, what) : err);
   });
+  // a section's digests are those of the section as a tar of its own (docs/tar-engine.md,
+  // "Sections"): known only once it is applied
+  if (opts.section !== undefined) verifyFirst = false;
   try {
     try {
       checkAborted(signal, what);
@@ -315,8 +321,12 @@ async function applyInto(ctx: StoreContext, rec: LayerRecord, input: DiffInput, 
     };
     let result;
     try {
-      const applyOpts = { idMappings: mappings, signal, onProgress: onProgress && onTar };
-      ({ result } = await applyRecording(tarSplitPath(ctx, rec.id), prepared.fd, () => ctx.driver.applyDiff(rec.id, rec.parent, prepared.fd, applyOpts)));
+      const applyOpts = { idMappings: mappings, signal, onProgress: onProgress && onTar, section: opts.section };
+      const apply = () => ctx.driver.applyDiff(rec.id, rec.parent, prepared.fd, applyOpts);
+      // a section has no tar-split record: the stream's bytes are not the section's own tar
+      // (docs/tar-engine.md, "Sections"); diff then writes it from the layer's files
+      if (opts.section !== undefined) fs.rmSync(tarSplitPath(ctx, rec.id), { force: true });
+      ({ result } = opts.section !== undefined ? { result: await apply() } : await applyRecording(tarSplitPath(ctx, rec.id), prepared.fd, apply));
     } catch (err) {
       if (signal?.aborted) {
         const aborted = abortError(signal, `applying ${what} to layer ${rec.id}`);
@@ -397,6 +407,23 @@ async function writeDiff(ctx: StoreContext, ref: string, fd: number, opts: DiffO
   try {
     await writeTar(tmp);
     await compressFile(tmp, fd, opts.compression, `the diff of layer ${rec.id}`);
+  } finally {
+    fs.closeSync(tmp);
+  }
+}
+
+/**
+ * Append the changes of a layer (or a container's layer) to an open tar under prefix: the diff is
+ * written to a temp file in the store, then its entries are appended renamed, bodies copied from
+ * the temp file by copy_file_range (docs/tar-engine.md, "Sections").
+ */
+export async function diffSection(ctx: StoreContext, ref: string, out: TarAppender, prefix: string, opts: DiffOptions = {}): Promise<AppendResult> {
+  if (opts.compression) throw new LayersError('EUSAGE', 'a diff section is written uncompressed');
+  const layer = mountTarget(ctx, ref).id;
+  const tmp = tempFile(ctx.tmpDir, 'diff');
+  try {
+    await diff(ctx, layer, tmp, opts);
+    return await out.addTar(tmp, prefix);
   } finally {
     fs.closeSync(tmp);
   }

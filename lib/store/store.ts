@@ -41,6 +41,7 @@ import type { CreateImageOptions, RemoveImageOptions, RemoveImageResult } from '
 import * as layers from './layers.ts';
 import type { CreateLayerOptions, DiffInput, DiffOptions, ImportOptions, LongOperation } from './layers.ts';
 import type { MountRecord } from './mounts.ts';
+import type { AppendResult, TarAppender } from '../tar/sections.ts';
 import { CONTAINER_FIELDS, IMAGE_FIELDS, normalize, normalizeRecord, type AnyRecord, type ContainerRecord, type ImageRecord, type LayerRecord } from './records.ts';
 import type { RecordTable } from './table.ts';
 import { dropDangling, needsRepair, repair } from './repair.ts';
@@ -345,6 +346,11 @@ export class Store {
       await piped;
     })().catch((err: unknown) => out.destroy(err as Error));
     return out;
+  }
+
+  /** Append the changes of a layer (or a container's layer) under prefix to an open tar (lib/tar/sections.ts). */
+  async diffSection(ref: string, out: TarAppender, prefix: string, opts: DiffOptions = {}): Promise<AppendResult> {
+    return this.read((ctx) => layers.diffSection(ctx, ref, out, prefix, opts), DIFF);
   }
 
   async changes(ref: string, reference?: string): Promise<Change[]> {

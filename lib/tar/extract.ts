@@ -16,6 +16,7 @@ import { nativeToTarError } from './native-errors.ts';
 import { TarError } from './errors.ts';
 import { entryOp, givableOwners } from './ops.ts';
 import type { ReadEntry } from './types.ts';
+import { SectionView } from './sections.ts';
 
 export interface ExtractOptions {
   /** container ids in the tar -> host ids on disk */
@@ -32,6 +33,13 @@ export interface ExtractOptions {
   signal?: AbortSignal;
   /** tar bytes scanned and entries done, every PROGRESS_ENTRIES entries and at the end */
   onProgress?: (tarBytes: number, entries: number) => void;
+  /** extract only the entries under this name prefix, the prefix removed; the rest is skipped
+   *  (bodies never read from a file). digest and tarSize are then the section's as a tar of its
+   *  own (SectionView, lib/tar/sections.ts) and bodyCrcs is not given */
+  section?: string;
+  /** false: the section's digest is not wanted ('' is returned), so bodies are copied as from any
+   *  file (copy_file_range, batched) instead of read through the hash one by one (host directories) */
+  sectionDigest?: boolean;
 }
 
 export interface ExtractResult {
@@ -56,12 +64,14 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
   const st = fs.fstatSync(inFd);
   const fromFile = st.isFile();
   const hash = native().sha256();
-  const src: BlockSource = fromFile ? new FileSource(inFd, 0) : new PipeSource(inFd, { onBytes: (b) => hash.update(b) });
+  const section = opts.section !== undefined ? new SectionView(opts.section, { digest: opts.sectionDigest !== false }) : undefined;
+  const sectionHash = section?.digesting ? section.hash : undefined;
+  const src: BlockSource = fromFile ? new FileSource(inFd, 0) : new PipeSource(inFd, { onBytes: section ? undefined : (b) => hash.update(b) });
   // from a file the same read also gives each body's CRC-64, for the layer's tar-split record
-  const hashed = fromFile ? native().hashTar(inFd, hash) : undefined;
+  const hashed = fromFile && !section ? native().hashTar(inFd, hash) : undefined;
   hashed?.catch(() => undefined); // awaited below; a failure must not count as unhandled meanwhile
   const rootFd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-  const plan = new Planner(inFd, root, opts, fromFile ? undefined : hash);
+  const plan = new Planner(inFd, root, opts, section ? sectionHash : fromFile ? undefined : hash, !fromFile);
   let pending: Promise<void> = Promise.resolve();
   let wrote = false;
   const run = async (ops: ApplyOp[]) => {
@@ -78,16 +88,30 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
   try {
     for (let e = readEntry(src); e; e = readEntry(src)) {
       opts.signal?.throwIfAborted();
-      plan.add(e);
+      const taken = section ? section.take(e) : e;
+      if (!taken) {
+        src.skip(e.size + padding(e.size), e.name); // another section's: a seek on a file
+        continue;
+      }
+      plan.add(taken);
       if (opts.onProgress && plan.entries % PROGRESS_ENTRIES === 0) opts.onProgress(src.position, plan.entries);
-      if (!fromFile && e.type === 'file') {
+      if (sectionHash && fromFile && e.type === 'file') {
+        // the body is hashed as it is copied, after its header: one op at a time, in order
+        wrote = true;
+        await run(plan.take());
+        await pending;
+        section!.body(e.size);
+        src.skip(e.size + padding(e.size));
+      } else if (!fromFile && e.type === 'file') {
         // the body is next in the pipe: copy it now, before the next header is read
         wrote = true;
         runSync(rootFd, plan.take());
+        section?.body(e.size);
         src.advance(e.size);
         src.skip(padding(e.size));
       } else {
         src.skip(e.size + padding(e.size));
+        section?.body(e.size);
         if (plan.ops.length >= BATCH_OPS) await run(plan.take());
       }
     }
@@ -97,13 +121,15 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
     opts.onProgress?.(src.position, plan.entries);
     let tarSize: number;
     let bodyCrcs: Buffer | undefined;
+    let digest: string | undefined;
     if (hashed) ({ size: tarSize, bodies: bodyCrcs } = await hashed);
-    else tarSize = src.position + drainPipe(inFd, hash);
+    else tarSize = src.position + (fromFile ? 0 : drainPipe(inFd, hash));
+    if (section) ({ tarSize, digest } = section.end());
     return {
       size: plan.size,
       tarSize,
       bodyCrcs,
-      digest: hash.digest(),
+      digest: digest ?? hash.digest(),
       entries: plan.entries,
       uids: [...plan.uids].sort((a, b) => a - b),
       gids: [...plan.gids].sort((a, b) => a - b),
@@ -167,6 +193,8 @@ class Planner {
     private readonly root: string,
     private readonly opts: ExtractOptions,
     private readonly pipeHash: Sha256 | undefined,
+    /** bodies are spliced from the pipe (srcOffset -1), else copied from their offsets */
+    private readonly fromPipe: boolean,
   ) {
     this.mapOwner = hostMapper(opts.idMappings);
     if (opts.ignoreChownErrors) this.givable = givableOwners();
@@ -200,7 +228,7 @@ class Planner {
     }
     const [uid, gid] = this.owner(e);
     this.note(dir, base);
-    const op = entryOp(e, uid, gid, e.type === 'file' ? { srcFd: this.inFd, srcOffset: this.pipeHash ? -1 : e.dataOffset, hash: this.pipeHash } : undefined);
+    const op = entryOp(e, uid, gid, e.type === 'file' ? { srcFd: this.inFd, srcOffset: this.fromPipe ? -1 : e.dataOffset, hash: this.pipeHash } : undefined);
     this.ops.push(op);
     if (op.op === 'file') this.size += e.sparse ? e.sparse.realSize : e.size;
     if (op.op === 'dir') this.dirs.set(e.name, { op, mtime: e.mtime, atime: e.atime });

@@ -20,7 +20,8 @@ export interface TarItem {
 export interface WriteTarOptions {
   /** start each body of at least ALIGN_MIN_BODY bytes at a multiple of this many bytes (4096
    *  lets btrfs and xfs reflink bodies); such a tar is slightly larger and its digest differs
-   *  from a 512-aligned one */
+   *  from a 512-aligned one. Aligned in the file: relative to outOffset when given (a section
+   *  appended to a tar, lib/tar/sections.ts) */
   align?: number;
   /** force a copy method (tests, benchmarks); default: picked per filesystem */
   method?: CopyRequest;
@@ -30,6 +31,8 @@ export interface WriteTarOptions {
    *  ranges are stored, and extractors that know the format (GNU tar, ours, Go's) make the
    *  holes again. Off by default: the tar of a file then does not depend on where it has holes */
   sparse?: boolean;
+  /** false: leave out the end-of-archive blocks, for a tar more sections follow (sections.ts) */
+  endOfArchive?: boolean;
 }
 
 export interface WriteTarResult {
@@ -174,7 +177,7 @@ export async function writeTar(root: string, items: Iterable<TarItem>, outFd: nu
         await out.addBytes(sparseMapBlock(sparse));
       } else {
         const align = opts.align && entry.type === 'file' && entry.size >= ALIGN_MIN_BODY;
-        await out.addBytes(encodeHeader(entry, align ? { alignTo: { offset: out.planned, block: opts.align! } } : undefined));
+        await out.addBytes(encodeHeader(entry, align ? { alignTo: { offset: (opts.outOffset ?? 0) + out.planned, block: opts.align! } } : undefined));
       }
       if (entry.type === 'file' && entry.size > 0) {
         out.addFile({ kind: 'file', path: bodyPath!, size: entry.size, ...(sparse && { sparse: sparse.map }) });
@@ -183,7 +186,7 @@ export async function writeTar(root: string, items: Iterable<TarItem>, outFd: nu
       entries++;
       if (out.segmentCount >= BATCH_ENTRIES) await out.flush();
     }
-    await out.addBytes(END_OF_ARCHIVE);
+    if (opts.endOfArchive !== false) await out.addBytes(END_OF_ARCHIVE);
     await out.finish();
   } finally {
     await out.settle();

@@ -5,9 +5,10 @@ import { isatty } from 'node:tty';
 import { LayersError } from '../../errors.ts';
 import type { DiffOptions } from '../../index.ts';
 import { bool, str, usageError, type Parsed } from '../args.ts';
-import { open, type Command } from '../command.ts';
+import { open, type Command, type Globals } from '../command.ts';
 import { expectedDigestFlags, expectedDigests, json, tarFileFlag, tarInput } from '../flags.ts';
 import { out, printJson, withProgress, withReportedProgress } from '../output.ts';
+import { appendFlag, appenderFor, prefixFlag, sectionFlag } from './sections.ts';
 
 export const applyDiff: Command = {
   names: ['applydiff', 'apply-diff'],
@@ -15,11 +16,13 @@ export const applyDiff: Command = {
   help: 'Apply a tar (from -f FILE or stdin) to a layer',
   min: 1,
   max: 1,
-  flags: [tarFileFlag, ...expectedDigestFlags, json],
+  flags: [tarFileFlag, ...expectedDigestFlags, json, sectionFlag],
   async run(g, p) {
     const store = await open(g);
     const src = tarInput(p);
-    const layer = await withReportedProgress(`applying ${src.what}`, src.size, (onProgress) => store.applyDiff(p.positionals[0], src.input, { ...expectedDigests(p), onProgress }));
+    const section = str(p, 'section');
+    const what = `${section ?? ''}${section ? ' of ' : ''}${src.what}`;
+    const layer = await withReportedProgress(`applying ${what}`, src.size, (onProgress) => store.applyDiff(p.positionals[0], src.input, { ...expectedDigests(p), onProgress, section }));
     if (g.json) printJson(layer);
     return 0;
   },
@@ -41,8 +44,12 @@ export const diff: Command = {
     { names: ['bzip2', 'bz2', 'b'], help: 'compress with bzip2 (not supported)' },
     { names: ['xz', 'x'], help: 'compress with xz (not supported)' },
     { names: ['sparse', 'S'], help: "ours: files with holes as sparse entries, holes left out (GNU tar's --sparse)" },
+    { ...prefixFlag, help: "ours: the changes under this name prefix, as a section of a tar; the layer may be a container's" },
+    appendFlag,
   ],
   async run(g, p) {
+    if (str(p, 'prefix') !== undefined) return diffSection(g, p);
+    if (bool(p, 'append')) throw usageError('--append adds a section: give --prefix P');
     if (bool(p, 'bzip2') || bool(p, 'xz')) throw usageError(`${bool(p, 'xz') ? 'xz' : 'bzip2'} compression is not supported; use --gzip, --zstd or none`);
     const compression = outputCompression(p);
     const store = await open(g);
@@ -84,6 +91,22 @@ function outputCompression(p: Parsed): OutputCompression | undefined {
   if (kinds.size > 1) throw usageError(`conflicting compressions: ${[...kinds].join(' and ')}`);
   const [kind] = kinds;
   return bool(p, 'uncompressed') || kind === undefined || kind === 'none' ? undefined : (kind as OutputCompression);
+}
+
+/** diff --prefix P [--append]: the changes as a section of a tar (lib/tar/sections.ts) */
+async function diffSection(g: Globals, p: Parsed): Promise<number> {
+  if (outputCompression(p) !== undefined || bool(p, 'bzip2') || bool(p, 'xz')) throw usageError('--prefix writes an uncompressed section');
+  if (p.positionals.length > 1) throw usageError('--prefix takes no reference layer');
+  const store = await open(g);
+  const output = await appenderFor(p);
+  try {
+    await withProgress(`writing the diff of ${p.positionals[0]}`, store.diffSection(p.positionals[0], output, str(p, 'prefix')!, { sparse: bool(p, 'sparse') }));
+    await output.close();
+  } catch (err) {
+    output.abort();
+    throw err;
+  }
+  return 0;
 }
 
 /** Go's %q for the paths changes prints */

@@ -14,6 +14,7 @@ import * as metadata from './metadata.ts';
 import * as mount from './mount.ts';
 import * as names from './names.ts';
 import * as owners from './owners.ts';
+import * as sections from './sections.ts';
 import * as store from './store.ts';
 
 export const commands: Command[] = [
@@ -60,4 +61,6 @@ export const commands: Command[] = [
   ...data.containerData,
   owners.containerParentOwners,
   layers.createFromTemplate,
+  sections.tar,
+  sections.untar,
 ];
