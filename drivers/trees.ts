@@ -12,6 +12,7 @@ import { walkTree } from '../lib/tar/tree.ts';
 import { isOverlayXattr } from '../lib/tar/whiteout.ts';
 import { entryOp, givableOwners } from '../lib/tar/ops.ts';
 import { nativeToTarError } from '../lib/tar/native-errors.ts';
+import { fsPath } from '../lib/tar/names.ts';
 
 /**
  * rm -r that also gets through directories without write permission (a base layer's root is
@@ -90,7 +91,7 @@ export async function copyTree(src: string, dst: string, opts: { ignoreChownErro
       if (e.type === 'file') {
         // not blocking, and still a regular file: a FIFO put where the walk saw a file would
         // otherwise block the open, and the store lock with it, for ever
-        const fd = fs.openSync(path.join(src, node.rel), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+        const fd = fs.openSync(fsPath(path.join(src, node.rel)), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
         fds.push(fd);
         if (!fs.fstatSync(fd).isFile())
           throw new LayersError('EINPUT', `${path.join(src, node.rel)}: not a regular file any more (changed since it was listed)`);

@@ -96,10 +96,14 @@ export function wrapError(context: string, cause: unknown, code?: StoreErrorCode
  * Text safe to show on a terminal: C0 and C1 control characters and DEL (which could move the
  * cursor, retitle or recolour the terminal) as \xNN, backslashes doubled so the escaping can be
  * told from a name that contains one. Names from a tar or a layer reach messages through here.
+ * A byte of a name that is not UTF-8 (a lone U+DC80..U+DCFF: lib/tar/names.ts) is shown as
+ * \xNN too, the byte itself.
  */
 export function printable(text: string): string {
   // eslint-disable-next-line no-control-regex
-  return text.replace(/[\\\x00-\x1f\x7f-\x9f]/g, (c) => (c === '\\' ? '\\\\' : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`));
+  return text.replace(/[\\\x00-\x1f\x7f-\x9f]|(?<![\uD800-\uDBFF])[\uDC80-\uDCFF]/g, (c) =>
+    c === '\\' ? '\\\\' : `\\x${(c.charCodeAt(0) & 0xff).toString(16).padStart(2, '0')}`,
+  );
 }
 
 /** Failures that came before anything was written (input refused at its first bytes): what

@@ -6,6 +6,7 @@ import path from 'node:path';
 import type { IdMap } from './idmap.ts';
 import { LayersError, type SystemErrorCode } from './errors.ts';
 import { packageRoot } from './package-root.ts';
+import { decodeName } from './tar/names.ts';
 
 /** How a body was moved; reported so tests and benchmarks can check the data path. */
 export type CopyMethod = 'ficlone' | 'copy_file_range' | 'sendfile' | 'splice' | 'readwrite';
@@ -33,6 +34,8 @@ function asNativeError(err: unknown): unknown {
   const e = err as { code?: unknown; errno?: unknown } | null;
   if (e instanceof Error && typeof e.code === 'string' && typeof e.errno === 'number' && !(e instanceof LayersError)) {
     Object.setPrototypeOf(e, NativeError.prototype);
+    const p = (e as { path?: unknown }).path;
+    if (Buffer.isBuffer(p)) (e as { path?: unknown }).path = decodeName(p); // not UTF-8: native/names.h
   }
   return err;
 }
@@ -174,11 +177,14 @@ export interface Crc64 {
 }
 
 /** One child of a directory as scanDir returns it (an array, to keep the crossing cheap):
- *  [name, mode, uid, gid, size, mtimeSec, mtimeNsec, rdev, nlink, ino, dev, linkTarget?, xattrs?] */
+ *  [name, mode, uid, gid, size, mtimeSec, mtimeNsec, rdev, nlink, ino, dev, linkTarget?, xattrs?].
+ *  A name, target or xattr name that is not valid UTF-8 comes as a Buffer of its bytes
+ *  (lib/tar/names.ts decodeName makes it a name; docs/tar-engine.md, "Names"). Paths passed to
+ *  the addon are names: their exact bytes are used (a Buffer is taken too). */
 export type ScanEntry = [
-  string, number, number, number, number, number, number, number, number, number, number,
-  (string | undefined)?,
-  (Array<[string, Buffer]> | undefined)?,
+  string | Buffer, number, number, number, number, number, number, number, number, number, number,
+  (string | Buffer | undefined)?,
+  (Array<[string | Buffer, Buffer]> | undefined)?,
 ];
 
 export interface Native {

@@ -62,9 +62,9 @@ Op Parse(Napi::Object o, std::vector<Napi::ObjectReference>& keep) {
   else if (k == "clear") op.kind = Kind::Clear;
   else if (k == "times") op.kind = Kind::Times;
   else throw Napi::TypeError::New(o.Env(), "applyBatch: unknown op '" + k + "'");
-  op.path = o.Get("path").As<Napi::String>().Utf8Value();
+  op.path = NameFromJs(o.Get("path"));
   if (op.path.empty() || op.path[0] == '/') throw Napi::TypeError::New(o.Env(), "applyBatch: path must be relative: '" + op.path + "'");
-  if (o.Has("target")) op.target = o.Get("target").As<Napi::String>().Utf8Value();
+  if (o.Has("target")) op.target = NameFromJs(o.Get("target"));
   if (o.Has("mode")) op.mode = U32(o, "mode");
   if (o.Has("uid")) op.uid = U32(o, "uid");
   if (o.Has("gid")) op.gid = U32(o, "gid");
@@ -83,7 +83,7 @@ Op Parse(Napi::Object o, std::vector<Napi::ObjectReference>& keep) {
     for (uint32_t i = 0; i < a.Length(); i++) {
       Napi::Array pair = a.Get(i).As<Napi::Array>();
       auto v = pair.Get(1u).As<Napi::Buffer<char>>();
-      op.xattrs.emplace_back(pair.Get(0u).As<Napi::String>().Utf8Value(), std::vector<char>(v.Data(), v.Data() + v.Length()));
+      op.xattrs.emplace_back(NameFromJs(pair.Get(0u)), std::vector<char>(v.Data(), v.Data() + v.Length()));
     }
   }
   if (op.kind == Kind::File) {

@@ -1,4 +1,5 @@
 #include "errors.h"
+#include "names.h"
 
 #include <uv.h>
 
@@ -33,7 +34,7 @@ Napi::Error ToJsError(Napi::Env env, const SysError& e) {
   o.Set("code", code);
   o.Set("errno", e.err);
   o.Set("syscall", e.syscall);
-  if (!e.path.empty()) o.Set("path", e.path);
+  if (!e.path.empty()) o.Set("path", NameToJs(env, e.path));
   if (e.index >= 0) o.Set("index", Napi::Number::New(env, static_cast<double>(e.index)));
   return err;
 }

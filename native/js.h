@@ -6,10 +6,12 @@
 #include <string>
 
 #include "errors.h"
+#include "names.h"
 
 namespace layers {
 
-inline std::string StrArg(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::String>().Utf8Value(); }
+// a path or name: its exact bytes (names.h)
+inline std::string StrArg(const Napi::CallbackInfo& info, size_t i) { return NameFromJs(info[i]); }
 inline int IntArg(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::Number>().Int32Value(); }
 inline int64_t I64Arg(const Napi::CallbackInfo& info, size_t i) { return info[i].As<Napi::Number>().Int64Value(); }
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "names.h"
 
 namespace layers {
 namespace {
@@ -93,7 +94,7 @@ void ReadXattrs(int dirfd, Child& c, const std::string& dirPath) {
 
 Napi::Value ScanDir(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  std::string path = info[0].As<Napi::String>().Utf8Value();
+  std::string path = NameFromJs(info[0]);
   bool withXattrs = info.Length() > 1 && info[1].ToBoolean().Value();
   std::vector<Child> kids;
   try {
@@ -146,7 +147,7 @@ Napi::Value ScanDir(const Napi::CallbackInfo& info) {
   for (size_t i = 0; i < kids.size(); i++) {
     const Child& c = kids[i];
     Napi::Array a = Napi::Array::New(env, 13);
-    a.Set(0u, Napi::String::New(env, c.name));
+    a.Set(0u, NameToJs(env, c.name));
     a.Set(1u, num(c.st.st_mode));
     a.Set(2u, num(c.st.st_uid));
     a.Set(3u, num(c.st.st_gid));
@@ -157,12 +158,12 @@ Napi::Value ScanDir(const Napi::CallbackInfo& info) {
     a.Set(8u, num(static_cast<double>(c.st.st_nlink)));
     a.Set(9u, num(static_cast<double>(c.st.st_ino)));
     a.Set(10u, num(static_cast<double>(c.st.st_dev)));
-    if (c.hasLink) a.Set(11u, Napi::String::New(env, c.link));
+    if (c.hasLink) a.Set(11u, NameToJs(env, c.link));
     if (!c.xattrs.empty()) {
       Napi::Array xa = Napi::Array::New(env, c.xattrs.size());
       for (size_t k = 0; k < c.xattrs.size(); k++) {
         Napi::Array pair = Napi::Array::New(env, 2);
-        pair.Set(0u, Napi::String::New(env, c.xattrs[k].first));
+        pair.Set(0u, NameToJs(env, c.xattrs[k].first));
         pair.Set(1u, Napi::Buffer<char>::Copy(env, c.xattrs[k].second.data(), c.xattrs[k].second.size()));
         xa.Set(static_cast<uint32_t>(k), pair);
       }

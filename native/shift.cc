@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "errors.h"
+#include "names.h"
 
 namespace layers {
 namespace {
@@ -232,7 +233,7 @@ class ShiftWorker : public Napi::AsyncWorker {
 // shiftOwners(root, fromUid, fromGid, toUid, toGid): resolves to the number of ids that had no
 // place in the target mapping (made 65534, as the kernel would show them)
 Napi::Value ShiftOwners(const Napi::CallbackInfo& info) {
-  std::string root = info[0].As<Napi::String>().Utf8Value();
+  std::string root = NameFromJs(info[0]);
   auto* w = new ShiftWorker(info.Env(), root, Shifter(MapArg(info[1]), MapArg(info[2]), MapArg(info[3]), MapArg(info[4])));
   Napi::Promise p = w->Promise();
   w->Queue();

@@ -21,6 +21,7 @@
 #include "copy.h"
 #include "crc64.h"
 #include "errors.h"
+#include "names.h"
 #include "resolve.h"
 
 namespace layers {
@@ -366,7 +367,7 @@ Job ParseJob(const Napi::CallbackInfo& info) {
       if (s.offset + s.length > dataLen) throw Napi::RangeError::New(env, "writeSegments: bytes segment past the end of data");
     } else if (k == "file") {
       s.isFile = true;
-      s.path = o.Get(kPath).As<Napi::String>().Utf8Value();
+      s.path = NameFromJs(o.Get(kPath));
       Napi::Value fd = o.Get(kFd);
       if (fd.IsNumber()) s.fd = fd.As<Napi::Number>().Int32Value();
       s.size = u64(o.Get(kSize));

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { containerMapper } from '../../lib/idmap.ts';
 import { LayersError } from '../../lib/errors.ts';
 import { walkTree } from '../../lib/tar/tree.ts';
+import { decodeName, fsPath } from '../../lib/tar/names.ts';
 import {
   isOverlayOpaque,
   isOverlayWhiteout,
@@ -65,15 +66,20 @@ export function overlayChanges(diffDir: string, base: string | undefined): Chang
       out.push({ path: p, kind: 'Delete' });
       continue;
     }
-    const old = base !== undefined && baseDirs.has(path.posix.dirname(node.rel)) ? fs.lstatSync(path.join(base, node.rel), { throwIfNoEntry: false }) : undefined;
+    const old = base !== undefined && baseDirs.has(path.posix.dirname(node.rel)) ? fs.lstatSync(fsPath(path.join(base, node.rel)), { throwIfNoEntry: false }) : undefined;
     out.push({ path: p, kind: old ? 'Modify' : 'Add' });
     if (!old?.isDirectory() || !node.st.isDirectory()) continue;
     baseDirs.add(node.rel);
     if (!isOverlayOpaque(node)) continue;
-    const own = new Set(fs.readdirSync(path.join(diffDir, node.rel)));
-    for (const name of fs.readdirSync(path.join(base!, node.rel))) if (!own.has(name)) out.push({ path: `${p}/${name}`, kind: 'Delete' });
+    const own = new Set(childNames(path.join(diffDir, node.rel)));
+    for (const name of childNames(path.join(base!, node.rel))) if (!own.has(name)) out.push({ path: `${p}/${name}`, kind: 'Delete' });
   }
   return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
+
+/** a directory's children, names as bytes (lib/tar/names.ts) */
+function childNames(dir: string): string[] {
+  return fs.readdirSync(fsPath(dir), { encoding: 'buffer' }).map((b) => decodeName(b));
 }
 
 /**

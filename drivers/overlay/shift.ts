@@ -9,6 +9,7 @@ import { LayersError } from '../../lib/errors.ts';
 import type { IdMappings } from '../../lib/idmap.ts';
 import { native, type Timespec } from '../../lib/native.ts';
 import { walkTree } from '../../lib/tar/tree.ts';
+import { fsPath } from '../../lib/tar/names.ts';
 import { isOverlayXattr } from '../../lib/tar/whiteout.ts';
 import { chownTree, removeTree } from '../trees.ts';
 import type { MountStack } from './mounts.ts';
@@ -80,7 +81,7 @@ function copyUpHardlinks(merged: string): void {
   for (const node of walkTree(merged, { xattrs: false })) {
     if (!node.st.isFile() || node.st.nlink < 2n) continue;
     const p = path.join(merged, node.rel);
-    const st = fs.lstatSync(p, { bigint: true });
+    const st = fs.lstatSync(fsPath(p), { bigint: true });
     native().lutimes(p, timespec(st.atimeNs), timespec(st.mtimeNs));
   }
 }

@@ -14,6 +14,7 @@ import { FileSource, PipeSource, type BlockSource } from './source.ts';
 import { overlayOpaqueXattr, overlayWhiteoutOp, parseWhiteout } from './whiteout.ts';
 import { nativeToTarError } from './native-errors.ts';
 import { TarError } from './errors.ts';
+import { decodeName, fsPath } from './names.ts';
 import { entryOp, givableOwners } from './ops.ts';
 import type { ReadEntry } from './types.ts';
 import { SectionView } from './sections.ts';
@@ -296,12 +297,12 @@ class Planner {
     const abs = path.join(this.root, dir);
     let real: string;
     try {
-      real = fs.realpathSync(abs);
+      real = decodeName(fs.realpathSync(fsPath(abs), { encoding: 'buffer' }));
     } catch {
       return [];
     }
     const rootReal = fs.realpathSync(this.root);
     if (real !== rootReal && !real.startsWith(rootReal + '/')) throw new TarError('ETARPATH', `${dir}: path escapes the layer through a symlink`, dir);
-    return fs.readdirSync(real);
+    return fs.readdirSync(fsPath(real), { encoding: 'buffer' }).map((b) => decodeName(b));
   }
 }

@@ -3,7 +3,7 @@
 // body piped through it, and it clamps big ids and re-encodes binary PAX values.
 import type { Timespec } from '../native.ts';
 import { TarError } from './errors.ts';
-import { normalizeEntryName } from './names.ts';
+import { decodeName, encodeName, normalizeEntryName } from './names.ts';
 import type { BlockSource } from './source.ts';
 import type { EntryType, ReadEntry, SparseMap, TarEntry } from './types.ts';
 
@@ -44,12 +44,17 @@ const GNU_REALSIZE = 483;
 const SCHILY_XATTR = 'SCHILY.xattr.';
 const LIBARCHIVE_XATTR = 'LIBARCHIVE.xattr.';
 
+/** a PAX value that holds a name: its bytes, whatever they are (names.ts) */
+function decodeValue(v: Buffer | undefined): string | undefined {
+  return v === undefined ? undefined : decodeName(v);
+}
+
 /** NUL-terminated string field */
 function str(b: Buffer, off: number, len: number): string {
   let end = off;
   const max = off + len;
   while (end < max && b[end] !== 0) end++;
-  return end === off ? '' : b.toString('utf8', off, end);
+  return end === off ? '' : decodeName(b, off, end);
 }
 
 /**
@@ -379,7 +384,7 @@ function finishEntry(src: BlockSource, block: Buffer, type: number, headerSize: 
   // most entries have no PAX records at all: then every lookup is skipped
   const recs: Records | undefined = pax !== undefined ? { pax } : undefined;
 
-  const paxPath = paxValue(recs, 'path')?.toString('utf8');
+  const paxPath = decodeValue(paxValue(recs, 'path'));
   if (paxPath !== undefined && ext?.longName !== undefined && paxPath !== ext.longName) {
     // Go's reader takes the GNU long name, GNU tar the PAX path: two trees from one tar
     throw new TarError('ETARFORMAT', `invalid tar header: ${paxPath}: its PAX path and its GNU long name ${JSON.stringify(ext.longName)} differ (header at byte ${at}); readers disagree on which applies`, paxPath, at);
@@ -387,7 +392,7 @@ function finishEntry(src: BlockSource, block: Buffer, type: number, headerSize: 
   let rawName = paxPath ?? ext?.longName ?? headerName(block);
   const what = rawName;
   const sparseName = paxValue(recs, 'GNU.sparse.name');
-  if (sparseName !== undefined) rawName = sparseName.toString('utf8');
+  if (sparseName !== undefined) rawName = decodeName(sparseName);
 
   let etype = entryType(type);
   if (etype === undefined) {
@@ -449,7 +454,7 @@ function finishEntry(src: BlockSource, block: Buffer, type: number, headerSize: 
     throw new TarError('ETARFORMAT', `invalid tar header: ${name}: a ${etype} entry with a body of ${entry.size} bytes (header at byte ${at}); readers disagree on where the next header starts`, name, at);
   }
   if (etype === 'symlink' || etype === 'hardlink') {
-    const paxLink = paxValue(recs, 'linkpath')?.toString('utf8');
+    const paxLink = decodeValue(paxValue(recs, 'linkpath'));
     if (paxLink !== undefined && ext?.longLink !== undefined && paxLink !== ext.longLink)
       throw new TarError('ETARFORMAT', `invalid tar header: ${name}: its PAX linkpath and its GNU long link name differ (header at byte ${at}); readers disagree on which applies`, name, at);
     const link = paxLink ?? ext?.longLink ?? str(block, LINKNAME, 100);
@@ -686,13 +691,14 @@ function writeNumber(b: Buffer, off: number, len: number, v: number): void {
 /** a PAX record "<len> <key>=<value>\n"; len counts its own digits (in bytes) */
 function paxRecord(key: string, value: Buffer | string): Buffer {
   const keyLen = Buffer.byteLength(key);
-  const valueLen = typeof value === 'string' ? Buffer.byteLength(value) : value.length;
+  if (typeof value === 'string') value = encodeName(value); // a name's exact bytes, as Go's archive/tar writes them
+  const valueLen = value.length;
   const rest = 1 + keyLen + 1 + valueLen + 1; // ' ' key '=' value '\n'
   let len = rest + 1;
   while (String(len).length + rest !== len) len = String(len).length + rest;
   const out = Buffer.allocUnsafe(len);
   let o = out.write(`${len} ${key}=`, 0, 'utf8');
-  o += typeof value === 'string' ? out.write(value, o, 'utf8') : value.copy(out, o);
+  o += value.copy(out, o);
   out[o] = 0x0a;
   return out;
 }

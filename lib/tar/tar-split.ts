@@ -18,7 +18,7 @@ import { LayersError, cleanupFailed } from '../errors.ts';
 import { native } from '../native.ts';
 import type { CopyMethod, CopyRequest, TarSegment } from '../native.ts';
 import { padding, readEntry } from './header.ts';
-import { normalizeEntryName } from './names.ts';
+import { decodeName, encodeName, fsPath, hasSurrogates, normalizeEntryName } from './names.ts';
 import { FileSource } from './source.ts';
 import { SegmentBatcher } from './write.ts';
 import { TarError } from './errors.ts';
@@ -35,14 +35,15 @@ export type TarSplitEntry =
   /**
    * a tar member. `size` is the header's size; the body (when size > 0) is the file's content.
    * `name` is the name exactly as the tar stored it ('./etc/', 'usr/bin/x'); when those bytes are
-   * not UTF-8 the record has them in `nameRaw` and `name` is their lossy UTF-8 reading.
+   * not UTF-8 the record has them in `nameRaw` and `name` is their surrogateescape reading
+   * (names.ts decodeName; the line holds only `name_raw` then, as Go's tar-split writes it).
    * `crc` is the CRC-64/ISO of the body, 8 bytes big-endian; null for size 0.
    */
   | { type: 'file'; position: number; name: string; nameRaw?: Buffer; size: number; crc: Buffer | null };
 
 /** The name's bytes, as the tar stored them. */
 export function entryNameBytes(e: { name: string; nameRaw?: Buffer }): Buffer {
-  return e.nameRaw ?? Buffer.from(e.name, 'utf8');
+  return e.nameRaw ?? encodeName(e.name);
 }
 
 // ------------------------------------------------------------------ JSON lines, as Go writes them
@@ -127,7 +128,7 @@ function decodeLine(text: string, file: string, lineNo: number): TarSplitEntry {
   if (v.name !== undefined && typeof v.name !== 'string') throw badRecord(file, lineNo, 'name is not a string');
   if (v.name_raw !== undefined && v.name_raw !== null && typeof v.name_raw !== 'string') throw badRecord(file, lineNo, 'name_raw is not a base64 string');
   const nameRaw = typeof v.name_raw === 'string' && v.name_raw.length > 0 ? Buffer.from(v.name_raw, 'base64') : undefined;
-  const name = nameRaw ? nameRaw.toString('utf8') : ((v.name as string | undefined) ?? '');
+  const name = nameRaw ? decodeName(nameRaw) : ((v.name as string | undefined) ?? '');
   if (size > 0 && (bytes === null || bytes.length !== 8)) throw badRecord(file, lineNo, `${name}: payload is not an 8-byte CRC-64`);
   return { type: 'file', position, name, ...(nameRaw && { nameRaw }), size, crc: bytes };
 }
@@ -263,9 +264,10 @@ export class TarSplitWriter {
   /** a tar member: name as the tar stored it (bytes that are not UTF-8 go to name_raw), the
    *  header's size, and for size > 0 the body's CRC-64 (Crc64.sum()) */
   async addFile(name: string | Buffer, size: number, crc: Buffer | null): Promise<void> {
-    const raw = typeof name === 'string' ? undefined : isUtf8(name) ? undefined : name;
-    const text = typeof name === 'string' ? name : raw ? raw.toString('utf8') : name.toString('utf8');
-    const key = cleanName(raw ? raw.toString('latin1') : text);
+    const bytes = typeof name === 'string' ? (hasSurrogates(name) ? encodeName(name) : undefined) : name;
+    const raw = bytes === undefined || isUtf8(bytes) ? undefined : bytes;
+    const text = typeof name === 'string' ? name : decodeName(name);
+    const key = cleanName(text); // surrogateescape: one string per byte string
     if (this.seen.has(key)) throw new UnrecordableTarError(`${text}: a second entry for this path (tar-split records cannot hold duplicates, as the peer's cannot)`, text);
     this.seen.add(key);
     if (size > 0 && (crc === null || crc.length !== 8)) throw new TypeError(`addFile(${text}): a body needs its 8-byte CRC-64`);
@@ -573,7 +575,7 @@ export interface AssembleResult {
 
 /** The path beneath the layer root a record's name stands for (tar-split joins it to the root). */
 function layerPath(e: { name: string; nameRaw?: Buffer }): string {
-  // a name that is not UTF-8 was extracted under its lossy UTF-8 reading (lib/tar/header.ts)
+  // a name that is not UTF-8 is its bytes' surrogateescape reading, as extraction used it (names.ts)
   let name = e.name;
   // GNU tar's './' prefix would send every name to normalizeEntryName's slow path
   while (name.startsWith('/') || name.startsWith('./')) name = name.slice(name.charCodeAt(0) === 0x2f ? 1 : 2);

@@ -6,6 +6,7 @@ import path from 'node:path';
 import { native, type ScanEntry } from '../native.ts';
 import type { OwnerMapper } from '../idmap.ts';
 import type { EntryType, TarEntry } from './types.ts';
+import { decodeName, encodeName, fsPath, hasSurrogates } from './names.ts';
 
 /** The part of fs.BigIntStats the walk provides (from one native scan per directory). */
 export type NodeStat = Pick<
@@ -106,34 +107,37 @@ export function statNode(root: string, rel: string, withXattrs = true): TreeNode
   const abs = rel === '.' ? root : path.join(root, rel);
   let st: fs.BigIntStats;
   try {
-    st = fs.lstatSync(abs, { bigint: true });
+    st = fs.lstatSync(fsPath(abs), { bigint: true });
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT' || (err as NodeJS.ErrnoException).code === 'ENOTDIR') return undefined;
     throw err;
   }
   const node: TreeNode = { rel, st };
   if (withXattrs) node.xattrs = readXattrs(abs);
-  if (st.isSymbolicLink()) node.link = fs.readlinkSync(abs);
+  if (st.isSymbolicLink()) node.link = decodeName(fs.readlinkSync(fsPath(abs), { encoding: 'buffer' }));
   return node;
+}
+
+/** a name from the addon: bytes that are not UTF-8 come as a Buffer (native/names.h) */
+function nameOf(n: string | Buffer): string {
+  return typeof n === 'string' ? n : decodeName(n);
 }
 
 /** The children of a directory of the tree, sorted by name: one native call for all of them. */
 export function childNodes(root: string, rel: string, withXattrs = true): TreeNode[] {
   return native().scanDir(rel === '.' ? root : path.join(root, rel), withXattrs).map((e) => {
-    const node: TreeNode = { rel: joinRel(rel, e[0]), st: new ScanStat(e) };
-    if (e[11] !== undefined) node.link = e[11];
-    if (e[12] !== undefined) node.xattrs = new Map(e[12]);
+    const node: TreeNode = { rel: joinRel(rel, nameOf(e[0])), st: new ScanStat(e) };
+    if (e[11] !== undefined) node.link = nameOf(e[11]);
+    if (e[12] !== undefined) node.xattrs = new Map(e[12].map(([k, v]) => [nameOf(k), v]));
     return node;
   });
 }
 
-const SURROGATE = /[\uD800-\uDFFF]/;
-
-/** Name order of the walk: UTF-8 byte order, as scanDir sorts. JS's own < compares UTF-16
- *  units, which differs only when a name holds characters beyond U+FFFF. */
+/** Name order of the walk: byte order, as scanDir sorts. JS's own < compares UTF-16 units, which
+ *  differs only when a name holds characters beyond U+FFFF or bytes that are not UTF-8 (names.ts). */
 export function compareNames(a: string, b: string): number {
   if (a === b) return 0;
-  if (SURROGATE.test(a) || SURROGATE.test(b)) return Buffer.compare(Buffer.from(a), Buffer.from(b));
+  if (hasSurrogates(a) || hasSurrogates(b)) return Buffer.compare(encodeName(a), encodeName(b));
   return a < b ? -1 : 1;
 }
 

@@ -13,19 +13,12 @@ import { differences, listing, snapshot } from './compare.ts';
 
 export type Kind = 'equal' | 'both-refused' | 'ours-refused' | 'peer-refused' | 'peer-hung' | 'known' | 'differ' | 'escape' | 'crash';
 
-/** whether a name as compare.ts prints it (\\xNN for bytes that are not printable ASCII) is UTF-8 */
-function isUtf8Name(shown: string): boolean {
-  const bytes = Buffer.from(shown.replace(/\\x([0-9a-f]{2})/g, (_, h: string) => String.fromCharCode(parseInt(h, 16))), 'latin1');
-  return Buffer.from(bytes.toString('utf8'), 'utf8').equals(bytes);
-}
-
 /**
  * Disagreements found by this fuzzer that wait for a fix outside the files it may change (each
  * is described in docs/tar-engine.md, "Differential fuzzing"). A difference line they explain
  * is counted as 'known' and printed with its rule, not hidden; remove a rule when its fix lands.
  */
 export const KNOWN: Array<{ id: string; what: string; explains(line: string, c: Case): boolean }> = [
-  { id: 'K1', what: 'names that are not UTF-8 are decoded lossily (issue 14 item 1)', explains: (l) => /\\xef\\xbf\\xbd/.test(l) || !isUtf8Name(l.slice(0, l.indexOf(': '))) },
   {
     id: 'K2',
     what: "the tar's root entry '.' sets the layer root's mode, owner and xattrs in the peer (and a setgid root passes its bit to new directories); ours ignores it",

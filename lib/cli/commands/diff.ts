@@ -109,8 +109,9 @@ async function diffSection(g: Globals, p: Parsed): Promise<number> {
   return 0;
 }
 
-/** Go's %q for the paths changes prints */
-const quote = (s: string) => JSON.stringify(s);
+/** Go's %q for the paths changes prints: a byte that is not UTF-8 (an escaped byte, lib/tar/names.ts)
+ *  as \xNN, as Go shows it */
+const quote = (s: string) => JSON.stringify(s).replace(/\\(\\|udc[89a-f][0-9a-f])/g, (m, g: string) => (g === '\\' ? m : `\\x${g.slice(3)}`));
 /** the peer's JSON numbers for a change's kind (archive.ChangeType) */
 const KIND_NUMBERS = { Modify: 0, Add: 1, Delete: 2 } as const;
 
