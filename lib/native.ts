@@ -87,7 +87,19 @@ export type ApplyOp =
       xattrs?: Array<[string, Buffer]>;
     }
   /** link path to target (both relative to root); the target is resolved beneath the root and never followed */
-  | { op: 'hardlink'; path: string; target: string }
+  | {
+      op: 'hardlink';
+      path: string;
+      target: string;
+      /** with uid: the entry's owner, xattrs and (unless the inode is a symlink) mode and times are
+       *  set on the linked inode, as the peer does (docs/tar-engine.md, K4) */
+      uid?: number;
+      gid?: number;
+      mode?: number;
+      mtime?: Timespec;
+      atime?: Timespec;
+      xattrs?: Array<[string, Buffer]>;
+    }
   | {
       op: 'mknod';
       path: string;

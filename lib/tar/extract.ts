@@ -14,7 +14,7 @@ import { FileSource, PipeSource, type BlockSource } from './source.ts';
 import { overlayOpaqueXattr, overlayWhiteoutOp, parseWhiteout } from './whiteout.ts';
 import { nativeToTarError } from './native-errors.ts';
 import { TarError } from './errors.ts';
-import { entryOp, givableOwners } from './ops.ts';
+import { entryOp, givableOwners, peerTimes, peerXattr } from './ops.ts';
 import type { ReadEntry } from './types.ts';
 
 export interface ExtractOptions {
@@ -73,6 +73,12 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
   try {
     for (let e = readEntry(src); e; e = readEntry(src)) {
       plan.add(e);
+      if (plan.rootEntry) {
+        // the tar's '.': set on the root where it comes, so what follows inherits as in the peer
+        await run(plan.take());
+        await pending;
+        plan.applyRootEntry(rootFd);
+      }
       if (!fromFile && e.type === 'file') {
         // the body is next in the pipe: copy it now, before the next header is read
         wrote = true;
@@ -86,6 +92,7 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
     }
     await run(plan.finish());
     await pending;
+    if (plan.rootTimes) native().lutimes(root, plan.rootTimes.atime, plan.rootTimes.mtime);
     if (plan.rootOpaque) native().lsetxattr(root, ...overlayOpaqueXattr());
     let tarSize: number;
     let bodyCrcs: Buffer | undefined;
@@ -153,6 +160,11 @@ class Planner {
   private readonly created = new Map<string, Set<string>>();
   /** overlay: the tar marked the layer root opaque ('.wh..wh..opq' at the top) */
   rootOpaque = false;
+  /** the tar's own '.' directory entry, waiting to be set on the layer root (K2) */
+  rootEntry: { mode: number; uid: number; gid: number; xattrs?: Array<[string, Buffer]> } | undefined;
+  /** its times, set once everything is in (as for every directory) */
+  rootTimes: ReturnType<typeof peerTimes> | undefined;
+  private readonly keepXattr;
 
   constructor(
     private readonly inFd: number,
@@ -162,6 +174,7 @@ class Planner {
   ) {
     this.mapOwner = hostMapper(opts.idMappings);
     if (opts.ignoreChownErrors) this.givable = givableOwners();
+    this.keepXattr = peerXattr(opts.whiteouts === 'overlay');
   }
 
   take(): ApplyOp[] {
@@ -178,7 +191,16 @@ class Planner {
 
   add(e: ReadEntry): void {
     this.entries++;
-    if (e.name === '.') return; // the layer root is the driver's, as the peer does
+    if (e.name === '.') {
+      // the peer merges a '.' directory into the layer root: owner, mode, xattrs, times (K2); any
+      // other type there it cannot apply (it fails removing the root), so it is ignored
+      if (e.type !== 'dir') return;
+      const [uid, gid] = this.owner(e);
+      const op = entryOp(e, uid, gid, undefined, this.keepXattr);
+      this.rootEntry = { mode: e.mode, uid, gid, xattrs: op.op === 'dir' ? op.xattrs : undefined };
+      this.rootTimes = peerTimes(e);
+      return;
+    }
     const dir = path.posix.dirname(e.name);
     const base = path.posix.basename(e.name);
     if (this.opts.whiteouts !== 'keep') {
@@ -192,10 +214,23 @@ class Planner {
     }
     const [uid, gid] = this.owner(e);
     this.note(dir, base);
-    const op = entryOp(e, uid, gid, e.type === 'file' ? { srcFd: this.inFd, srcOffset: this.pipeHash ? -1 : e.dataOffset, hash: this.pipeHash } : undefined);
+    const times = peerTimes(e);
+    const timed = times.mtime === e.mtime && times.atime === e.atime ? e : { ...e, ...times };
+    const op = entryOp(timed, uid, gid, e.type === 'file' ? { srcFd: this.inFd, srcOffset: this.pipeHash ? -1 : e.dataOffset, hash: this.pipeHash } : undefined, this.keepXattr);
+    // the peer sets a hardlink entry's owner, mode, xattrs and times on the linked inode (K4)
+    if (op.op === 'hardlink') Object.assign(op, { uid, gid, mode: e.mode, ...times, ...(e.xattrs ? { xattrs: [...e.xattrs].filter(([k]) => this.keepXattr(k)) } : {}) });
     this.ops.push(op);
     if (op.op === 'file') this.size += e.sparse ? e.sparse.realSize : e.size;
-    if (op.op === 'dir') this.dirs.set(e.name, { op, mtime: e.mtime, atime: e.atime });
+    if (op.op === 'dir') this.dirs.set(e.name, { op, ...times });
+  }
+
+  /** K2: the tar's '.' on the layer root, chown before chmod (chown clears setuid and setgid) */
+  applyRootEntry(rootFd: number): void {
+    const r = this.rootEntry!;
+    this.rootEntry = undefined;
+    fs.fchownSync(rootFd, r.uid, r.gid);
+    fs.fchmodSync(rootFd, r.mode & 0o7777);
+    for (const [k, v] of r.xattrs ?? []) native().lsetxattr(this.root, k, v);
   }
 
   private capacityBytes: number | undefined;

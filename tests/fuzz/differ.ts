@@ -26,23 +26,7 @@ function isUtf8Name(shown: string): boolean {
  */
 export const KNOWN: Array<{ id: string; what: string; explains(line: string, c: Case): boolean }> = [
   { id: 'K1', what: 'names that are not UTF-8 are decoded lossily (issue 14 item 1)', explains: (l) => /\\xef\\xbf\\xbd/.test(l) || !isUtf8Name(l.slice(0, l.indexOf(': '))) },
-  {
-    id: 'K2',
-    what: "the tar's root entry '.' sets the layer root's mode, owner and xattrs in the peer (and a setgid root passes its bit to new directories); ours ignores it",
-    explains: (l, c) => l.startsWith('.: ') || (c.features.has('root') && /: mode ours "\d+" peer "2\d{3}"$/.test(l)),
-  },
   { id: 'K3', what: 'the peer makes the missing parent directories of a whiteout (0755); ours does not', explains: (l, c) => c.features.has('whiteout') && / only the peer has it \(dir\)$/.test(l) },
-  { id: 'K4', what: "the peer applies a hardlink entry's owner, mode, xattrs and mtime to the linked inode; ours keeps the target's", explains: (l, c) => c.features.has('hardlink') && /: (uid|gid|mode|mtime|xattrs) ours /.test(l) },
-  {
-    id: 'K6',
-    what: 'xattrs security.selinux (the peer drops it) and trusted.overlay.* (the peer keeps it on vfs, ours drops it)',
-    explains: (l) => {
-      const m = /: xattrs ours (\{.*\}) peer (\{.*\})$/.exec(l);
-      if (!m) return false;
-      const strip = (j: string) => JSON.stringify(Object.entries(JSON.parse(j) as Record<string, string>).filter(([k]) => k !== 'security.selinux' && !k.startsWith('trusted.overlay.')));
-      return strip(m[1]) === strip(m[2]);
-    },
-  },
   {
     id: 'K7',
     what: 'an opaque whiteout in the peer also removes directories the same tar made only as parents of its entries, with what they hold',
@@ -53,7 +37,6 @@ export const KNOWN: Array<{ id: string; what: string; explains(line: string, c: 
     what: "the peer makes the parent directories of a PAX global header's name (GNU tar's /tmp/GlobalHead.%p.%n gives a 'tmp' directory)",
     explains: (l, c) => c.notes.some((n) => n.includes('global') || n.includes('"g"')) && / only the peer has it \(dir\)$/.test(l),
   },
-  { id: 'K5', what: 'the peer sets a time before 1970 (or after 2262) on anything but a symlink as 0', explains: (l) => /: mtime ours "-\d+" peer "0"$/.test(l) },
 ];
 
 
