@@ -86,6 +86,9 @@ export type ApplyOp =
       atime?: Timespec;
       xattrs?: Array<[string, Buffer]>;
     }
+  /** only the missing parent directories of path are made (0755, as any op makes them): the peer
+   *  makes those of every name in a tar, a whiteout's or a global header's too (docs/tar-engine.md, K3, K8) */
+  | { op: 'parents'; path: string }
   /** link path to target (both relative to root); the target is resolved beneath the root and never followed */
   | {
       op: 'hardlink';

@@ -21,7 +21,7 @@
 namespace layers {
 namespace {
 
-enum class Kind { File, Dir, Symlink, Hardlink, Mknod, Remove, Clear, Times };
+enum class Kind { File, Dir, Symlink, Hardlink, Mknod, Remove, Clear, Times, Parents };
 
 struct Op {
   Kind kind;
@@ -62,6 +62,7 @@ Op Parse(Napi::Object o, std::vector<Napi::ObjectReference>& keep) {
   else if (k == "remove") op.kind = Kind::Remove;
   else if (k == "clear") op.kind = Kind::Clear;
   else if (k == "times") op.kind = Kind::Times;
+  else if (k == "parents") op.kind = Kind::Parents;
   else throw Napi::TypeError::New(o.Env(), "applyBatch: unknown op '" + k + "'");
   op.path = o.Get("path").As<Napi::String>().Utf8Value();
   if (op.path.empty() || op.path[0] == '/') throw Napi::TypeError::New(o.Env(), "applyBatch: path must be relative: '" + op.path + "'");
@@ -196,6 +197,8 @@ class Runner {
       }
       case Kind::Times:
         return Times(dir, base, op);
+      case Kind::Parents:
+        return;  // MakeParent above made what was missing
     }
   }
 

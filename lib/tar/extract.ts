@@ -71,7 +71,8 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
     pending.catch(() => undefined);
   };
   try {
-    for (let e = readEntry(src); e; e = readEntry(src)) {
+    const onGlobal = (name: string) => plan.globalHeader(name);
+    for (let e = readEntry(src, onGlobal); e; e = readEntry(src, onGlobal)) {
       plan.add(e);
       if (plan.rootEntry) {
         // the tar's '.': set on the root where it comes, so what follows inherits as in the peer
@@ -224,6 +225,14 @@ class Planner {
     if (op.op === 'dir') this.dirs.set(e.name, { op, ...times });
   }
 
+  /** K8: the peer makes the parent directories of a PAX global header's name, as of any entry's
+   *  (GNU tar names it /tmp/GlobalHead.%p.%n), then ignores it; the name is taken as the peer's
+   *  chroot sees it ('/' and '..' at the top stay at the layer root) */
+  globalHeader(name: string): void {
+    const rel = path.posix.normalize(`/${name}`).replace(/^\/+/, '');
+    if (rel.includes('/')) this.ops.push({ op: 'parents', path: rel });
+  }
+
   /** K2: the tar's '.' on the layer root, chown before chmod (chown clears setuid and setgid) */
   applyRootEntry(rootFd: number): void {
     const r = this.rootEntry!;
@@ -262,7 +271,8 @@ class Planner {
     const overlay = this.opts.whiteouts === 'overlay';
     if (wh.kind === 'whiteout') {
       const target = dir === '.' ? wh.target : `${dir}/${wh.target}`;
-      if (!overlay) return void this.ops.push({ op: 'remove', path: target });
+      // the peer makes the missing parents of every name, a whiteout's too (K3)
+      if (!overlay) return void this.ops.push({ op: 'parents', path: target }, { op: 'remove', path: target });
       const [uid, gid] = this.owner(e);
       this.note(dir, wh.target);
       this.ops.push(overlayWhiteoutOp(target, uid, gid, e));
@@ -285,6 +295,7 @@ class Planner {
       }
       return;
     }
+    this.ops.push({ op: 'parents', path: e.name }); // K3: the directory itself, if missing
     const keep = this.created.get(dir);
     if (!keep || keep.size === 0) return void this.ops.push({ op: 'clear', path: dir });
     // rare: the marker comes after entries of this tar in the same directory; remove only the others

@@ -9,6 +9,7 @@ import { END_OF_ARCHIVE, encodeHeader, padding } from '../../lib/tar/header.ts';
 import type { TarEntry } from '../../lib/tar/types.ts';
 import { tempStore } from '../fixtures/store.ts';
 import { differences, snapshot } from '../fuzz/compare.ts';
+import { paxBlocks } from './gnutar.ts';
 
 function entry(name: string, type: TarEntry['type'], extra: Partial<TarEntry> = {}, body = ''): Buffer {
   const b = Buffer.from(body);
@@ -37,6 +38,14 @@ test("K2: the tar's '.' sets the layer root's mode, owner and xattrs, and a setg
       entry('sub/f', 'file', {}, 'hello'),
     ]),
   );
+});
+
+test('K3: a whiteout or an opaque marker makes its missing parent directories (0755)', async (t) => {
+  await sameTree(t, Buffer.concat([entry('gone/deep/.wh.x', 'file'), entry('top/.wh..wh..opq', 'file'), entry('f', 'file', {}, 'x')]));
+});
+
+test("K8: a PAX global header's name makes its parent directories (GNU tar's /tmp/GlobalHead.%p.%n)", async (t) => {
+  await sameTree(t, Buffer.concat([paxBlocks([['comment', 'x']], 'g', '/tmp/GlobalHead.1.1'), entry('f', 'file', {}, 'x')]));
 });
 
 test("K4: a hardlink entry's owner, mode, xattrs and mtime are set on the linked inode", async (t) => {
