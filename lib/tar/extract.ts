@@ -80,6 +80,11 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
         await pending;
         plan.applyRootEntry(rootFd);
       }
+      if (plan.pendingOpaque !== undefined) {
+        await run(plan.take());
+        await pending;
+        plan.opaqueAfter();
+      }
       if (!fromFile && e.type === 'file') {
         // the body is next in the pipe: copy it now, before the next header is read
         wrote = true;
@@ -157,8 +162,11 @@ class Planner {
   private readonly givable?: (uid: number, gid: number) => [number, number];
   /** directory ops of this tar, to set their times at the end and re-mark them opaque */
   private readonly dirs = new Map<string, { op: ApplyOp & { op: 'dir' }; mtime: ReadEntry['mtime']; atime?: ReadEntry['atime'] }>();
-  /** names this tar created in each directory, so an opaque marker after them keeps them */
-  private readonly created = new Map<string, Set<string>>();
+  /** the names of the entries this tar made (the peer's unpackedPaths): an opaque marker keeps these */
+  private readonly unpacked = new Set<string>();
+  /** an opaque marker (full-tree drivers) after entries of this tar in its directory: what to keep
+   *  is decided on the tree as it is then, so the ops before it run first (K7) */
+  pendingOpaque: string | undefined;
   /** overlay: the tar marked the layer root opaque ('.wh..wh..opq' at the top) */
   rootOpaque = false;
   /** the tar's own '.' directory entry, waiting to be set on the layer root (K2) */
@@ -261,9 +269,7 @@ class Planner {
   }
 
   private note(dir: string, base: string): void {
-    let names = this.created.get(dir);
-    if (!names) this.created.set(dir, (names = new Set()));
-    names.add(base);
+    this.unpacked.add(dir === '.' ? base : `${dir}/${base}`);
   }
 
   private whiteout(e: ReadEntry, dir: string, wh: NonNullable<ReturnType<typeof parseWhiteout>>): void {
@@ -296,10 +302,28 @@ class Planner {
       return;
     }
     this.ops.push({ op: 'parents', path: e.name }); // K3: the directory itself, if missing
-    const keep = this.created.get(dir);
-    if (!keep || keep.size === 0) return void this.ops.push({ op: 'clear', path: dir });
-    // rare: the marker comes after entries of this tar in the same directory; remove only the others
-    for (const name of this.existingChildren(dir)) if (!keep.has(name)) this.ops.push({ op: 'remove', path: dir === '.' ? name : `${dir}/${name}` });
+    const under = dir === '.' ? '' : `${dir}/`;
+    if (![...this.unpacked].some((n) => n.startsWith(under))) return void this.ops.push({ op: 'clear', path: dir });
+    this.pendingOpaque = dir; // rare: entries of this tar are in it; see opaqueAfter
+  }
+
+  /**
+   * K7, the peer's rule for an opaque marker after entries of the same tar in its directory: every
+   * name beneath it that is not an entry of the tar goes, with all it holds; directories the tar
+   * made only as parents of its entries too (the peer walks the tree and removes what is not in
+   * its unpackedPaths). Run once the ops before the marker are applied.
+   */
+  opaqueAfter(): void {
+    const dir = this.pendingOpaque!;
+    this.pendingOpaque = undefined;
+    const walk = (d: string) => {
+      for (const name of this.existingChildren(d).sort()) {
+        const rel = d === '.' ? name : `${d}/${name}`;
+        if (!this.unpacked.has(rel)) this.ops.push({ op: 'remove', path: rel });
+        else if (fs.lstatSync(path.join(this.root, rel)).isDirectory()) walk(rel);
+      }
+    };
+    walk(dir);
   }
 
   private existingChildren(dir: string): string[] {

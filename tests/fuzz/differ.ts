@@ -26,11 +26,6 @@ function isUtf8Name(shown: string): boolean {
  */
 export const KNOWN: Array<{ id: string; what: string; explains(line: string, c: Case): boolean }> = [
   { id: 'K1', what: 'names that are not UTF-8 are decoded lossily (issue 14 item 1)', explains: (l) => /\\xef\\xbf\\xbd/.test(l) || !isUtf8Name(l.slice(0, l.indexOf(': '))) },
-  {
-    id: 'K7',
-    what: 'an opaque whiteout in the peer also removes directories the same tar made only as parents of its entries, with what they hold',
-    explains: (l, c) => c.features.has('whiteout') && (/ only ours has it \(\w+\)$/.test(l) || /: group ours /.test(l)),
-  },
 ];
 
 

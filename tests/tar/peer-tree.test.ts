@@ -44,6 +44,13 @@ test('K3: a whiteout or an opaque marker makes its missing parent directories (0
   await sameTree(t, Buffer.concat([entry('gone/deep/.wh.x', 'file'), entry('top/.wh..wh..opq', 'file'), entry('f', 'file', {}, 'x')]));
 });
 
+test('K7: an opaque marker after entries of its directory removes what the tar made only as parents, with its contents', async (t) => {
+  await sameTree(
+    t,
+    Buffer.concat([entry('d/x', 'dir'), entry('d/x/y/f', 'file', {}, 'gone'), entry('d/x/kept', 'file', {}, 'kept'), entry('d/g', 'file', {}, 'g'), entry('d/.wh..wh..opq', 'file')]),
+  );
+});
+
 test("K8: a PAX global header's name makes its parent directories (GNU tar's /tmp/GlobalHead.%p.%n)", async (t) => {
   await sameTree(t, Buffer.concat([paxBlocks([['comment', 'x']], 'g', '/tmp/GlobalHead.1.1'), entry('f', 'file', {}, 'x')]));
 });
