@@ -46,6 +46,8 @@ export interface ExtractResult {
 }
 
 const BATCH_OPS = 4096;
+/** the xattr namespaces Linux has (xattr(7)) */
+const XATTR_NAMESPACE = /^(security|system|trusted|user)\./;
 
 export async function extractTar(inFd: number, root: string, opts: ExtractOptions): Promise<ExtractResult> {
   const st = fs.fstatSync(inFd);
@@ -200,6 +202,10 @@ class Planner {
 
   add(e: ReadEntry): void {
     this.entries++;
+    for (const k of e.xattrs?.keys() ?? []) {
+      // the kernel answers EOPNOTSUPP, which reads "operation not supported on socket"
+      if (!XATTR_NAMESPACE.test(k)) throw new TarError('ETARFORMAT', `${e.name}: xattr '${k}' is in no namespace Linux has (security., system., trusted., user.): it cannot be set`, e.name, e.headerOffset);
+    }
     if (e.name === '.') {
       // the peer merges a '.' directory into the layer root: owner, mode, xattrs, times (K2); any
       // other type there it cannot apply (it fails removing the root), so it is ignored

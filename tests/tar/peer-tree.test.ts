@@ -81,3 +81,14 @@ test('K6: security.selinux is not taken from a tar; trusted.overlay.* is, on vfs
     entry('f', 'file', { xattrs: new Map([['security.selinux', Buffer.from('system_u:object_r:bin_t:s0\0')], ['trusted.overlay.opaque', Buffer.from('y')], ['user.a', Buffer.from('b')]]) }, 'x'),
   );
 });
+
+test('an xattr in a namespace Linux does not have is refused naming the entry and the key (not "ENOTSUP ... on socket")', async (t) => {
+  const s = tempStore(t);
+  const file = path.join(s.dir, 'x.tar');
+  fs.writeFileSync(file, Buffer.concat([entry('d/e', 'file', { xattrs: new Map([['foo.bar', Buffer.from('1')]]) }, 'x'), END_OF_ARCHIVE]));
+  const ours = await s.cli(['import-layer', '-f', file]);
+  t.not(ours.code, 0);
+  t.regex(ours.stderr, /d\/e: xattr 'foo\.bar' is in no namespace Linux has/);
+  t.notRegex(ours.stderr, /socket/);
+  t.deepEqual(fs.readdirSync(path.join(s.root, 'vfs', 'dir')), [], 'no layer left');
+});
