@@ -79,6 +79,11 @@ export function tempFile(dir: string, prefix = 'layer-input'): number {
  * the input in errors; tmpDir is where temp files go (the store's own tmp dir, so they land on
  * the store's filesystem).
  */
+/** For read streams on the caller's fd: a failed pipeline destroys its streams, and a destroyed
+ *  fs.ReadStream closes its fd whatever autoClose says; the caller closes it again later (EBADF,
+ *  or worse, another file that got the number meanwhile). */
+const callerOwnsFd = { open: fs.open, read: fs.read, close: (_fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => cb(null) };
+
 export async function prepareInput(fd: number, what: string, tmpDir: string): Promise<LayerInput> {
   const st = fs.fstatSync(fd);
   let read = 0;
@@ -87,11 +92,11 @@ export async function prepareInput(fd: number, what: string, tmpDir: string): Pr
     const n = fs.readSync(fd, head, 0, MAGIC_LEN, 0);
     const kind = detectCompression(head.subarray(0, n));
     if (kind === 'tar') return { fd, bytesRead: () => read, close: () => undefined };
-    const src = fs.createReadStream('', { fd, start: 0, autoClose: false, highWaterMark: 1 << 20 });
+    const src = fs.createReadStream('', { fd, start: 0, autoClose: false, highWaterMark: 1 << 20, fs: callerOwnsFd });
     return spool(src, kind, what, tmpDir, (n) => (read += n), () => read);
   }
   // a pipe: read until the magic can be told, then spool what was read and the rest
-  const src = fs.createReadStream('', { fd, autoClose: false, highWaterMark: 1 << 20 });
+  const src = fs.createReadStream('', { fd, autoClose: false, highWaterMark: 1 << 20, fs: callerOwnsFd });
   const it = src[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   const headChunks: Buffer[] = [];
   let headLen = 0;
