@@ -89,8 +89,23 @@ export type ApplyOp =
       atime?: Timespec;
       xattrs?: Array<[string, Buffer]>;
     }
+  /** only the missing parent directories of path are made (0755, as any op makes them): the peer
+   *  makes those of every name in a tar, a whiteout's or a global header's too (docs/tar-engine.md, K3, K8) */
+  | { op: 'parents'; path: string }
   /** link path to target (both relative to root); the target is resolved beneath the root and never followed */
-  | { op: 'hardlink'; path: string; target: string }
+  | {
+      op: 'hardlink';
+      path: string;
+      target: string;
+      /** with uid: the entry's owner, xattrs and (unless the inode is a symlink) mode and times are
+       *  set on the linked inode, as the peer does (docs/tar-engine.md, K4) */
+      uid?: number;
+      gid?: number;
+      mode?: number;
+      mtime?: Timespec;
+      atime?: Timespec;
+      xattrs?: Array<[string, Buffer]>;
+    }
   | {
       op: 'mknod';
       path: string;

@@ -21,7 +21,7 @@
 namespace layers {
 namespace {
 
-enum class Kind { File, Dir, Symlink, Hardlink, Mknod, Remove, Clear, Times };
+enum class Kind { File, Dir, Symlink, Hardlink, Mknod, Remove, Clear, Times, Parents };
 
 struct Op {
   Kind kind;
@@ -30,6 +30,7 @@ struct Op {
   uint32_t uid = 0, gid = 0;
   uint32_t major = 0, minor = 0;
   bool hasTimes = false;
+  bool hasOwner = false;
   struct timespec times[2] = {};  // atime, mtime
   std::vector<std::pair<std::string, std::vector<char>>> xattrs;
   int srcFd = -1;
@@ -61,12 +62,13 @@ Op Parse(Napi::Object o, std::vector<Napi::ObjectReference>& keep) {
   else if (k == "remove") op.kind = Kind::Remove;
   else if (k == "clear") op.kind = Kind::Clear;
   else if (k == "times") op.kind = Kind::Times;
+  else if (k == "parents") op.kind = Kind::Parents;
   else throw Napi::TypeError::New(o.Env(), "applyBatch: unknown op '" + k + "'");
   op.path = NameFromJs(o.Get("path"));
   if (op.path.empty() || op.path[0] == '/') throw Napi::TypeError::New(o.Env(), "applyBatch: path must be relative: '" + op.path + "'");
   if (o.Has("target")) op.target = NameFromJs(o.Get("target"));
   if (o.Has("mode")) op.mode = U32(o, "mode");
-  if (o.Has("uid")) op.uid = U32(o, "uid");
+  if (o.Has("uid")) op.uid = U32(o, "uid"), op.hasOwner = true;
   if (o.Has("gid")) op.gid = U32(o, "gid");
   if (o.Has("major")) op.major = U32(o, "major");
   if (o.Has("minor")) op.minor = U32(o, "minor");
@@ -166,7 +168,7 @@ class Runner {
         std::string tbase;
         int tdir = targets_.Parent(op.target, tbase);
         Create(dir, base, op, [&] { return linkat(tdir, tbase.c_str(), dir, base.c_str(), 0); }, "linkat");
-        return;
+        return LinkedInode(dir, base, op);
       }
       case Kind::Mknod: {
         Create(dir, base, op, [&] { return mknodat(dir, base.c_str(), op.mode, makedev(op.major, op.minor)); }, "mknodat");
@@ -195,6 +197,8 @@ class Runner {
       }
       case Kind::Times:
         return Times(dir, base, op);
+      case Kind::Parents:
+        return;  // MakeParent above made what was missing
     }
   }
 
@@ -217,6 +221,19 @@ class Runner {
     RemoveAt(dir, base, op.path);
     removed_ = true;
     if (make() != 0) Fail(errno, syscall, op.path);
+  }
+
+  // A hardlink entry with an owner: the peer sets it, the xattrs and (on anything but a symlink)
+  // the mode and times on the linked inode (docs/tar-engine.md, K4). Chown first: it clears setuid.
+  void LinkedInode(int dir, const std::string& base, const Op& op) {
+    if (!op.hasOwner) return;
+    if (fchownat(dir, base.c_str(), op.uid, op.gid, AT_SYMLINK_NOFOLLOW) != 0) Fail(errno, "fchownat", op.path);
+    SetXattrsAt(dir, base, op);
+    struct stat st;
+    if (fstatat(dir, base.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) Fail(errno, "fstatat", op.path);
+    if (S_ISLNK(st.st_mode)) return;
+    if (fchmodat(dir, base.c_str(), op.mode & 07777, 0) != 0) Fail(errno, "fchmodat", op.path);
+    Times(dir, base, op);
   }
 
   void Times(int dir, const std::string& base, const Op& op) {

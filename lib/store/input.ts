@@ -80,12 +80,17 @@ export type OutputCompression = 'gzip' | 'zstd';
  * as containers/image writes zstd layers). Streams with backpressure: memory stays flat.
  */
 export async function compressFile(from: number, to: number, kind: OutputCompression, what: string): Promise<void> {
-  const src = fs.createReadStream('', { fd: from, start: 0, autoClose: false, highWaterMark: 1 << 20 });
+  const src = fs.createReadStream('', { fd: from, start: 0, autoClose: false, highWaterMark: 1 << 20, fs: callerOwnsFd });
   const sink = fs.createWriteStream('', { fd: to, autoClose: false, highWaterMark: 1 << 20 });
   if (kind === 'gzip') return pipeline(src, zlib.createGzip(), sink);
   const command = commandFilter('zstd', ['-c', '-q', '-3'], what, 'zstd compression failed');
   await Promise.all([pipeline(src, command.stream, sink), command.done]);
 }
+
+/** For read streams on the caller's fd: a failed pipeline destroys its streams, and a destroyed
+ *  fs.ReadStream closes its fd whatever autoClose says; the caller closes it again later (EBADF,
+ *  or worse, another file that got the number meanwhile). */
+export const callerOwnsFd = { open: fs.open, read: fs.read, close: (_fd: number, cb: (err: NodeJS.ErrnoException | null) => void) => cb(null) };
 
 /** Open an unlinked temp file in dir: nothing is left behind if the process dies. */
 export function tempFile(dir: string, prefix = 'layer-input'): number {
@@ -110,7 +115,7 @@ export async function prepareInput(fd: number, what: string, tmpDir: string): Pr
     const kind = detectCompression(head.subarray(0, n));
     if (kind === 'tar') return { fd, bytesRead: () => read, close: () => undefined };
     if (kind === 'zstd') return inflateZstd(fd, 0, Buffer.alloc(0), what, tmpDir);
-    const src = fs.createReadStream('', { fd, start: 0, autoClose: false, highWaterMark: 1 << 20 });
+    const src = fs.createReadStream('', { fd, start: 0, autoClose: false, highWaterMark: 1 << 20, fs: callerOwnsFd });
     return spool(src, kind, what, tmpDir, (n) => (read += n), () => read);
   }
   // a pipe: read until the magic can be told (on the thread pool, so the event loop runs while a
@@ -121,7 +126,7 @@ export async function prepareInput(fd: number, what: string, tmpDir: string): Pr
   async function* all() {
     yield head;
     if (head.length < MAGIC_LEN) return; // the pipe ended
-    yield* fs.createReadStream('', { fd, autoClose: false, highWaterMark: 1 << 20 }) as AsyncIterable<Buffer>;
+    yield* fs.createReadStream('', { fd, autoClose: false, highWaterMark: 1 << 20, fs: callerOwnsFd }) as AsyncIterable<Buffer>;
   }
   return spool(all(), kind, what, tmpDir, (n) => (read += n), () => read);
 }

@@ -12,7 +12,7 @@ import type { Change, MountOptions } from '../../drivers/driver.ts';
 import { cleanupFailed, LayersError, markNothingWritten, wrapError, wroteNothing } from '../errors.ts';
 import { sameMappings, toContainer, type IdMap } from '../idmap.ts';
 import { findLayer, mappingsOf, resolveRef, saveMounts, type StoreContext } from './context.ts';
-import { compressFile, prepareInput, prepareStreamInput, tempFile, type LayerInput, type OutputCompression } from './input.ts';
+import { callerOwnsFd, compressFile, prepareInput, prepareStreamInput, tempFile, type LayerInput, type OutputCompression } from './input.ts';
 import { Compression, isIncomplete, rfc3339, type LayerRecord } from './records.ts';
 import { applyRecording, assembleLayerTar, layerTarSplit, tarSplitPath } from './tar-split-file.ts';
 import type { AppendResult, TarAppender } from '../tar/sections.ts';
@@ -232,7 +232,7 @@ function checkDigest(expected: string | undefined, actual: string, which: string
 /** sha256 of a regular file's bytes from offset 0 (the fd stays open). */
 async function fileDigest(fd: number): Promise<string> {
   const hash = createHash('sha256');
-  await pipeline(fs.createReadStream('', { fd, start: 0, autoClose: false, highWaterMark: 1 << 20 }), hash);
+  await pipeline(fs.createReadStream('', { fd, start: 0, autoClose: false, highWaterMark: 1 << 20, fs: callerOwnsFd }), hash);
   return `sha256:${hash.digest('hex')}`;
 }
 
@@ -246,7 +246,7 @@ async function openDiffInput(input: DiffInput, what: string, tmpDir: string, opt
     const st = fs.fstatSync(fd);
     if (!st.isFile()) {
       // a pipe or socket: read as a stream, like any other, so that progress and abort see its bytes
-      return openDiffInput(fs.createReadStream('', { fd, autoClose: false, highWaterMark: 1 << 20 }), what, tmpDir, opts);
+      return openDiffInput(fs.createReadStream('', { fd, autoClose: false, highWaterMark: 1 << 20, fs: callerOwnsFd }), what, tmpDir, opts);
     }
     try {
       return { prepared: withClose(await prepareInput(fd, what, tmpDir), () => typeof input === 'string' && fs.closeSync(fd)), size: st.size };

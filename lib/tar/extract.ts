@@ -15,7 +15,7 @@ import { overlayOpaqueXattr, overlayWhiteoutOp, parseWhiteout } from './whiteout
 import { nativeToTarError } from './native-errors.ts';
 import { TarError } from './errors.ts';
 import { decodeName, fsPath } from './names.ts';
-import { entryOp, givableOwners } from './ops.ts';
+import { entryOp, givableOwners, peerTimes, peerXattr } from './ops.ts';
 import type { ReadEntry } from './types.ts';
 import { SectionView } from './sections.ts';
 
@@ -60,6 +60,8 @@ export interface ExtractResult {
 
 const BATCH_OPS = 4096;
 const PROGRESS_ENTRIES = 256;
+/** the xattr namespaces Linux has (xattr(7)) */
+const XATTR_NAMESPACE = /^(security|system|trusted|user)\./;
 
 export async function extractTar(inFd: number, root: string, opts: ExtractOptions): Promise<ExtractResult> {
   const st = fs.fstatSync(inFd);
@@ -87,7 +89,9 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
     pending.catch(() => undefined);
   };
   try {
-    for (let e = readEntry(src); e; e = readEntry(src)) {
+    // a PAX global header's name makes parent directories (K8), as in the peer; not within a section
+    const onGlobal = section ? undefined : (name: string) => plan.globalHeader(name);
+    for (let e = readEntry(src, onGlobal); e; e = readEntry(src, onGlobal)) {
       opts.signal?.throwIfAborted();
       const taken = section ? section.take(e) : e;
       if (!taken) {
@@ -96,6 +100,17 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
       }
       plan.add(taken);
       if (opts.onProgress && plan.entries % PROGRESS_ENTRIES === 0) opts.onProgress(src.position, plan.entries);
+      if (plan.rootEntry) {
+        // the tar's '.': set on the root where it comes, so what follows inherits as in the peer
+        await run(plan.take());
+        await pending;
+        plan.applyRootEntry(rootFd);
+      }
+      if (plan.pendingOpaque !== undefined) {
+        await run(plan.take());
+        await pending;
+        plan.opaqueAfter();
+      }
       if (sectionHash && fromFile && e.type === 'file') {
         // the body is hashed as it is copied, after its header: one op at a time, in order
         wrote = true;
@@ -118,6 +133,7 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
     }
     await run(plan.finish());
     await pending;
+    if (plan.rootTimes) native().lutimes(root, plan.rootTimes.atime, plan.rootTimes.mtime);
     if (plan.rootOpaque) native().lsetxattr(root, ...overlayOpaqueXattr());
     opts.onProgress?.(src.position, plan.entries);
     let tarSize: number;
@@ -184,10 +200,18 @@ class Planner {
   private readonly givable?: (uid: number, gid: number) => [number, number];
   /** directory ops of this tar, to set their times at the end and re-mark them opaque */
   private readonly dirs = new Map<string, { op: ApplyOp & { op: 'dir' }; mtime: ReadEntry['mtime']; atime?: ReadEntry['atime'] }>();
-  /** names this tar created in each directory, so an opaque marker after them keeps them */
-  private readonly created = new Map<string, Set<string>>();
+  /** the names of the entries this tar made (the peer's unpackedPaths): an opaque marker keeps these */
+  private readonly unpacked = new Set<string>();
+  /** an opaque marker (full-tree drivers) after entries of this tar in its directory: what to keep
+   *  is decided on the tree as it is then, so the ops before it run first (K7) */
+  pendingOpaque: string | undefined;
   /** overlay: the tar marked the layer root opaque ('.wh..wh..opq' at the top) */
   rootOpaque = false;
+  /** the tar's own '.' directory entry, waiting to be set on the layer root (K2) */
+  rootEntry: { mode: number; uid: number; gid: number; xattrs?: Array<[string, Buffer]> } | undefined;
+  /** its times, set once everything is in (as for every directory) */
+  rootTimes: ReturnType<typeof peerTimes> | undefined;
+  private readonly keepXattr;
 
   constructor(
     private readonly inFd: number,
@@ -199,6 +223,7 @@ class Planner {
   ) {
     this.mapOwner = hostMapper(opts.idMappings);
     if (opts.ignoreChownErrors) this.givable = givableOwners();
+    this.keepXattr = peerXattr(opts.whiteouts === 'overlay');
   }
 
   take(): ApplyOp[] {
@@ -215,7 +240,20 @@ class Planner {
 
   add(e: ReadEntry): void {
     this.entries++;
-    if (e.name === '.') return; // the layer root is the driver's, as the peer does
+    for (const k of e.xattrs?.keys() ?? []) {
+      // the kernel answers EOPNOTSUPP, which reads "operation not supported on socket"
+      if (!XATTR_NAMESPACE.test(k)) throw new TarError('ETARFORMAT', `${e.name}: xattr '${k}' is in no namespace Linux has (security., system., trusted., user.): it cannot be set`, e.name, e.headerOffset);
+    }
+    if (e.name === '.') {
+      // the peer merges a '.' directory into the layer root: owner, mode, xattrs, times (K2); any
+      // other type there it cannot apply (it fails removing the root), so it is ignored
+      if (e.type !== 'dir') return;
+      const [uid, gid] = this.owner(e);
+      const op = entryOp(e, uid, gid, undefined, this.keepXattr);
+      this.rootEntry = { mode: e.mode, uid, gid, xattrs: op.op === 'dir' ? op.xattrs : undefined };
+      this.rootTimes = peerTimes(e);
+      return;
+    }
     const dir = path.posix.dirname(e.name);
     const base = path.posix.basename(e.name);
     if (this.opts.whiteouts !== 'keep') {
@@ -229,10 +267,31 @@ class Planner {
     }
     const [uid, gid] = this.owner(e);
     this.note(dir, base);
-    const op = entryOp(e, uid, gid, e.type === 'file' ? { srcFd: this.inFd, srcOffset: this.fromPipe ? -1 : e.dataOffset, hash: this.pipeHash } : undefined);
+    const times = peerTimes(e);
+    const timed = times.mtime === e.mtime && times.atime === e.atime ? e : { ...e, ...times };
+    const op = entryOp(timed, uid, gid, e.type === 'file' ? { srcFd: this.inFd, srcOffset: this.fromPipe ? -1 : e.dataOffset, hash: this.pipeHash } : undefined, this.keepXattr);
+    // the peer sets a hardlink entry's owner, mode, xattrs and times on the linked inode (K4)
+    if (op.op === 'hardlink') Object.assign(op, { uid, gid, mode: e.mode, ...times, ...(e.xattrs ? { xattrs: [...e.xattrs].filter(([k]) => this.keepXattr(k)) } : {}) });
     this.ops.push(op);
     if (op.op === 'file') this.size += e.sparse ? e.sparse.realSize : e.size;
-    if (op.op === 'dir') this.dirs.set(e.name, { op, mtime: e.mtime, atime: e.atime });
+    if (op.op === 'dir') this.dirs.set(e.name, { op, ...times });
+  }
+
+  /** K8: the peer makes the parent directories of a PAX global header's name, as of any entry's
+   *  (GNU tar names it /tmp/GlobalHead.%p.%n), then ignores it; the name is taken as the peer's
+   *  chroot sees it ('/' and '..' at the top stay at the layer root) */
+  globalHeader(name: string): void {
+    const rel = path.posix.normalize(`/${name}`).replace(/^\/+/, '');
+    if (rel.includes('/')) this.ops.push({ op: 'parents', path: rel });
+  }
+
+  /** K2: the tar's '.' on the layer root, chown before chmod (chown clears setuid and setgid) */
+  applyRootEntry(rootFd: number): void {
+    const r = this.rootEntry!;
+    this.rootEntry = undefined;
+    fs.fchownSync(rootFd, r.uid, r.gid);
+    fs.fchmodSync(rootFd, r.mode & 0o7777);
+    for (const [k, v] of r.xattrs ?? []) native().lsetxattr(this.root, k, v);
   }
 
   private capacityBytes: number | undefined;
@@ -254,9 +313,7 @@ class Planner {
   }
 
   private note(dir: string, base: string): void {
-    let names = this.created.get(dir);
-    if (!names) this.created.set(dir, (names = new Set()));
-    names.add(base);
+    this.unpacked.add(dir === '.' ? base : `${dir}/${base}`);
   }
 
   private whiteout(e: ReadEntry, dir: string, wh: NonNullable<ReturnType<typeof parseWhiteout>>): void {
@@ -264,7 +321,8 @@ class Planner {
     const overlay = this.opts.whiteouts === 'overlay';
     if (wh.kind === 'whiteout') {
       const target = dir === '.' ? wh.target : `${dir}/${wh.target}`;
-      if (!overlay) return void this.ops.push({ op: 'remove', path: target });
+      // the peer makes the missing parents of every name, a whiteout's too (K3)
+      if (!overlay) return void this.ops.push({ op: 'parents', path: target }, { op: 'remove', path: target });
       const [uid, gid] = this.owner(e);
       this.note(dir, wh.target);
       this.ops.push(overlayWhiteoutOp(target, uid, gid, e));
@@ -287,10 +345,29 @@ class Planner {
       }
       return;
     }
-    const keep = this.created.get(dir);
-    if (!keep || keep.size === 0) return void this.ops.push({ op: 'clear', path: dir });
-    // rare: the marker comes after entries of this tar in the same directory; remove only the others
-    for (const name of this.existingChildren(dir)) if (!keep.has(name)) this.ops.push({ op: 'remove', path: dir === '.' ? name : `${dir}/${name}` });
+    this.ops.push({ op: 'parents', path: e.name }); // K3: the directory itself, if missing
+    const under = dir === '.' ? '' : `${dir}/`;
+    if (![...this.unpacked].some((n) => n.startsWith(under))) return void this.ops.push({ op: 'clear', path: dir });
+    this.pendingOpaque = dir; // rare: entries of this tar are in it; see opaqueAfter
+  }
+
+  /**
+   * K7, the peer's rule for an opaque marker after entries of the same tar in its directory: every
+   * name beneath it that is not an entry of the tar goes, with all it holds; directories the tar
+   * made only as parents of its entries too (the peer walks the tree and removes what is not in
+   * its unpackedPaths). Run once the ops before the marker are applied.
+   */
+  opaqueAfter(): void {
+    const dir = this.pendingOpaque!;
+    this.pendingOpaque = undefined;
+    const walk = (d: string) => {
+      for (const name of this.existingChildren(d).sort()) {
+        const rel = d === '.' ? name : `${d}/${name}`;
+        if (!this.unpacked.has(rel)) this.ops.push({ op: 'remove', path: rel });
+        else if (fs.lstatSync(path.join(this.root, rel)).isDirectory()) walk(rel);
+      }
+    };
+    walk(dir);
   }
 
   private existingChildren(dir: string): string[] {

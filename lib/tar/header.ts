@@ -245,8 +245,10 @@ const FOLDED = new Set(['path', 'linkpath', 'size', 'uid', 'gid', 'uname', 'gnam
  * The next entry of the tar, with PAX ('x' and global 'g'), GNU long names and sparse maps
  * folded in; null at the end of the archive. The source stands at the entry's body afterwards
  * (`dataOffset`): the caller skips or consumes `size` bytes and then `padding(size)`.
+ * `onGlobal` is told the name of each member that is no entry, a PAX global header or a volume
+ * label (the peer makes its parent directories).
  */
-export function readEntry(src: BlockSource): ReadEntry | null {
+export function readEntry(src: BlockSource, onGlobal?: (name: string) => void): ReadEntry | null {
   let headerOffset = src.position;
   let ext: Extensions | undefined;
   for (;;) {
@@ -301,6 +303,7 @@ export function readEntry(src: BlockSource): ReadEntry | null {
         if (type === 0x78) parsePax(data, ext, false, what, at);
         else if (type === 0x67) {
           parsePax(data, ext, true, what, at);
+          onGlobal?.(what);
           // a global header is an archive member of its own, not part of the next entry
           ext = undefined;
           headerOffset = src.position;
@@ -309,6 +312,7 @@ export function readEntry(src: BlockSource): ReadEntry | null {
         continue;
       }
       case 0x56: // 'V': a volume label, nothing to extract
+        onGlobal?.(headerName(block));
         src.skip(headerSize + padding(headerSize), headerName(block));
         ext = undefined;
         headerOffset = src.position;

@@ -1,7 +1,7 @@
 // One tar entry -> one native apply op. Shared by extraction (bodies read from the tar) and the
 // tree copy (bodies read from the source files), so both make files, links and devices alike.
 import fs from 'node:fs';
-import type { ApplyOp, Sha256 } from '../native.ts';
+import type { ApplyOp, Sha256, Timespec } from '../native.ts';
 import { toHost, type IdMap } from '../idmap.ts';
 import type { TarEntry } from './types.ts';
 import { isOverlayXattr } from './whiteout.ts';
@@ -13,9 +13,10 @@ export interface BodySource {
   hash?: Sha256;
 }
 
-/** trusted.overlay.* attributes (overlayfs's own machinery) are never taken from a tar or a copied tree. */
-export function entryOp(e: TarEntry, uid: number, gid: number, body?: BodySource): ApplyOp {
-  const xattrs = e.xattrs ? [...e.xattrs].filter(([k]) => !isOverlayXattr(k)) : undefined;
+/** By default trusted.overlay.* attributes (overlayfs's own machinery) are not taken from a copied
+ *  tree; extraction passes the peer's rule instead (peerXattr). */
+export function entryOp(e: TarEntry, uid: number, gid: number, body?: BodySource, keepXattr: (name: string) => boolean = (k) => !isOverlayXattr(k)): ApplyOp {
+  const xattrs = e.xattrs ? [...e.xattrs].filter(([k]) => keepXattr(k)) : undefined;
   const times = { mtime: e.mtime, atime: e.atime };
   switch (e.type) {
     case 'file':
@@ -34,6 +35,37 @@ export function entryOp(e: TarEntry, uid: number, gid: number, body?: BodySource
       return { op: 'mknod', path: e.name, mode: type | e.mode, major: e.devmajor ?? 0, minor: e.devminor ?? 0, uid, gid, ...times, xattrs };
     }
   }
+}
+
+/** Largest time Go's time.UnixNano holds (2^63-1 ns, in 2262): the peer's system.Chtimes bound. */
+const MAX_NS = 2n ** 63n - 1n;
+
+function outsideGoChtimes(t: Timespec): boolean {
+  return t.sec < 0 || (t.sec >= 9223372036 && BigInt(t.sec) * 1_000_000_000n + BigInt(t.nsec) > MAX_NS);
+}
+
+const EPOCH: Timespec = { sec: 0, nsec: 0 };
+
+/**
+ * The times the peer gives an entry (docs/tar-engine.md, "One tree", K5): the access time is never
+ * before the modification time (a tar without one gets the modification time), and on anything
+ * but a symlink a time before 1970 or past 2262 is set as 0, as Go's system.Chtimes does.
+ */
+export function peerTimes(e: TarEntry): { mtime: Timespec; atime: Timespec } {
+  const later = (a: Timespec, b: Timespec) => a.sec > b.sec || (a.sec === b.sec && a.nsec >= b.nsec);
+  const atime = e.atime && later(e.atime, e.mtime) ? e.atime : e.mtime;
+  if (e.type === 'symlink') return { mtime: e.mtime, atime };
+  return { mtime: outsideGoChtimes(e.mtime) ? EPOCH : e.mtime, atime: outsideGoChtimes(atime) ? EPOCH : atime };
+}
+
+/**
+ * Which xattrs of a tar entry are set (K6): `security.selinux` never (the peer's xattrsToIgnore:
+ * the label is the host's business); overlayfs's own `trusted.overlay.*` only where they are plain
+ * data, on the full-tree drivers, as the peer keeps them there (on overlay they would steer the
+ * mount: dropped, as before).
+ */
+export function peerXattr(overlay: boolean): (name: string) => boolean {
+  return (k) => k !== 'security.selinux' && !(overlay && isOverlayXattr(k));
 }
 
 /**

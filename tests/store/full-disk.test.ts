@@ -51,6 +51,8 @@ for (const driver of ['vfs', 'overlay'] as const) {
     const failures: Array<[string, string[], string | undefined, RegExp]> = [
       ['import of a plain tar', ['import-layer', '-n', 'big', '-f', big, 'base'], undefined, /big\.tar to layer [0-9a-f]{64}: big: extracting: ENOSPC/],
       ['import of a gzip tar from stdin', ['import-layer', '-n', 'big', 'base'], bigGz, /stdin: writing its decompressed copy into .*\/tmp: ENOSPC/],
+      // the read stream on the -f descriptor must not close it (issue 14: EBADF instead of ENOSPC)
+      ['import of a gzip tar from a file', ['import-layer', '-n', 'big', '-f', bigGz, 'base'], undefined, /writing its decompressed copy into .*\/tmp: ENOSPC/],
       ['applydiff', ['applydiff', '-f', big, 'fat'], undefined, /big\.tar to layer [0-9a-f]{64}: big: extracting: ENOSPC/],
     ];
     for (const [what, args, stdin, message] of failures) {
