@@ -1,0 +1,132 @@
+// Containers with new id mappings through idmapped mounts (docs/images-and-containers.md,
+// "Idmapped mounts"): on each driver, a container with a contiguous and with a non-contiguous
+// mapping makes no new layer but its own and changes no inode of the image's layers; its mount
+// shows the mapped owners; what is written through the mount comes back in container ids in its
+// Diff. With idmapped mounts turned off (the peer's switch), the same holds through a mapped top
+// layer.
+import test, { type ExecutionContext } from 'ava';
+import fs from 'node:fs';
+import path from 'node:path';
+import { toHost, type IdMappings } from '../../lib/idmap.ts';
+import type { Store } from '../../lib/index.ts';
+import { walkTree } from '../../lib/tar/tree.ts';
+import { canMount } from '../fixtures/fs.ts';
+import { readAll } from '../tar/gnutar.ts';
+import { diffFile, driverStore, imageTars, mapping, owners, threeLayers, type DriverName } from './fixtures.ts';
+
+const maybe = canMount ? test.serial : test.skip;
+
+const CONTIGUOUS = mapping(100000);
+const NON_CONTIGUOUS: IdMappings = {
+  uidmap: [
+    { container_id: 0, host_id: 100000, size: 1000 },
+    { container_id: 1000, host_id: 300000, size: 64536 },
+  ],
+  gidmap: [
+    { container_id: 0, host_id: 200000, size: 1001 },
+    { container_id: 1001, host_id: 400000, size: 64535 },
+  ],
+};
+
+const DISABLE_ENV: Record<DriverName, string> = {
+  overlay: '_CONTAINERS_OVERLAY_DISABLE_IDMAP',
+  vfs: '_CONTAINERS_VFS_DISABLE_IDMAP',
+  btrfs: '_CONTAINERS_BTRFS_DISABLE_IDMAP',
+};
+
+/** ctime (ns) of every entry of the layers' directories, keyed by layer and path */
+function ctimes(store: Store, layers: string[]): Map<string, bigint> {
+  const out = new Map<string, bigint>();
+  for (const id of layers) {
+    const dir = store.driver.layerDir(id);
+    out.set(`${id}:.`, fs.lstatSync(dir, { bigint: true }).ctimeNs);
+    for (const node of walkTree(dir, { xattrs: false })) out.set(`${id}:${node.rel}`, fs.lstatSync(path.join(dir, node.rel), { bigint: true }).ctimeNs);
+  }
+  return out;
+}
+
+function host(m: IdMappings, uid: number, gid: number): string {
+  return `${toHost(m.uidmap, uid)}:${toHost(m.gidmap, gid)}`;
+}
+
+async function checkContainer(t: ExecutionContext, s: ReturnType<typeof driverStore>, store: Store, m: IdMappings, name: string, idmapped: boolean): Promise<void> {
+  const image = await store.image('img');
+  const imageLayers = [image.layer!];
+  for (let l = await store.layer(image.layer!); l.parent; l = await store.layer(l.parent)) imageLayers.push(l.parent);
+  const before = ctimes(store, imageLayers);
+  const layersBefore = (await store.layers()).length;
+  const plain = await store.createContainer({ image: 'img', names: [`${name}-plain`] });
+  const plainView = owners(await store.mount(plain.id));
+  await store.unmount(plain.id, true);
+
+  const c = await store.createContainer({ image: 'img', names: [name], ...m });
+  const layer = await store.layer(c.layer);
+  const mapped = (await store.image('img'))['mapped-layers'] ?? [];
+  if (idmapped) {
+    t.is((await store.layers()).length, layersBefore + 2, 'no layer but the two containers');
+    t.is(layer.parent, image.layer, 'the container sits on the top layer itself');
+    t.deepEqual(mapped, [], 'no mapped top layer');
+  } else {
+    t.is(mapped.length, 1, 'a mapped top layer');
+    t.is(layer.parent, mapped[0]);
+  }
+
+  const root = await store.mount(c.id);
+  const view = owners(root);
+  t.deepEqual([...view.keys()], [...plainView.keys()], 'the same files');
+  for (const [rel, own] of view) {
+    const [u, g] = plainView.get(rel)!.split(':').map(Number);
+    t.is(own, host(m, u, g), `${rel} shows its mapped owner`);
+  }
+  // written through the mount: a new file and a changed owner (a copy-up on overlay)
+  fs.writeFileSync(path.join(root, 'new'), 'new\n');
+  fs.chownSync(path.join(root, 'new'), toHost(m.uidmap, 5)!, toHost(m.gidmap, 1005)!);
+  fs.chownSync(path.join(root, 'home/app/data'), toHost(m.uidmap, 7)!, toHost(m.gidmap, 1002)!);
+  t.is(fs.readFileSync(path.join(root, 'home/app/data')).length, 200_000);
+  await store.unmount(c.id, true);
+
+  const entries = readAll(await diffFile(store, c.layer, path.join(s.dir, `${name}.diff`)));
+  const owner = (n: string) => entries.filter((e) => e.name === n).map((e) => `${e.uid}:${e.gid}`);
+  t.deepEqual(owner('new'), ['5:1005'], 'the new file in container ids');
+  t.deepEqual(owner('home/app/data'), ['7:1002'], 'the changed owner in container ids');
+  if (idmapped && s.driver !== 'overlay') {
+    // on vfs and btrfs the layer holds container ids: the bind is what maps them
+    const st = fs.statSync(path.join(store.driver.layerDir(c.layer), 'new'));
+    t.is(`${st.uid}:${st.gid}`, '5:1005', 'stored in unmapped ids');
+  }
+  t.deepEqual(ctimes(store, imageLayers), before, 'no inode of the image layers changed');
+  await store.deleteContainer(c.id);
+  await store.deleteContainer(plain.id);
+}
+
+for (const driver of ['overlay', 'vfs', 'btrfs'] as const) {
+  for (const [what, m] of [
+    ['contiguous', CONTIGUOUS],
+    ['non-contiguous', NON_CONTIGUOUS],
+  ] as const) {
+    maybe(`${driver}: a container with a ${what} mapping through idmapped mounts`, async (t) => {
+      const s = driverStore(t, driver);
+      const store = await s.open();
+      await store.createImage({ layer: (await threeLayers(store, imageTars(s.dir)))[2], names: ['img'] });
+      const answer = await store.driver.idmappedMounts!();
+      t.true(answer.supported, answer.why);
+      await checkContainer(t, s, store, m, 'c', true);
+      const status = await s.cli(['status']);
+      t.regex(status.stdout, /Id mappings: idmapped mounts/);
+    });
+
+    maybe(`${driver}: a container with a ${what} mapping through a mapped top layer when idmapped mounts are off`, async (t) => {
+      process.env[DISABLE_ENV[driver]] = 'yes';
+      try {
+        const s = driverStore(t, driver);
+        const store = await s.open();
+        await store.createImage({ layer: (await threeLayers(store, imageTars(s.dir)))[2], names: ['img'] });
+        await checkContainer(t, s, store, m, 'c', false);
+        const status = await s.cli(['status'], { [DISABLE_ENV[driver]]: 'yes' });
+        t.regex(status.stdout, /Id mappings: mapped top layers/);
+      } finally {
+        delete process.env[DISABLE_ENV[driver]];
+      }
+    });
+  }
+}
