@@ -5,9 +5,10 @@
 // Diff. With idmapped mounts turned off (the peer's switch), the same holds through a mapped top
 // layer.
 import test, { type ExecutionContext } from 'ava';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { toHost, type IdMappings } from '../../lib/idmap.ts';
+import { procMapText, toHost, type IdMappings } from '../../lib/idmap.ts';
 import type { Store } from '../../lib/index.ts';
 import { walkTree } from '../../lib/tar/tree.ts';
 import { canMount } from '../fixtures/fs.ts';
@@ -45,6 +46,30 @@ function ctimes(store: Store, layers: string[]): Map<string, bigint> {
   return out;
 }
 
+/**
+ * Run a shell script in dir as uid 0 and gid 0 of a user namespace with the mappings, as a
+ * container's process runs: unshare(1) makes the namespace and holds it (waiting on stdin) while
+ * the maps are written from here (any number of ranges), then nsenter(1) enters it as its root.
+ */
+async function inUserns(m: IdMappings, dir: string, script: string): Promise<void> {
+  const holder = spawn('unshare', ['--user', '--', 'sh', '-c', 'read go'], { stdio: ['pipe', 'ignore', 'inherit'] });
+  const held = new Promise((resolve) => holder.on('close', resolve));
+  try {
+    const ours = fs.readlinkSync('/proc/self/ns/user');
+    for (let i = 0; i < 500 && fs.readlinkSync(`/proc/${holder.pid}/ns/user`) === ours; i++) await new Promise((r) => setTimeout(r, 10));
+    fs.writeFileSync(`/proc/${holder.pid}/uid_map`, procMapText(m.uidmap));
+    fs.writeFileSync(`/proc/${holder.pid}/gid_map`, procMapText(m.gidmap));
+    const child = spawn('nsenter', [`--user=/proc/${holder.pid}/ns/user`, '--setuid', '0', '--setgid', '0', '--', 'sh', '-ec', script], { cwd: dir, stdio: ['ignore', 'inherit', 'pipe'] });
+    let stderr = '';
+    child.stderr!.on('data', (b: Buffer) => (stderr += b.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    if (code !== 0) throw new Error(`in a user namespace: ${script}: exit ${code}: ${stderr}`);
+  } finally {
+    holder.stdin!.end('go\n');
+    await held;
+  }
+}
+
 function host(m: IdMappings, uid: number, gid: number): string {
   return `${toHost(m.uidmap, uid)}:${toHost(m.gidmap, gid)}`;
 }
@@ -78,10 +103,9 @@ async function checkContainer(t: ExecutionContext, s: ReturnType<typeof driverSt
     const [u, g] = plainView.get(rel)!.split(':').map(Number);
     t.is(own, host(m, u, g), `${rel} shows its mapped owner`);
   }
-  // written through the mount: a new file and a changed owner (a copy-up on overlay)
-  fs.writeFileSync(path.join(root, 'new'), 'new\n');
-  fs.chownSync(path.join(root, 'new'), toHost(m.uidmap, 5)!, toHost(m.gidmap, 1005)!);
-  fs.chownSync(path.join(root, 'home/app/data'), toHost(m.uidmap, 7)!, toHost(m.gidmap, 1002)!);
+  // written through the mount by the container's root: a new file and a changed owner (a copy-up on overlay)
+  await inUserns(m, root, 'echo new > new; chown 5:1005 new; chown 7:1002 home/app/data');
+  t.is(owners(root).get('new'), host(m, 5, 1005), 'the new file shows its mapped owner');
   t.is(fs.readFileSync(path.join(root, 'home/app/data')).length, 200_000);
   await store.unmount(c.id, true);
 
