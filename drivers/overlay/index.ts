@@ -120,8 +120,8 @@ export class OverlayDriver implements Driver {
       this.names.makeLink(id);
       for (const sub of ['work', 'merged']) fs.mkdirSync(path.join(d, sub), { mode: 0o700 });
       if (lower) fs.writeFileSync(path.join(d, 'lower'), lower);
-      if (opts.idmapped && parent) this.mounts.recordIdmap(id, opts.idMappings ?? { uidmap: [], gidmap: [] });
       else fs.mkdirSync(path.join(d, 'empty'), { mode: 0o700 });
+      if (opts.idmapped && parent) this.mounts.recordIdmap(id, opts.idMappings ?? { uidmap: [], gidmap: [] });
     } catch (err) {
       await this.remove(id);
       throw err;

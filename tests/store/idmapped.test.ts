@@ -13,7 +13,7 @@ import type { Store } from '../../lib/index.ts';
 import { walkTree } from '../../lib/tar/tree.ts';
 import { canMount } from '../fixtures/fs.ts';
 import { readAll } from '../tar/gnutar.ts';
-import { diffFile, driverStore, imageTars, mapping, owners, threeLayers, type DriverName } from './fixtures.ts';
+import { diffFile, DISABLE_IDMAP_ENV, driverStore, imageTars, mapping, owners, threeLayers, type DriverName } from './fixtures.ts';
 
 const maybe = canMount ? test.serial : test.skip;
 
@@ -29,11 +29,6 @@ const NON_CONTIGUOUS: IdMappings = {
   ],
 };
 
-const DISABLE_ENV: Record<DriverName, string> = {
-  overlay: '_CONTAINERS_OVERLAY_DISABLE_IDMAP',
-  vfs: '_CONTAINERS_VFS_DISABLE_IDMAP',
-  btrfs: '_CONTAINERS_BTRFS_DISABLE_IDMAP',
-};
 
 /** ctime (ns) of every entry of the layers' directories, keyed by layer and path */
 function ctimes(store: Store, layers: string[]): Map<string, bigint> {
@@ -140,16 +135,16 @@ for (const driver of ['overlay', 'vfs', 'btrfs'] as const) {
     });
 
     maybe(`${driver}: a container with a ${what} mapping through a mapped top layer when idmapped mounts are off`, async (t) => {
-      process.env[DISABLE_ENV[driver]] = 'yes';
+      process.env[DISABLE_IDMAP_ENV[driver]] = 'yes';
       try {
         const s = driverStore(t, driver);
         const store = await s.open();
         await store.createImage({ layer: (await threeLayers(store, imageTars(s.dir)))[2], names: ['img'] });
         await checkContainer(t, s, store, m, 'c', false);
-        const status = await s.cli(['status'], { [DISABLE_ENV[driver]]: 'yes' });
+        const status = await s.cli(['status'], { [DISABLE_IDMAP_ENV[driver]]: 'yes' });
         t.regex(status.stdout, /Id mappings: mapped top layers/);
       } finally {
-        delete process.env[DISABLE_ENV[driver]];
+        delete process.env[DISABLE_IDMAP_ENV[driver]];
       }
     });
   }
