@@ -12,6 +12,7 @@
         "native/apply_batch.cc",
         "native/write_segments.cc",
         "native/mount.cc",
+        "native/idmap.cc",
         "native/hash.cc",
         "native/crc64.cc",
         "native/scan.cc",

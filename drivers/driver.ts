@@ -11,6 +11,13 @@ export interface CreateOptions {
   idMappings?: IdMappings;
   /** driver-specific options (--storage-opt for this layer), e.g. size= */
   storageOpt?: Record<string, string>;
+  /**
+   * what the layer inherits from its parent stays in the parent's ids and every mount of the
+   * layer shows it through idmapped mounts with idMappings (docs/images-and-containers.md,
+   * "Idmapped mounts"): the store then makes no shifted copy; only for a driver whose
+   * idmappedMounts() says yes, on a parent without mappings
+   */
+  idmapped?: boolean;
 }
 
 export interface MountOptions {
@@ -99,6 +106,11 @@ export interface DriverCore {
    * so the store never removes a template before them. Absent: there are none.
    */
   dependents?(id: string): Promise<string[]>;
+  /**
+   * Whether layers can be created with CreateOptions.idmapped here (kernel and backing
+   * filesystem probed, cached under the run root), and why. Absent: never.
+   */
+  idmappedMounts?(): Promise<{ supported: boolean; why: string }>;
   status(): Promise<Array<[string, string]>>;
   cleanup(): Promise<void>;
 }
@@ -113,3 +125,8 @@ export interface Differ {
 }
 
 export interface Driver extends DriverCore, Differ {}
+
+/** The `layers status` line of a driver's answer to idmappedMounts(): which path a container with new mappings takes, and why. */
+export function idmapPath(answer: { supported: boolean; why: string }): string {
+  return answer.supported ? `idmapped mounts (${answer.why})` : `mapped top layers (${answer.why})`;
+}

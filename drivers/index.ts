@@ -18,11 +18,11 @@ export type DriverName = (typeof driverNames)[number];
 export function openDriver(name: string, root: string, runroot: string | undefined, options: readonly string[]): Driver {
   switch (name) {
     case 'vfs':
-      return new VfsDriver(path.join(root, 'vfs'), options);
+      return new VfsDriver(path.join(root, 'vfs'), options, runroot && path.join(runroot, 'vfs'));
     case 'overlay':
       return new OverlayDriver(path.join(root, 'overlay'), runroot && path.join(runroot, 'overlay'), options);
     case 'btrfs':
-      return new BtrfsDriver(path.join(root, 'btrfs'), options);
+      return new BtrfsDriver(path.join(root, 'btrfs'), options, runroot && path.join(runroot, 'btrfs'));
     default:
       throw new LayersError('EDRIVER', `unknown storage driver "${name}" (known: ${driverNames.join(', ')})`);
   }

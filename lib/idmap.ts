@@ -1,6 +1,9 @@
 // Id mappings (docs/architecture.md, "Id mappings"): lists of {containerID, hostID, size} ranges, as in
 // /proc/<pid>/uid_map, one list for uids and one for gids. Field names follow containers/storage.
 
+import fs from 'node:fs';
+import { native } from './native.ts';
+
 export interface IdMap {
   container_id: number;
   host_id: number;
@@ -95,4 +98,25 @@ export function parseIdMap(spec: string): IdMap[] {
     }
   }
   return out;
+}
+
+/** The text of /proc/PID/uid_map (or gid_map) for a list of ranges; an empty list maps 0..2^32-2 to itself. */
+export function procMapText(map: IdMap[]): string {
+  if (map.length === 0) return '0 0 4294967295\n';
+  return map.map((r) => `${r.container_id} ${r.host_id} ${r.size}\n`).join('');
+}
+
+/**
+ * Mount source at target with the mappings attached (docs/images-and-containers.md, "Idmapped
+ * mounts"): a file owned by container id c on disk shows as its host id, and a host id written
+ * through the mount lands on disk as its container id. The user namespace carrying the maps lives
+ * only until the mount holds it.
+ */
+export function mountIdmapped(source: string, target: string, m: IdMappings): void {
+  const fd = native().createUserns(procMapText(m.uidmap), procMapText(m.gidmap));
+  try {
+    native().mountIdmapped(source, target, fd);
+  } finally {
+    fs.closeSync(fd);
+  }
 }

@@ -288,6 +288,10 @@ export interface Native {
   mount(source: string | null, target: string, fstype: string | null, flags: number, data: string | null): void;
   /** umount2(2); flags from mountFlags (MNT_DETACH, ...) */
   umount2(target: string, flags: number): void;
+  /** an fd of a new user namespace whose uid_map and gid_map hold these texts (/proc/PID/uid_map lines); the caller closes it */
+  createUserns(uidMap: string, gidMap: string): number;
+  /** an idmapped clone of source's mount (open_tree, mount_setattr MOUNT_ATTR_IDMAP with the user namespace fd, move_mount) onto target */
+  mountIdmapped(source: string, target: string, usernsFd: number, recursive?: boolean): void;
   /** BTRFS_IOC_SUBVOL_CREATE: a new empty subvolume `name` in directory `dir` */
   btrfsSubvolCreate(dir: string, name: string): void;
   /** BTRFS_IOC_SNAP_CREATE_V2: a snapshot of the subvolume at `src` as `name` in `dir` */

@@ -6,6 +6,7 @@
 #include "crc64.h"
 #include "fsops.h"
 #include "hash.h"
+#include "idmap.h"
 #include "lockfile.h"
 #include "mount.h"
 #include "scan.h"
@@ -21,6 +22,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitApplyBatch(env, exports);
   InitWriteSegments(env, exports);
   InitMount(env, exports);
+  InitIdmap(env, exports);
   InitScan(env, exports);
   InitShift(env, exports);
   InitBtrfs(env, exports);

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { toHost } from '../../lib/idmap.ts';
 import { LayersError } from '../../lib/errors.ts';
-import type { CreateOptions, Driver } from '../driver.ts';
+import { idmapPath, type CreateOptions, type Driver } from '../driver.ts';
 import { FS_MAGIC, fsType } from '../backing-fs.ts';
 import { FullTreeDriver } from '../full-tree.ts';
 import { driverOptions, IMAGESTORE, parseSize, recordedOptionsStatus, unsupportedOption } from '../options.ts';
@@ -34,7 +34,8 @@ export class BtrfsDriver extends FullTreeDriver implements Driver {
   private readonly defaultSize: string | undefined;
 
   /** options: --storage-opt (btrfs.min_space, btrfs.size, btrfs.imagestore), refused before anything is made */
-  constructor(home: string, options: readonly string[] = []) {
+  /** runHome: <runroot>/btrfs, where the idmapped-mount probe's answer is cached */
+  constructor(home: string, options: readonly string[] = [], readonly runHome?: string) {
     super();
     this.options = driverOptions('btrfs', options, ['min_space', 'size', IMAGESTORE, 'mountopt']);
     if (this.options.mountopt !== undefined) throw unsupportedOption('btrfs', 'mountopt', 'nothing is mounted (the peer refuses it too)');
@@ -69,6 +70,7 @@ export class BtrfsDriver extends FullTreeDriver implements Driver {
     if (parent) {
       // the snapshot's root keeps the parent's owner, mode, xattrs and times
       n.btrfsSnapshot(this.existing(parent), this.subvolumes, id);
+      this.recordIdmap(id, parent, opts);
     } else {
       const m = opts.idMappings;
       const uid = toHost(m?.uidmap ?? [], 0);
@@ -109,6 +111,7 @@ export class BtrfsDriver extends FullTreeDriver implements Driver {
    */
   async remove(id: string): Promise<void> {
     const d = this.dir(id);
+    await this.removeIdmap(id);
     if (!fs.existsSync(d)) return;
     const n = native();
     // a directory that is no subvolume (made by another tool or by hand) goes as a plain tree
@@ -136,6 +139,7 @@ export class BtrfsDriver extends FullTreeDriver implements Driver {
       ['Backing Filesystem', 'btrfs'],
       ['Layers As', 'subvolumes (children and template copies are snapshots)'],
       ['Quota', quota ? 'enabled' : 'disabled'],
+      ['Id mappings', idmapPath(await this.idmappedMounts().catch((err: Error) => ({ supported: false, why: err.message })))],
       ['Space Total', String(s.blocks * s.bsize)],
       ['Space Available', String(s.bavail * s.bsize)],
       ...recordedOptionsStatus(this.options),

@@ -111,9 +111,14 @@ export abstract class NaiveDiffDriver implements Driver {
     return {};
   }
 
+  /** where the differ reads and writes a layer's full tree: its mount (a subclass may name another) */
+  protected trees(): LayerTrees {
+    return mountedTrees(this);
+  }
+
   private differ?: NaiveDiffer;
   private get naive(): NaiveDiffer {
-    return (this.differ ??= new NaiveDiffer(mountedTrees(this), this.applyOptions()));
+    return (this.differ ??= new NaiveDiffer(this.trees(), this.applyOptions()));
   }
 
   diff(id: string, parent: string | undefined, fd: number, opts?: DiffOptions): Promise<void> {

@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 
 import { cleanupFailed, errorCode, wrapError } from '../../lib/errors.ts';
+import { mountIdmapped, type IdMappings } from '../../lib/idmap.ts';
 import { native } from '../../lib/native.ts';
 import { OVERLAY_METACOPY_XATTR } from '../../lib/tar/whiteout.ts';
 
@@ -40,6 +41,8 @@ export function cachedFeatureRecord(runHome: string, feature: string, supported:
 
 /** A probe's temp dir is named after its process, so that another process can tell a dead one's. */
 const PROBE_PREFIX = 'metacopy-check-';
+/** The idmapped-lowers probe's temp dirs, cleaned up the same way. */
+const IDMAP_PROBE_PREFIX = 'idmapped-lower-dir-check-';
 
 /**
  * Remove the temp dirs of probes whose process died mid-way (killed between mkdtemp and rm):
@@ -47,16 +50,17 @@ const PROBE_PREFIX = 'metacopy-check-';
  */
 function removeDeadProbes(home: string): void {
   for (const name of fs.readdirSync(home)) {
-    const pid = Number(new RegExp(`^${PROBE_PREFIX}(\\d+)-`).exec(name)?.[1]);
+    const pid = Number(new RegExp(`^(?:${PROBE_PREFIX}|${IDMAP_PROBE_PREFIX})(\\d+)-`).exec(name)?.[1]);
     if (!pid || processAlive(pid)) continue;
     const dir = path.join(home, name);
-    try {
-      native().umount2(path.join(dir, 'merged'), native().mountFlags.MNT_DETACH);
-    } catch (err) {
-      // not mounted (EINVAL) or already gone (ENOENT): nothing to detach
-      const code = errorCode(err);
-      if (code !== 'EINVAL' && code !== 'ENOENT') cleanupFailed(`detaching the dead metacopy probe ${dir}/merged`, err);
-    }
+    for (const m of ['merged', 'mapped'])
+      try {
+        native().umount2(path.join(dir, m), native().mountFlags.MNT_DETACH);
+      } catch (err) {
+        // not mounted (EINVAL) or already gone (ENOENT): nothing to detach
+        const code = errorCode(err);
+        if (code !== 'EINVAL' && code !== 'ENOENT') cleanupFailed(`detaching the dead probe ${dir}/${m}`, err);
+      }
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -115,4 +119,56 @@ export async function metacopySupport(home: string, runHome: string | undefined)
   const supported = await probeMetacopy(home);
   if (runHome) cachedFeatureRecord(runHome, METACOPY_FEATURE, supported);
   return supported;
+}
+
+/** The peer's name for its probe of idmapped lowers (overlay.go checkAndRecordIDMappedSupport). */
+export const IDMAPPED_LOWER_FEATURE = 'idmapped-lower-dir';
+
+/** A mapping for the probes: container 0 is host 1, so an owner that shows shifted proves the mapping. */
+const PROBE_MAPPINGS: IdMappings = { uidmap: [{ container_id: 0, host_id: 1, size: 1 }], gidmap: [{ container_id: 0, host_id: 1, size: 1 }] };
+
+/**
+ * Whether overlayfs takes an idmapped lower on this kernel and this filesystem, found as the peer
+ * finds it: in a temp dir under the home, an idmapped mount of a one-file lower, an overlay on it
+ * with a plain upper, and the file's owner seen through the overlay. Failure of any step is a no
+ * with its error as the explanation.
+ */
+export async function probeIdmappedLowers(home: string): Promise<{ supported: boolean; why: string }> {
+  removeDeadProbes(home);
+  const td = fs.mkdtempSync(path.join(home, `${IDMAP_PROBE_PREFIX}${process.pid}-`));
+  try {
+    for (const d of ['lower', 'mapped', 'upper', 'work', 'merged']) fs.mkdirSync(path.join(td, d), { mode: 0o755 });
+    fs.writeFileSync(path.join(td, 'lower', 'f'), '');
+    const detach = (d: string) => native().umount2(path.join(td, d), native().mountFlags.MNT_DETACH);
+    try {
+      mountIdmapped(path.join(td, 'lower'), path.join(td, 'mapped'), PROBE_MAPPINGS);
+    } catch (err) {
+      return { supported: false, why: `an idmapped mount of ${home} failed: ${(err as Error).message}` };
+    }
+    try {
+      native().mount('overlay', path.join(td, 'merged'), 'overlay', 0, `lowerdir=${td}/mapped,upperdir=${td}/upper,workdir=${td}/work`);
+    } catch (err) {
+      return { supported: false, why: `overlay on an idmapped lower failed: ${(err as Error).message}` };
+    } finally {
+      detach('mapped');
+    }
+    try {
+      const uid = fs.statSync(path.join(td, 'merged', 'f')).uid;
+      if (uid !== 1) return { supported: false, why: `a file of an idmapped lower shows uid ${uid}, not the mapped 1` };
+      return { supported: true, why: 'idmapped lowers probed' };
+    } finally {
+      detach('merged');
+    }
+  } finally {
+    fs.rmSync(td, { recursive: true, force: true });
+  }
+}
+
+/** The idmapped-lowers answer: cached under runHome when there is one (the text is the reason), else probed. */
+export async function idmappedLowersSupport(home: string, runHome: string | undefined): Promise<{ supported: boolean; why: string }> {
+  const cached = runHome ? cachedFeatureCheck(runHome, IDMAPPED_LOWER_FEATURE) : undefined;
+  if (cached) return { supported: cached.supported, why: cached.text };
+  const answer = await probeIdmappedLowers(home);
+  if (runHome) cachedFeatureRecord(runHome, IDMAPPED_LOWER_FEATURE, answer.supported, answer.why);
+  return answer;
 }

@@ -13,13 +13,13 @@ import path from 'node:path';
 import { toHost, type IdMappings } from '../../lib/idmap.ts';
 import { LayersError } from '../../lib/errors.ts';
 import { extractTar } from '../../lib/tar/extract.ts';
-import type { ApplyDiffOptions, ApplyDiffResult, Change, CreateOptions, DiffOptions, Driver, MountOptions } from '../driver.ts';
+import { idmapPath, type ApplyDiffOptions, type ApplyDiffResult, type Change, type CreateOptions, type DiffOptions, type Driver, type MountOptions } from '../driver.ts';
 import { backingFs, FS_MAGIC, fsType } from '../backing-fs.ts';
 import { mountedTrees, NaiveDiffer, treeDiffSize } from '../naive/index.ts';
 import { boolOption, driverOptions, IMAGESTORE, imageStorePaths, parseSize, unsupportedOption } from '../options.ts';
 import { removeTree } from '../trees.ts';
 import { hasMetacopyOrRedirect, overlayChanges, writeOverlayDiff } from './diff.ts';
-import { metacopySupport } from './features.ts';
+import { idmappedLowersSupport, metacopySupport } from './features.ts';
 import { LINK_DIR, LinkNames } from './links.ts';
 import { MountStack } from './mounts.ts';
 import { shiftLayer } from './shift.ts';
@@ -47,6 +47,8 @@ export class OverlayDriver implements Driver {
   private readonly ignoreChownErrors: boolean;
   /** whether the kernel copies up metadata only (metacopy=on), asked once per driver */
   private metacopy: Promise<boolean> | undefined;
+  /** whether lowers can be mounted idmapped, asked once per driver */
+  private idmapped: Promise<{ supported: boolean; why: string }> | undefined;
 
   /** options: --storage-opt (overlay.mountopt, ...), refused before anything is made */
   constructor(home: string, runHome?: string, options: readonly string[] = []) {
@@ -102,8 +104,11 @@ export class OverlayDriver implements Driver {
     let lower = '';
     if (parent) {
       // the new root starts as the parent's: the parent's diff root is what a mount shows at /
+      // (through the idmapped lowers, in the layer's mappings: the upper holds host ids)
       const st = fs.statSync(this.existing(parent));
       [uid, gid, mode] = [st.uid, st.gid, st.mode & 0o7777];
+      if (opts.idmapped) [uid, gid] = [toHost(opts.idMappings?.uidmap ?? [], uid), toHost(opts.idMappings?.gidmap ?? [], gid)];
+      if (uid === undefined || gid === undefined) throw new LayersError('EUSAGE', `overlay: the id mappings of layer ${id} do not hold the owner of its parent's root`);
       lower = this.names.childLowers(parent);
     } else {
       uid = toHost(opts.idMappings?.uidmap ?? [], 0);
@@ -120,6 +125,7 @@ export class OverlayDriver implements Driver {
       for (const sub of ['work', 'merged']) fs.mkdirSync(path.join(d, sub), { mode: 0o700 });
       if (lower) fs.writeFileSync(path.join(d, 'lower'), lower);
       else fs.mkdirSync(path.join(d, 'empty'), { mode: 0o700 });
+      if (opts.idmapped && parent) this.mounts.recordIdmap(id, opts.idMappings ?? { uidmap: [], gidmap: [] });
     } catch (err) {
       await this.remove(id);
       throw err;
@@ -141,6 +147,16 @@ export class OverlayDriver implements Driver {
       this.metacopy.catch(() => (this.metacopy = undefined));
     }
     return this.metacopy;
+  }
+
+  /**
+   * Whether lowers can be mounted idmapped (features.ts, the peer's `idmapped-lower-dir` probe,
+   * cached under the run root); off when _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes, the peer's switch.
+   */
+  async idmappedMounts(): Promise<{ supported: boolean; why: string }> {
+    if (process.env._CONTAINERS_OVERLAY_DISABLE_IDMAP === 'yes') return { supported: false, why: '_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes' };
+    this.idmapped ??= idmappedLowersSupport(this.home, this.runHome);
+    return this.idmapped;
   }
 
   /** Shift the owners of the layer's visible tree (shift.ts). */
@@ -230,6 +246,7 @@ export class OverlayDriver implements Driver {
       ['Native Overlay Diff', 'true'],
       ['Using metacopy', String(await this.usingMetacopy().catch(() => false))],
       ...this.imageStores.map((s): [string, string] => ['Image Store', s]),
+      ['Id mappings', idmapPath(await this.idmappedMounts().catch((err: Error) => ({ supported: false, why: err.message })))],
     ];
   }
 

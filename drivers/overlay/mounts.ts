@@ -6,9 +6,19 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LayersError, wrapError } from '../../lib/errors.ts';
+import { mountIdmapped, type IdMappings } from '../../lib/idmap.ts';
 import { native } from '../../lib/native.ts';
 import type { MountOptions } from '../driver.ts';
 import type { LinkNames } from './links.ts';
+
+/**
+ * <id>/idmap: the layer's lowers are mounted idmapped with these mappings (JSON {uidmap, gidmap}),
+ * written when the layer is created with CreateOptions.idmapped (docs/images-and-containers.md,
+ * "Idmapped mounts"). <id>/mapped is where the idmapped view of the home is attached while the
+ * overlay is mounted, as the peer's <id>/mapped/<n>.
+ */
+export const IDMAP_FILE = 'idmap';
+const MAPPED_DIR = 'mapped';
 
 /** The kernel copies at most one page of mount data; with a 64-char id, 128 short lowers need ~3.9 KiB. */
 const MOUNT_DATA_LIMIT = 4096 - 1;
@@ -95,6 +105,16 @@ export class MountStack {
     return { dirs, rotated };
   }
 
+  /** the mappings the layer's lowers are mounted with, when it was created idmapped */
+  idmap(id: string): IdMappings | undefined {
+    try {
+      return JSON.parse(fs.readFileSync(path.join(this.dir(id), IDMAP_FILE), 'utf8')) as IdMappings;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw wrapError(`overlay: reading the id mappings of layer ${id}`, err);
+    }
+  }
+
   /** merged is a mount point when it sits on another device than the layer's directory */
   isMounted(id: string): boolean {
     try {
@@ -166,11 +186,16 @@ export class MountStack {
     const self = this.names.mountPath(id);
     const below = dirs.length ? dirs.join(':') : `${self}/empty`;
     const data: string[] = [];
+    // idmapped: the lowers are named relative to an idmapped view of the home, the layer's own
+    // diff and work absolutely on the plain home (an idmapped upper is refused: overlayfs makes
+    // its work files as the mounter, whom the mapping need not hold), as the peer mounts them
+    const idmap = this.idmap(id);
+    const own = idmap ? this.dir(id) : id;
     if (opts.readOnly) {
-      data.push(`lowerdir=${self}/diff:${below}`);
+      data.push(`lowerdir=${idmap ? this.dir(id) : self}/diff:${below}`);
     } else {
       fs.mkdirSync(path.join(this.dir(id), 'work'), { recursive: true, mode: 0o700 });
-      data.push(`lowerdir=${below}`, `upperdir=${id}/diff`, `workdir=${id}/work`);
+      data.push(`lowerdir=${below}`, `upperdir=${own}/diff`, `workdir=${own}/work`);
     }
     const asked = splitMountOptions([...this.extra, ...(opts.options ?? [])]);
     if (opts.readOnly) asked.flags |= native().mountFlags.MS_RDONLY;
@@ -190,15 +215,32 @@ export class MountStack {
         `overlay: cannot mount layer ${id}: its mount data is ${bytes} bytes for ${n} lower layers, over the kernel's limit of one page (${MOUNT_DATA_LIMIT} bytes)`,
       );
     }
+    let base = this.names.home;
+    if (idmap) {
+      base = path.join(this.dir(id), MAPPED_DIR);
+      fs.mkdirSync(base, { recursive: true, mode: 0o700 });
+      try {
+        mountIdmapped(this.names.home, base, idmap);
+      } catch (err) {
+        throw wrapError(`overlay: an idmapped mount of ${this.names.home} for the lowers of layer ${id}`, err);
+      }
+    }
     // relative lower paths are resolved against the cwd at mount(2); nothing else runs in between
     const cwd = process.cwd();
-    process.chdir(this.names.home);
+    process.chdir(base);
     try {
       native().mount('overlay', target, 'overlay', asked.flags, text);
     } catch (err) {
       throw wrapError(`overlay: mounting layer ${id} at ${target}`, err);
     } finally {
       process.chdir(cwd);
+      // overlayfs holds its own references to its lowers: the idmapped view can go at once
+      if (idmap) native().umount2(base, native().mountFlags.MNT_DETACH);
     }
+  }
+
+  /** Record that the layer's lowers are mounted idmapped with these mappings (see IDMAP_FILE). */
+  recordIdmap(id: string, m: IdMappings): void {
+    fs.writeFileSync(path.join(this.dir(id), IDMAP_FILE), JSON.stringify({ uidmap: m.uidmap, gidmap: m.gidmap }));
   }
 }

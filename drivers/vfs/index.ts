@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { toHost } from '../../lib/idmap.ts';
 import { LayersError } from '../../lib/errors.ts';
-import type { CreateOptions, Driver } from '../driver.ts';
+import { idmapPath, type CreateOptions, type Driver } from '../driver.ts';
 import { backingFs } from '../backing-fs.ts';
 import { FullTreeDriver } from '../full-tree.ts';
 import type { NaiveApplyOptions } from '../naive/index.ts';
@@ -27,7 +27,8 @@ export class VfsDriver extends FullTreeDriver implements Driver {
   private readonly imageStores: string[];
 
   /** options: --storage-opt (vfs.ignore_chown_errors, vfs.imagestore), refused before anything is made */
-  constructor(home: string, options: readonly string[] = []) {
+  /** runHome: <runroot>/vfs, where the idmapped-mount probe's answer is cached */
+  constructor(home: string, options: readonly string[] = [], readonly runHome?: string) {
     super();
     this.options = driverOptions('vfs', options, ['ignore_chown_errors', IMAGESTORE, 'mountopt']);
     if (this.options.mountopt !== undefined) throw unsupportedOption('vfs', 'mountopt', 'nothing is mounted (the peer refuses it too)');
@@ -62,6 +63,7 @@ export class VfsDriver extends FullTreeDriver implements Driver {
       fs.mkdirSync(d, { mode: 0o700 });
       // copyTree sets the root's owner, mode, xattrs and times from the parent's root
       await copyTree(pd, d, this.applyOptions());
+      this.recordIdmap(id, parent, opts);
       return;
     }
     fs.mkdirSync(d, { mode: 0o700 });
@@ -82,11 +84,16 @@ export class VfsDriver extends FullTreeDriver implements Driver {
   }
 
   async remove(id: string): Promise<void> {
+    await this.removeIdmap(id);
     removeTree(this.dir(id));
   }
 
   async status(): Promise<Array<[string, string]>> {
-    return [['Backing Filesystem', backingFs(this.home)], ...this.imageStores.map((s): [string, string] => ['Image Store', s])];
+    return [
+      ['Backing Filesystem', backingFs(this.home)],
+      ...this.imageStores.map((s): [string, string] => ['Image Store', s]),
+      ['Id mappings', idmapPath(await this.idmappedMounts().catch((err: Error) => ({ supported: false, why: err.message })))],
+    ];
   }
 
   /** vfs.ignore_chown_errors: an owner outside the process's user namespace is left as created */

@@ -10,7 +10,7 @@ import path from 'node:path';
 import { cleanupFailed, LayersError } from '../errors.ts';
 import { tarSplitPath } from './tar-split-file.ts';
 import { failpoint } from '../failpoint.ts';
-import { sameMappings, type IdMap, type IdMappings } from '../idmap.ts';
+import { isIdentity, sameMappings, type IdMap, type IdMappings } from '../idmap.ts';
 import { findContainer, findLayer, isLive, mappingsOf, type StoreContext } from './context.ts';
 import { checkLayerOptions, completeLayer, layerSize, makeLayer, markIncomplete, recordNewLayer, removeLayer, usersOf } from './layers.ts';
 import { isIncomplete, rfc3339, type ContainerRecord, type ImageRecord, type LayerRecord } from './records.ts';
@@ -59,7 +59,8 @@ export async function createContainer(ctx: StoreContext, opts: CreateContainerOp
   const image = opts.image === undefined ? undefined : ctx.images.find(opts.image);
   const { id, names } = ctx.containers.reserve(opts.id, opts.names);
   const want = { uidmap: opts.uidmap ?? [], gidmap: opts.gidmap ?? [] };
-  const base = image?.layer !== undefined ? await topLayerFor(ctx, image, want) : undefined;
+  const idmapped = image?.layer !== undefined && (await idmappedOnTop(ctx, image, want));
+  const base = image?.layer === undefined ? undefined : idmapped ? findLayer(ctx, image.layer, `top layer of image ${image.id}`) : await topLayerFor(ctx, image, want);
 
   const layer = recordNewLayer(ctx, { parent: base?.id, mountlabel: opts.mountLabel, ...want });
   failpoint('container-layer-recorded');
@@ -78,7 +79,7 @@ export async function createContainer(ctx: StoreContext, opts: CreateContainerOp
     ctx.containers.save();
     failpoint('container-recorded');
     for (const d of [ctx.containersDir, ctx.runContainersDir]) fs.mkdirSync(path.join(d, id, 'userdata'), { recursive: true, mode: 0o700 });
-    await makeLayer(ctx, layer, base, { storageOpt: opts.storageOpt });
+    await makeLayer(ctx, layer, base, { storageOpt: opts.storageOpt, idmapped });
     failpoint('container-layer-made');
   } catch (err) {
     await removeContainer(ctx, container).catch((e) => cleanupFailed(`removing the half-made container ${container.id}`, e));
@@ -86,6 +87,24 @@ export async function createContainer(ctx: StoreContext, opts: CreateContainerOp
   }
   completeLayer(ctx, layer);
   return container;
+}
+
+/**
+ * Whether the container's layer goes straight on the image's top layer, its mappings applied by
+ * idmapped mounts (docs/images-and-containers.md, "Idmapped mounts"): the mappings are new to a
+ * top layer that has none, no mapped top layer with them exists yet (one made before is used
+ * as before), and the driver can mount idmapped here.
+ */
+async function idmappedOnTop(ctx: StoreContext, image: ImageRecord, want: IdMappings): Promise<boolean> {
+  if (isIdentity(want) || !ctx.driver.idmappedMounts) return false;
+  const top = findLayer(ctx, image.layer!, `top layer of image ${image.id}`);
+  if (!isIdentity(mappingsOf(top))) return false;
+  // the idmapped view covers our own driver home only: a stack reaching into an additional
+  // (read-only) store takes a mapped top layer, as before (docs/images-and-containers.md)
+  for (let l: LayerRecord | undefined = top; l; l = l.parent !== undefined ? ctx.layers.get(l.parent) : undefined) if (ctx.layers.isReadOnly(l)) return false;
+  const mapped = (image['mapped-layers'] ?? []).map((m) => ctx.layers.get(m));
+  if (mapped.some((l) => l && !isIncomplete(l) && sameMappings(mappingsOf(l), want))) return false;
+  return (await ctx.driver.idmappedMounts()).supported;
 }
 
 /** The image's top layer or mapped top layer with these mappings, made when there is none. */

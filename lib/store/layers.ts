@@ -177,12 +177,13 @@ export async function makeLayer(
   ctx: StoreContext,
   rec: LayerRecord,
   parent: LayerRecord | undefined,
-  opts: { storageOpt?: Record<string, string> },
+  opts: { storageOpt?: Record<string, string>; idmapped?: boolean },
 ): Promise<void> {
   const mappings = mappingsOf(rec);
   await ctx.driver.create(rec.id, parent?.id, { ...opts, idMappings: mappings });
   // the copy of the parent carries the parent's owners: shift them to this layer's mappings
-  if (parent && !sameMappings(mappingsOf(parent), mappings)) await ctx.driver.updateIdMappings(rec.id, mappingsOf(parent), mappings);
+  // (unless the driver shows them through idmapped mounts: CreateOptions.idmapped)
+  if (parent && !opts.idmapped && !sameMappings(mappingsOf(parent), mappings)) await ctx.driver.updateIdMappings(rec.id, mappingsOf(parent), mappings);
 }
 
 /**

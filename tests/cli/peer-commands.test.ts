@@ -10,7 +10,10 @@ import path from 'node:path';
 import { isLayersError } from '../../lib/errors.ts';
 import { runCli, tempStore } from '../fixtures/store.ts';
 import { makeRichTree, snapshotTree, type NodeFacts } from '../fixtures/tree.ts';
-import { driverStore, imageTars, mapping, mountsBelow, threeLayers } from '../store/fixtures.ts';
+import { driverStore, imageTars, mapping, mountsBelow, threeLayers, useMappedTopLayers } from '../store/fixtures.ts';
+
+// these tests are about mapped top layers: idmapped mounts (tests/store/idmapped.test.ts) off
+useMappedTopLayers();
 
 const MAP = ['--uidmap', '0:100000:65536', '--gidmap', '0:100000:65536'];
 const BIG_MAP = ['--uidmap', '0:10000000:4000000', '--gidmap', '0:10000000:4000000'];

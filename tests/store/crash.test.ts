@@ -6,7 +6,10 @@
 import test from 'ava';
 import { FAILPOINTS } from '../../lib/failpoint.ts';
 import { canMount } from '../fixtures/fs.ts';
-import { assertConsistent, driverStore, imageTars, mapping, owners, threeLayers, type DriverName } from './fixtures.ts';
+import { assertConsistent, driverStore, imageTars, mapping, owners, threeLayers, type DriverName, useMappedTopLayers } from './fixtures.ts';
+
+// these tests are about mapped top layers: idmapped mounts (tests/store/idmapped.test.ts) off
+useMappedTopLayers();
 
 const maybe = canMount ? test : test.skip;
 const KILLED = 128 + 9;

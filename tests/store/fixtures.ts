@@ -14,6 +14,18 @@ import { readAll, storedBody } from '../tar/gnutar.ts';
 export const DRIVERS = ['vfs', 'overlay', 'btrfs'] as const;
 export type DriverName = (typeof DRIVERS)[number];
 
+/** The switch that turns a driver's idmapped mounts off, so containers with new mappings get mapped top layers (the peer's name for overlay). */
+export const DISABLE_IDMAP_ENV: Record<DriverName, string> = {
+  overlay: '_CONTAINERS_OVERLAY_DISABLE_IDMAP',
+  vfs: '_CONTAINERS_VFS_DISABLE_IDMAP',
+  btrfs: '_CONTAINERS_BTRFS_DISABLE_IDMAP',
+};
+
+/** For a test file about mapped top layers: idmapped mounts off on every driver, in this process and the CLIs it runs. */
+export function useMappedTopLayers(): void {
+  for (const name of Object.values(DISABLE_IDMAP_ENV)) process.env[name] = 'yes';
+}
+
 export interface DriverStore {
   driver: DriverName;
   dir: string;

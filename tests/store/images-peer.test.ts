@@ -5,7 +5,10 @@ import test from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { tempStore } from '../fixtures/store.ts';
-import { imageTars, owners, threeLayers } from './fixtures.ts';
+import { imageTars, owners, threeLayers, useMappedTopLayers } from './fixtures.ts';
+
+// these tests are about mapped top layers: idmapped mounts (tests/store/idmapped.test.ts) off
+useMappedTopLayers();
 
 const MAP = ['--uidmap', '0:100000:65536', '--gidmap', '0:100000:65536'];
 

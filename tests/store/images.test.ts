@@ -7,7 +7,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { isLayersError } from '../../lib/index.ts';
 import { canMount } from '../fixtures/fs.ts';
-import { assertConsistent, diffFile, DRIVERS, driverStore, imageTars, mapping, owners, tarSummary, threeLayers } from './fixtures.ts';
+import { assertConsistent, diffFile, DRIVERS, driverStore, imageTars, mapping, owners, tarSummary, threeLayers, useMappedTopLayers } from './fixtures.ts';
+
+// these tests are about mapped top layers: idmapped mounts (tests/store/idmapped.test.ts) off
+useMappedTopLayers();
 
 const maybe = canMount ? test.serial : test.skip;
 
