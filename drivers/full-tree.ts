@@ -17,6 +17,9 @@ const IDMAPPED_MOUNT_FEATURE = 'idmapped-mount';
 /** A mapping for the probe: container 0 is host 1, so an owner that shows 1 proves the mapping. */
 const PROBE_MAPPINGS: IdMappings = { uidmap: [{ container_id: 0, host_id: 1, size: 1 }], gidmap: [{ container_id: 0, host_id: 1, size: 1 }] };
 
+
+/** The switch that turns idmapped mounts on for vfs and btrfs (see idmappedMounts). */
+export const IDMAPPED_MOUNTS_ENV = 'LAYERS_IDMAPPED_MOUNTS';
 export abstract class FullTreeDriver extends NaiveDiffDriver {
   abstract override readonly name: 'vfs' | 'btrfs';
   /** what a layer's directory is, in errors: 'directory', 'subvolume' */
@@ -76,12 +79,18 @@ export abstract class FullTreeDriver extends NaiveDiffDriver {
   /**
    * Whether this kernel and filesystem take idmapped mounts: an idmapped bind of a one-file temp
    * dir under the home, and the file's owner seen through it; cached under the run home as
-   * overlay's probes are. _CONTAINERS_<DRIVER>_DISABLE_IDMAP=yes turns it off, as the peer's
+   * overlay's probes are. Off unless LAYERS_IDMAPPED_MOUNTS=yes: unlike overlay's (whose upper
+   * stays plain), the whole layer is the idmapped mount here, and a process whose ids the mapping
+   * does not hold (host root, a runtime writing /etc/hosts into the rootfs) cannot create files
+   * in it (EOVERFLOW) (docs/images-and-containers.md, "Idmapped mounts").
+   * _CONTAINERS_<DRIVER>_DISABLE_IDMAP=yes turns it off, as the peer's
    * _CONTAINERS_OVERLAY_DISABLE_IDMAP does for overlay.
    */
   async idmappedMounts(): Promise<{ supported: boolean; why: string }> {
     const env = `_CONTAINERS_${this.name.toUpperCase()}_DISABLE_IDMAP`;
     if (process.env[env] === 'yes') return { supported: false, why: `${env}=yes` };
+    if (process.env[IDMAPPED_MOUNTS_ENV] !== 'yes')
+      return { supported: false, why: `off by default on ${this.name} (host root could not create files in the mount); ${IDMAPPED_MOUNTS_ENV}=yes turns them on` };
     this.idmapped ??= (async () => {
       const cached = this.runHome ? cachedFeatureCheck(this.runHome, IDMAPPED_MOUNT_FEATURE) : undefined;
       if (cached) return { supported: cached.supported, why: cached.text };

@@ -13,6 +13,7 @@ import type { Store } from '../../lib/index.ts';
 import { walkTree } from '../../lib/tar/tree.ts';
 import { canMount } from '../fixtures/fs.ts';
 import { readAll } from '../tar/gnutar.ts';
+import { IDMAPPED_MOUNTS_ENV } from '../../drivers/full-tree.ts';
 import { diffFile, DISABLE_IDMAP_ENV, driverStore, imageTars, mapping, owners, threeLayers, type DriverName } from './fixtures.ts';
 
 const maybe = canMount ? test.serial : test.skip;
@@ -124,14 +125,20 @@ for (const driver of ['overlay', 'vfs', 'btrfs'] as const) {
     ['non-contiguous', NON_CONTIGUOUS],
   ] as const) {
     maybe(`${driver}: a container with a ${what} mapping through idmapped mounts`, async (t) => {
-      const s = driverStore(t, driver);
-      const store = await s.open();
-      await store.createImage({ layer: (await threeLayers(store, imageTars(s.dir)))[2], names: ['img'] });
-      const answer = await store.driver.idmappedMounts!();
-      t.true(answer.supported, answer.why);
-      await checkContainer(t, s, store, m, 'c', true);
-      const status = await s.cli(['status']);
-      t.regex(status.stdout, /Id mappings: idmapped mounts/);
+      // on vfs and btrfs they are opt-in (drivers/full-tree.ts: host root cannot write into them)
+      if (driver !== 'overlay') process.env[IDMAPPED_MOUNTS_ENV] = 'yes';
+      try {
+        const s = driverStore(t, driver);
+        const store = await s.open();
+        await store.createImage({ layer: (await threeLayers(store, imageTars(s.dir)))[2], names: ['img'] });
+        const answer = await store.driver.idmappedMounts!();
+        t.true(answer.supported, answer.why);
+        await checkContainer(t, s, store, m, 'c', true);
+        const status = await s.cli(['status'], driver !== 'overlay' ? { [IDMAPPED_MOUNTS_ENV]: 'yes' } : {});
+        t.regex(status.stdout, /Id mappings: idmapped mounts/);
+      } finally {
+        delete process.env[IDMAPPED_MOUNTS_ENV];
+      }
     });
 
     maybe(`${driver}: a container with a ${what} mapping through a mapped top layer when idmapped mounts are off`, async (t) => {
