@@ -27,10 +27,11 @@
       "cflags_cc!": ["-fno-exceptions", "-fno-rtti"],
       "cflags_cc": [
         "-std=c++17", "-O2", "-fexceptions", "-Wall", "-Wextra", "-Wno-unused-parameter",
-        "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2", "-fPIC", "-fvisibility=hidden"
+        "-fstack-protector-strong", "-D_FORTIFY_SOURCE=2", "-fPIC", "-fvisibility=hidden",
+        "-ffunction-sections", "-fdata-sections"
       ],
-      "ldflags": ["-Wl,-z,relro", "-Wl,-z,now", "-Wl,--exclude-libs,libzstd.a"],
-      "libraries": ["-l:libzstd.a"]
+      "ldflags": ["-Wl,-z,relro", "-Wl,-z,now", "-Wl,--gc-sections"],
+      "libraries": ["-lzstd"]
     }
   ]
 }

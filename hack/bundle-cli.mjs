@@ -33,8 +33,11 @@ await build({
   platform: 'node',
   target: 'node20',
   packages: 'external',
-  sourcemap: true,
-  sourcesContent: false,
+  // minified as the library is (hack/minify-dist.mjs), identifiers kept
+  minifyWhitespace: true,
+  minifySyntax: true,
+  keepNames: true,
+  legalComments: 'none',
   plugins: [libOutsideCli],
   logLevel: 'warning',
 });

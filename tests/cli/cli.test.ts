@@ -228,7 +228,7 @@ test('layers, layer, exists, metadata and names in the peer formats', async (t) 
 test('status, version, shutdown, wipe', async (t) => {
   const s = tempStore(t);
   const st = await s.cli(['status']);
-  t.regex(st.stdout, new RegExp(`^Root: ${s.root}\nRun Root: ${s.runroot}\nDriver Name: vfs\nDriver Options: \\[\\]\nBacking Filesystem: \\w+\nId mappings: idmapped mounts \\(idmapped mounts probed\\)\n$`));
+  t.regex(st.stdout, new RegExp(`^Root: ${s.root}\nRun Root: ${s.runroot}\nDriver Name: vfs\nDriver Options: \\[\\]\nBacking Filesystem: \\w+\nId mappings: mapped top layers \\(off by default on vfs .*LAYERS_IDMAPPED_MOUNTS=yes turns them on\\)\n$`));
   // --storage-opt (before and after the command) and else $STORAGE_OPTS reach the store
   const opt = 'vfs.ignore_chown_errors';
   t.is(JSON.parse((await s.cli(['--storage-opt', `${opt}=true`, 'status', '--storage-opt', `${opt}=false`, '-j'])).stdout)[3][1], `[${opt}=true ${opt}=false]`);
