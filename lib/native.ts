@@ -222,7 +222,7 @@ export interface Native {
   crc64Range(fd: number, offset: number, length: number, crc: Crc64): Promise<number>;
   /**
    * Inflate zstd input into outFd (written at its position) with the system libzstd, linked
-   * statically, on a worker thread (native/zstd.cc): `prefix` (bytes already read from a pipe)
+   * (libzstd.so.1), on a worker thread (native/zstd.cc): `prefix` (bytes already read from a pipe)
    * first, then inFd read at inOffset (a file) or, with -1, at its position (a pipe) to EOF.
    * Every input byte is fed to `hash`; progress[0] is the input bytes read so far. Bad or cut
    * data rejects with code ECOMPRESSION ("bad zstd data: ..."); an I/O error with its errno and

@@ -1,4 +1,4 @@
-// zstd decompression with the system libzstd (linked statically, binding.gyp), on a worker
+// zstd decompression with the system libzstd (libzstd.so.1, binding.gyp), on a worker
 // thread: a layer's zstd input is read (a file at an offset, or a pipe as it comes), hashed
 // (its compressed digest) and inflated into the output fd in one pass, in fixed 1 MiB buffers,
 // so memory stays flat and no byte crosses into JS (docs/tar-engine.md, "Compression").
