@@ -221,7 +221,7 @@ export interface Native {
   /** feed `length` bytes of fd from `offset` to crc on a worker thread (length -1: to EOF); resolves to the bytes read */
   crc64Range(fd: number, offset: number, length: number, crc: Crc64): Promise<number>;
   /**
-   * Inflate zstd input into outFd (written at its position) with the system libzstd, linked
+   * Inflate zstd input into outFd (written at its position) with the system libzstd
    * (libzstd.so.1), on a worker thread (native/zstd.cc): `prefix` (bytes already read from a pipe)
    * first, then inFd read at inOffset (a file) or, with -1, at its position (a pipe) to EOF.
    * Every input byte is fed to `hash`; progress[0] is the input bytes read so far. Bad or cut
