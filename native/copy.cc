@@ -177,6 +177,21 @@ static uint64_t CopyBytes(int in, int64_t inOff, int out, int64_t outOff, uint64
   return done;
 }
 
+bool NextData(int fd, uint64_t at, uint64_t end, uint64_t& data, uint64_t& stop) {
+  if (at >= end) return false;
+  off_t d = lseek(fd, static_cast<off_t>(at), SEEK_DATA);
+  if (d < 0) {
+    if (errno == ENXIO) return false;  // nothing but hole up to the end of the file
+    Fail(errno, "lseek(SEEK_DATA)");
+  }
+  if (static_cast<uint64_t>(d) >= end) return false;
+  off_t h = lseek(fd, d, SEEK_HOLE);
+  if (h < 0) Fail(errno, "lseek(SEEK_HOLE)");
+  data = static_cast<uint64_t>(d);
+  stop = std::min<uint64_t>(static_cast<uint64_t>(h), end);
+  return true;
+}
+
 // Where the range [inOff, inOff+len) of `in` has a hole, and the target range lies wholly past
 // the end of `out` (so what is not written there reads as zeros), copy only the source's data
 // ranges, each at its offset through CopyBytes, and extend `out` to the range's end so a
@@ -201,21 +216,13 @@ static bool CopyDataRanges(int in, int64_t inOff, int out, int64_t outOff, uint6
   // the source's end bounds the copy, as in CopyBytes: fewer than len only when the input ended
   uint64_t end = std::min<uint64_t>(static_cast<uint64_t>(inOff) + len, static_cast<uint64_t>(ist.st_size));
   uint64_t pos = static_cast<uint64_t>(inOff);
-  while (pos < end) {
-    off_t data = lseek(in, static_cast<off_t>(pos), SEEK_DATA);
-    if (data < 0) {
-      if (errno == ENXIO) break;  // nothing but hole up to the end of the file
-      Fail(errno, "lseek(SEEK_DATA)");
-    }
-    if (static_cast<uint64_t>(data) >= end) break;
-    off_t next = lseek(in, data, SEEK_HOLE);
-    if (next < 0) Fail(errno, "lseek(SEEK_HOLE)");
-    uint64_t stop = std::min<uint64_t>(static_cast<uint64_t>(next), end);
-    uint64_t n = stop - static_cast<uint64_t>(data);
-    int64_t at = outOff + (data - inOff);
-    uint64_t got = CopyBytes(in, data, out, at, n, want, tgt, buf, stats, nullptr);
+  uint64_t data, stop;
+  while (NextData(in, pos, end, data, stop)) {
+    uint64_t n = stop - data;
+    uint64_t got = CopyBytes(in, static_cast<int64_t>(data), out, outOff + static_cast<int64_t>(data - inOff), n, want, tgt, buf,
+                             stats, nullptr);
     if (got < n) {  // the source shrank while it was copied
-      done = static_cast<uint64_t>(data) + got - static_cast<uint64_t>(inOff);
+      done = data + got - static_cast<uint64_t>(inOff);
       return true;
     }
     pos = stop;

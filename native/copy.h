@@ -54,6 +54,10 @@ constexpr uint64_t kMinHoleScan = 64 << 10;
 uint64_t CopyRange(int in, int64_t inOff, int out, int64_t outOff, uint64_t len, Method want, const CopyTarget& tgt,
                    std::vector<char>& buf, CopyStats& stats, Sha256* hash = nullptr);
 
+// The first data range of fd at or after `at` and before `end` (SEEK_DATA/SEEK_HOLE): false
+// when there is only hole up to `end`. Moves the file position. Throws SysError.
+bool NextData(int fd, uint64_t at, uint64_t end, uint64_t& data, uint64_t& stop);
+
 // Read exactly len bytes at off (or from the position when -1); returns fewer only at EOF.
 uint64_t ReadFull(int fd, int64_t off, char* dst, uint64_t len);
 // Write all of len bytes at off (or at the position when -1).
