@@ -102,8 +102,9 @@ static Method Fallback(Method m, bool inPipe, int64_t outOff) {
   return kReadWrite;
 }
 
-uint64_t CopyRange(int in, int64_t inOff, int out, int64_t outOff, uint64_t len, Method want, const CopyTarget& tgt,
-                   std::vector<char>& buf, CopyStats& stats, Sha256* hash) {
+// Every byte of the range, holes read as zeros: CopyRange without the hole walk.
+static uint64_t CopyBytes(int in, int64_t inOff, int out, int64_t outOff, uint64_t len, Method want, const CopyTarget& tgt,
+                          std::vector<char>& buf, CopyStats& stats, Sha256* hash) {
   bool inPipe = inOff < 0 && IsPipe(in);
   Method m = want;
   if (hash) {
@@ -174,6 +175,72 @@ uint64_t CopyRange(int in, int64_t inOff, int out, int64_t outOff, uint64_t len,
     done += static_cast<uint64_t>(n);
   }
   return done;
+}
+
+bool NextData(int fd, uint64_t at, uint64_t end, uint64_t& data, uint64_t& stop) {
+  if (at >= end) return false;
+  off_t d = lseek(fd, static_cast<off_t>(at), SEEK_DATA);
+  if (d < 0) {
+    if (errno == ENXIO) return false;  // nothing but hole up to the end of the file
+    Fail(errno, "lseek(SEEK_DATA)");
+  }
+  if (static_cast<uint64_t>(d) >= end) return false;
+  off_t h = lseek(fd, d, SEEK_HOLE);
+  if (h < 0) Fail(errno, "lseek(SEEK_HOLE)");
+  data = static_cast<uint64_t>(d);
+  stop = std::min<uint64_t>(static_cast<uint64_t>(h), end);
+  return true;
+}
+
+// Where the range [inOff, inOff+len) of `in` has a hole, and the target range lies wholly past
+// the end of `out` (so what is not written there reads as zeros), copy only the source's data
+// ranges, each at its offset through CopyBytes, and extend `out` to the range's end so a
+// trailing hole stays a hole: a copy of a 1 GiB file holding 4 KiB of data writes 4 KiB where
+// copy_file_range cannot reflink (ext4). Returns false, having moved nothing, when that does
+// not apply (no hole, not a file, the filesystem cannot tell): the caller copies every byte.
+// SEEK_DATA/SEEK_HOLE move the file position: it is put back, as the caller gave an offset.
+static bool CopyDataRanges(int in, int64_t inOff, int out, int64_t outOff, uint64_t len, Method want,
+                           const CopyTarget& tgt, std::vector<char>& buf, CopyStats& stats, uint64_t& done) {
+  off_t was = lseek(in, 0, SEEK_CUR);
+  if (was < 0) return false;
+  struct Restore {
+    int fd;
+    off_t pos;
+    ~Restore() { lseek(fd, pos, SEEK_SET); }
+  } restore{in, was};
+  off_t hole = lseek(in, inOff, SEEK_HOLE);
+  if (hole < 0 || static_cast<uint64_t>(hole) >= static_cast<uint64_t>(inOff) + len) return false;
+  struct stat ist, ost;
+  if (fstat(in, &ist) != 0 || !S_ISREG(ist.st_mode) || fstat(out, &ost) != 0 || !S_ISREG(ost.st_mode) || ost.st_size > outOff)
+    return false;
+  // the source's end bounds the copy, as in CopyBytes: fewer than len only when the input ended
+  uint64_t end = std::min<uint64_t>(static_cast<uint64_t>(inOff) + len, static_cast<uint64_t>(ist.st_size));
+  uint64_t pos = static_cast<uint64_t>(inOff);
+  uint64_t data, stop;
+  while (NextData(in, pos, end, data, stop)) {
+    uint64_t n = stop - data;
+    uint64_t got = CopyBytes(in, static_cast<int64_t>(data), out, outOff + static_cast<int64_t>(data - inOff), n, want, tgt, buf,
+                             stats, nullptr);
+    if (got < n) {  // the source shrank while it was copied
+      done = data + got - static_cast<uint64_t>(inOff);
+      return true;
+    }
+    pos = stop;
+  }
+  done = end - static_cast<uint64_t>(inOff);
+  off_t want_size = static_cast<off_t>(outOff + static_cast<int64_t>(done));
+  if (fstat(out, &ost) != 0) Fail(errno, "fstat");
+  if (ost.st_size < want_size && ftruncate(out, want_size) != 0) Fail(errno, "ftruncate");
+  return true;
+}
+
+uint64_t CopyRange(int in, int64_t inOff, int out, int64_t outOff, uint64_t len, Method want, const CopyTarget& tgt,
+                   std::vector<char>& buf, CopyStats& stats, Sha256* hash) {
+  uint64_t done = 0;
+  if (!hash && inOff >= 0 && outOff >= 0 && !tgt.outIsStream && len >= kMinHoleScan &&
+      CopyDataRanges(in, inOff, out, outOff, len, want, tgt, buf, stats, done))
+    return done;
+  return CopyBytes(in, inOff, out, outOff, len, want, tgt, buf, stats, hash);
 }
 
 namespace {

@@ -40,12 +40,23 @@ struct CopyTarget {
 CopyTarget ProbeTarget(int outFd);
 bool IsStream(int fd);
 
+// Ranges shorter than this are copied without looking for holes in the source: SEEK_HOLE is a
+// syscall per body, and the tar bodies it would cost on (~21 KB on average in the benchmarks)
+// can hold little hole; a sparse file smaller than this is at worst written out in full.
+constexpr uint64_t kMinHoleScan = 64 << 10;
+
 // Copy `len` bytes from in (at inOff, or its position when -1) to out (at outOff, or its
 // position when -1). Returns the bytes copied: fewer than len only when the input ended.
+// File to file at offsets, when the target range lies past the target's end, holes in the
+// source stay holes in the target (only the data ranges are copied; docs/tar-engine.md).
 // `buf` is the caller's reusable buffer for the read/write path. When `hash` is set, every
 // byte goes through the read/write path and into the hash. Throws SysError.
 uint64_t CopyRange(int in, int64_t inOff, int out, int64_t outOff, uint64_t len, Method want, const CopyTarget& tgt,
                    std::vector<char>& buf, CopyStats& stats, Sha256* hash = nullptr);
+
+// The first data range of fd at or after `at` and before `end` (SEEK_DATA/SEEK_HOLE): false
+// when there is only hole up to `end`. Moves the file position. Throws SysError.
+bool NextData(int fd, uint64_t at, uint64_t end, uint64_t& data, uint64_t& stop);
 
 // Read exactly len bytes at off (or from the position when -1); returns fewer only at EOF.
 uint64_t ReadFull(int fd, int64_t off, char* dst, uint64_t len);
