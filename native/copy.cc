@@ -177,16 +177,16 @@ static uint64_t CopyBytes(int in, int64_t inOff, int out, int64_t outOff, uint64
   return done;
 }
 
-bool NextData(int fd, uint64_t at, uint64_t end, uint64_t& data, uint64_t& stop) {
+bool NextData(int fd, uint64_t at, uint64_t end, uint64_t& data, uint64_t& stop, const std::string& path) {
   if (at >= end) return false;
   off_t d = lseek(fd, static_cast<off_t>(at), SEEK_DATA);
   if (d < 0) {
     if (errno == ENXIO) return false;  // nothing but hole up to the end of the file
-    Fail(errno, "lseek(SEEK_DATA)");
+    Fail(errno, "lseek(SEEK_DATA)", path);
   }
   if (static_cast<uint64_t>(d) >= end) return false;
   off_t h = lseek(fd, d, SEEK_HOLE);
-  if (h < 0) Fail(errno, "lseek(SEEK_HOLE)");
+  if (h < 0) Fail(errno, "lseek(SEEK_HOLE)", path);
   data = static_cast<uint64_t>(d);
   stop = std::min<uint64_t>(static_cast<uint64_t>(h), end);
   return true;

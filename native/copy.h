@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 namespace layers {
@@ -56,7 +57,7 @@ uint64_t CopyRange(int in, int64_t inOff, int out, int64_t outOff, uint64_t len,
 
 // The first data range of fd at or after `at` and before `end` (SEEK_DATA/SEEK_HOLE): false
 // when there is only hole up to `end`. Moves the file position. Throws SysError.
-bool NextData(int fd, uint64_t at, uint64_t end, uint64_t& data, uint64_t& stop);
+bool NextData(int fd, uint64_t at, uint64_t end, uint64_t& data, uint64_t& stop, const std::string& path = "");
 
 // Read exactly len bytes at off (or from the position when -1); returns fewer only at EOF.
 uint64_t ReadFull(int fd, int64_t off, char* dst, uint64_t len);

@@ -1,4 +1,5 @@
 #include "fsops.h"
+#include "copy.h"
 
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -71,30 +72,20 @@ Napi::Value DataRanges(const Napi::CallbackInfo& info) {
     if (fd < 0) Fail(errno, "openat2", p);
     Napi::Array out = Napi::Array::New(info.Env());
     uint32_t n = 0;
-    off_t end = lseek(fd, 0, SEEK_END);
-    off_t at = 0;
-    while (end >= 0 && at < end) {
-      off_t data = lseek(fd, at, SEEK_DATA);
-      if (data < 0) {
-        if (errno == ENXIO) break;  // only a hole from here to the end
-        int e = errno;
-        close(fd);
-        Fail(e, "lseek", p);
+    try {
+      off_t end = lseek(fd, 0, SEEK_END);
+      if (end < 0) Fail(errno, "lseek", p);
+      uint64_t at = 0, data = 0, stop = 0;
+      while (NextData(fd, at, static_cast<uint64_t>(end), data, stop, p)) {
+        out.Set(n++, Napi::Number::New(info.Env(), static_cast<double>(data)));
+        out.Set(n++, Napi::Number::New(info.Env(), static_cast<double>(stop - data)));
+        at = stop;
       }
-      off_t hole = lseek(fd, data, SEEK_HOLE);
-      if (hole < 0) {
-        int e = errno;
-        close(fd);
-        Fail(e, "lseek", p);
-      }
-      out.Set(n++, Napi::Number::New(info.Env(), static_cast<double>(data)));
-      out.Set(n++, Napi::Number::New(info.Env(), static_cast<double>(hole - data)));
-      at = hole;
+    } catch (...) {
+      close(fd);
+      throw;
     }
-    int e = errno;
-    bool failed = end < 0;
     close(fd);
-    if (failed) Fail(e, "lseek", p);
     return out;
   });
 }
