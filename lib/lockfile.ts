@@ -90,6 +90,15 @@ class ProcessRwLock {
 
 const registry = new Map<string, LockFile>();
 
+/**
+ * Whether this process holds a write lock and waits for no other: an operation may be changing a
+ * store, and a signal should let it unwind rather than end the process (docs/cli.md, "Signals").
+ */
+export function writingUnderLock(): boolean {
+  const locks = [...registry.values()];
+  return locks.some((l) => l.locked) && !locks.some((l) => l.waiting);
+}
+
 /** Opens the lock file as the peer's openLock() does: created 0644, its directory made (0700) if missing. */
 function openLockFile(file: string, readOnly: boolean): number {
   const flags = (readOnly ? fs.constants.O_RDONLY : fs.constants.O_RDWR) | fs.constants.O_CREAT;
@@ -181,6 +190,11 @@ export class LockFile {
   /** Held for writing by this process (the peer's Locked()). */
   get locked(): boolean {
     return this.counter > 0 && this.lockType === 'w';
+  }
+
+  /** The kernel lock is being waited for (on a worker thread, which nothing can interrupt). */
+  get waiting(): boolean {
+    return this.acquiring !== undefined;
   }
 
   /** Held at all by this process. */

@@ -278,6 +278,10 @@ export interface Native {
   /** fcntl(F_OFD_GETLK): null when a lock of that type could be taken now, else a conflicting one;
    *  pid is its holder's for a POSIX lock, -1 for an OFD lock */
   ofdGetLock(fd: number, type: 'r' | 'w'): { type: 'r' | 'w'; pid: number } | null;
+  /** the process-wide cancel flag (native/cancel.h), never cleared: from now on apply batches,
+   *  writeSegments and shiftOwners fail with ECANCELED before their next file (the CLI's
+   *  SIGINT/SIGTERM handler, docs/cli.md "Signals"); a body being copied is finished first */
+  cancel(): void;
   /** run an apply batch on a worker thread beneath rootFd */
   applyBatch(rootFd: number, ops: ApplyOp[]): Promise<BatchResult>;
   /** the same on the calling thread (used for pipe input, where each body must be read before the next header) */

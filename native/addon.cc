@@ -3,6 +3,7 @@
 
 #include "batch.h"
 #include "btrfs.h"
+#include "cancel.h"
 #include "crc64.h"
 #include "fsops.h"
 #include "hash.h"
@@ -28,6 +29,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitBtrfs(env, exports);
   InitLockfile(env, exports);
   InitZstd(env, exports);
+  InitCancel(env, exports);
   Sha256::Init(env, exports);
   Crc64::Init(env, exports);
   return exports;

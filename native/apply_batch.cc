@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "batch.h"
+#include "cancel.h"
 #include "copy.h"
 #include "errors.h"
 #include "hash.h"
@@ -317,6 +318,7 @@ void RunAll(int rootFd, const std::vector<Op>& ops, Result& r) {
   Runner run(rootFd);
   for (size_t i = 0; i < ops.size(); i++) {
     try {
+      CheckCancel(ops[i].path);
       run.Run(ops[i], r);
       run.AfterOp(ops[i]);
     } catch (SysError& e) {

@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include "cancel.h"
 #include "errors.h"
 #include "names.h"
 
@@ -167,6 +168,7 @@ class Shifter {
   }
 
   void Entry(int dir, const char* name, const std::string& path) {
+    CheckCancel(path);
     struct stat st;
     if (fstatat(dir, name, &st, AT_SYMLINK_NOFOLLOW) < 0) Fail(errno, "fstatat", path);
     bool isDir = S_ISDIR(st.st_mode);

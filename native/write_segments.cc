@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "batch.h"
+#include "cancel.h"
 #include "copy.h"
 #include "crc64.h"
 #include "errors.h"
@@ -121,7 +122,10 @@ class Writer {
     for (size_t i = 0; i < segs.size(); i++) {
       try {
         const Segment& s = segs[i];
-        if (s.isFile) File(s);
+        if (s.isFile) {
+          CheckCancel(s.path);
+          File(s);
+        }
         else Append(data_ + s.offset, s.length);
       } catch (SysError& e) {
         e.index = static_cast<long>(i);

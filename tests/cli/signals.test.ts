@@ -1,0 +1,96 @@
+// SIGINT/SIGTERM during a long store-changing command (docs/cli.md, "Signals"): the native loops
+// stop before their next file, the operation fails through its normal path, so when the process
+// has ended the half-made layer is gone (record and directory: nothing for the next command to
+// repair), the locks are free, and the process ended by the signal (a shell sees 128+n).
+import test from 'ava';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { LockFile } from '../../lib/lockfile.ts';
+import { BIN, gnuTar, tempStore, type TempStore } from '../fixtures/store.ts';
+import { makeBulkTree } from '../fixtures/tree.ts';
+
+/** Enough small files that applying or copying them takes seconds: the signal comes in the middle. */
+const FILES = 20000;
+
+function bigTar(s: TempStore): string {
+  const tree = path.join(s.dir, 'tree');
+  makeBulkTree(tree, FILES, FILES * 512);
+  const tar = gnuTar(tree, path.join(s.dir, 'big.tar'));
+  fs.rmSync(tree, { recursive: true });
+  return tar;
+}
+
+const layerDir = (s: TempStore, id: string) => path.join(s.root, 'vfs', 'dir', id);
+
+/**
+ * Start `layers ARGS`, wait until it is writing files into a new (incomplete) layer, send
+ * `signal`, and resolve with how the process ended and the id of the layer it was making.
+ */
+async function interrupt(s: TempStore, args: string[], signal: NodeJS.Signals): Promise<{ status: number; stderr: string; id: string }> {
+  const child = spawn(process.execPath, [BIN, '-g', s.root, '-R', s.runroot, '-s', 'vfs', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr!.setEncoding('utf8').on('data', (d) => (stderr += d));
+  const ended = new Promise<number>((resolve) =>
+    child.on('close', (code, sig) => resolve(code ?? 128 + os.constants.signals[sig as NodeJS.Signals])),
+  );
+  let exited = false;
+  void ended.then(() => (exited = true));
+  let id: string | undefined;
+  // the layer's first directory of files (d0) exists: its data is being written
+  while (!exited && !(id !== undefined && fs.existsSync(path.join(layerDir(s, id), 'd0')))) {
+    await new Promise((r) => setTimeout(r, 5));
+    try {
+      id = (s.records() as Array<{ id: string; flags?: { incomplete?: boolean } }>).find((r) => r.flags?.incomplete)?.id;
+    } catch {
+      // layers.json not there yet, or being replaced
+    }
+  }
+  if (!exited) child.kill(signal);
+  return { status: await ended, stderr, id: id ?? '' };
+}
+
+/** The store's layer lock is free now: taken without waiting, then given back. */
+function layersLockFree(s: TempStore): boolean {
+  const lock = LockFile.get(path.join(s.root, 'vfs-layers', 'layers.lock'));
+  if (!lock.tryLock()) return false;
+  lock.unlock();
+  return true;
+}
+
+test('SIGTERM during import-layer of a big tar: the import stops, no layer is left (record or files), the lock is free, exit 143', async (t) => {
+  const s = tempStore(t);
+  const tar = bigTar(s);
+  const r = await interrupt(s, ['import-layer', '-f', tar], 'SIGTERM');
+  t.is(r.status, 143, r.stderr);
+  t.regex(r.stderr, /ECANCELED/); // stopped by the cancel flag, not ended half-way by the signal
+  t.not(r.id, '');
+  // before any other command: nothing half-made for the next one to repair
+  t.deepEqual(s.records(), []);
+  t.false(fs.existsSync(layerDir(s, r.id)));
+  t.true(layersLockFree(s));
+  const l = await s.cli(['layers']);
+  t.is(l.code, 0, l.stderr);
+  t.is(l.stdout, '');
+});
+
+test('SIGINT during create-layer of a child of a big layer (a tree copy): the copy stops, the child is gone, the parent intact, exit 130', async (t) => {
+  const s = tempStore(t);
+  const base = await s.cli(['import-layer', '-n', 'base', '-f', bigTar(s)]);
+  t.is(base.code, 0, base.stderr);
+  const baseId = base.stdout.slice(0, 64);
+  const r = await interrupt(s, ['create-layer', baseId], 'SIGINT');
+  t.is(r.status, 130, r.stderr);
+  t.regex(r.stderr, /ECANCELED/);
+  t.not(r.id, '');
+  t.deepEqual(
+    s.records().map((rec) => [rec.id, (rec.flags as { incomplete?: boolean } | undefined)?.incomplete]),
+    [[baseId, undefined]],
+  );
+  t.false(fs.existsSync(layerDir(s, r.id)));
+  t.true(layersLockFree(s));
+  t.is(fs.readdirSync(layerDir(s, baseId)).length, Math.ceil(FILES / 500));
+  const l = await s.cli(['layers', '-q']);
+  t.is(l.stdout, `${baseId}\n`);
+});
