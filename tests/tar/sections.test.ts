@@ -70,7 +70,7 @@ async function containerTree(store: Store, ref: string) {
 for (const { driver, kind } of DRIVERS) {
   test.serial(`${driver}: a container's diff, a host directory and files in one archive; restored section by section`, async (t) => {
     if (!canMount) return t.pass('needs root');
-    const base = dirOn(t, kind, 2048 << 20);
+    const base = dirOn(t, kind, 2 * 1024 ** 3);
     const scratch = path.join(base, 'scratch');
     fs.mkdirSync(scratch);
     const store = await storeOn(t, driver, base);
