@@ -4,22 +4,9 @@
 // consistent store: both list the same records, every record a writer reported made (and did not
 // go on to delete) exists, nothing half made is left after our next open, no reference dangles.
 import test from 'ava';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { BIN, tempStore } from '../fixtures/store.ts';
-
-/** Run a bash script, resolving with its exit code and output. */
-function bash(script: string, env: Record<string, string>): Promise<{ code: number; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['-c', script], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout!.setEncoding('utf8').on('data', (d) => (out += d));
-    child.stderr!.setEncoding('utf8').on('data', (d) => (out += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? 1, out }));
-  });
-}
+import { bash, BIN, tempStore } from '../fixtures/store.ts';
 
 const names = (out: string) => [...out.matchAll(/^\tname: (.*)$/gm)].map((m) => m[1]!).sort();
 

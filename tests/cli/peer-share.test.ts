@@ -7,19 +7,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { dirOn } from '../fixtures/fs.ts';
-import { BIN, gnuTar, runCli, tempStore } from '../fixtures/store.ts';
-
-/** Run a bash script, resolving with its exit code and output. */
-function bash(script: string, env: Record<string, string>): Promise<{ code: number; out: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['-c', script], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout!.setEncoding('utf8').on('data', (d) => (out += d));
-    child.stderr!.setEncoding('utf8').on('data', (d) => (out += d));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? 1, out }));
-  });
-}
+import { bash, BIN, gnuTar, runCli, tempStore } from '../fixtures/store.ts';
 
 const ID = /^[0-9a-f]{64}$/;
 const ids = (out: string) => out.split('\n').filter((l) => ID.test(l));
