@@ -220,7 +220,9 @@ const WRITE_CHUNK = 1 << 20;
  */
 export class TarSplitWriter {
   private position = 0;
-  private pending: string[] = [];
+  /** lines not yet handed to gzip, UTF-8 encoded as they come (no joined string to convert
+   *  again); a fresh buffer after each flush, as gzip holds the one it was given */
+  private pending = Buffer.allocUnsafe(WRITE_CHUNK);
   private pendingBytes = 0;
   private readonly seen = new Set<string>();
   private done = false;
@@ -282,16 +284,24 @@ export class TarSplitWriter {
   private async add(line: string): Promise<void> {
     if (this.done) throw new Error(`tar-split writer for ${this.file}: entry after commit or abort`);
     this.position++;
-    this.pending.push(line);
-    this.pendingBytes += line.length;
-    if (this.pendingBytes >= WRITE_CHUNK) await this.flush();
+    // a UTF-16 unit takes at most 3 bytes of UTF-8
+    if (this.pendingBytes + line.length * 3 > this.pending.length) {
+      await this.flush();
+      // a line longer than the buffer (a 1 MiB segment of trailing bytes) goes on its own
+      if (line.length * 3 > this.pending.length) return this.write(Buffer.from(line));
+    }
+    this.pendingBytes += this.pending.write(line, this.pendingBytes);
   }
 
   private async flush(): Promise<void> {
-    if (this.pending.length === 0) return;
-    const chunk = this.pending.join('');
-    this.pending = [];
+    if (this.pendingBytes === 0) return;
+    const chunk = this.pending.subarray(0, this.pendingBytes);
+    this.pending = Buffer.allocUnsafe(WRITE_CHUNK);
     this.pendingBytes = 0;
+    await this.write(chunk);
+  }
+
+  private async write(chunk: Buffer): Promise<void> {
     if (this.failure) throw this.failure;
     // a failing gzip or file never drains: the failure ends the wait
     if (!this.gzip.write(chunk)) await Promise.race([new Promise<void>((resolve) => this.gzip.once('drain', resolve)), this.finished]);
@@ -434,32 +444,16 @@ export interface DisassembleResult {
  * such a layer is a different tar; docs/tar-engine.md).
  */
 export async function disassembleTar(tarFd: number, writer: TarSplitWriter, opts: { bodyCrcs?: Buffer } = {}): Promise<DisassembleResult> {
-  const src = new FileSource(tarFd);
+  // one window serves the headers (readEntry) and the raw bytes between bodies (range): 256 KiB
+  // holds the headers of many small members, so most members cost no read of their own
+  const src = new FileSource(tarFd, 0, READ_WINDOW);
   const crc = native().crc64();
   const known = knownCrcs(opts.bodyCrcs);
   const result: DisassembleResult = { entries: 0, files: 0, size: src.size };
   let segStart = 0; // first byte not yet in a segment or a body
-  // headers of consecutive small members come from one read of READ_WINDOW bytes, not a read
-  // each (the ranges asked for only move forward)
-  const win = Buffer.allocUnsafe(READ_WINDOW);
-  let winStart = 0;
-  let winLen = 0;
-  const readRange = (from: number, to: number): Buffer => {
-    if (from >= winStart && to <= winStart + winLen) return Buffer.from(win.subarray(from - winStart, to - winStart));
-    const into = to - from <= READ_WINDOW ? win : Buffer.allocUnsafe(to - from);
-    const want = into === win ? Math.min(READ_WINDOW, src.size - from) : to - from;
-    let got = 0;
-    while (got < to - from) {
-      const n = fs.readSync(tarFd, into, got, want - got, from + got);
-      if (n === 0) throw new TarError('ETARTRUNCATED', `the tar ends at byte ${from + got}, inside a header`, undefined, from + got);
-      got += n;
-    }
-    if (into !== win) return into;
-    winStart = from;
-    winLen = got;
-    return Buffer.from(win.subarray(0, to - from));
-  };
   for (;;) {
+    // the window from the end of the last body: its padding is the next segment's start
+    if (segStart < src.size) src.prefetch(segStart);
     const e = readEntry(src);
     if (e === null) break;
     if (e.sparse) {
@@ -467,7 +461,7 @@ export async function disassembleTar(tarFd: number, writer: TarSplitWriter, opts
     }
     // walk the raw header blocks of this member: the name as Go sees it, and the global
     // headers (and volume labels) Go returns as members of their own, size 0
-    const raw = readRange(segStart, e.dataOffset);
+    const raw = src.range(segStart, e.dataOffset);
     let from = 0; // where the current segment starts in raw
     let at = Math.ceil(segStart / BLOCK) * BLOCK - segStart;
     let longName: Buffer | undefined;
@@ -507,7 +501,7 @@ export async function disassembleTar(tarFd: number, writer: TarSplitWriter, opts
       const given = body > 0 ? known(e.dataOffset) : undefined;
       if (given) sum = given;
       else if (body > SMALL_BODY) await native().crc64Range(tarFd, e.dataOffset, body, crc);
-      else if (body > 0) crc.update(readRange(e.dataOffset, e.dataOffset + body));
+      else if (body > 0) crc.update(src.range(e.dataOffset, e.dataOffset + body));
       sum ??= crc.sum();
       result.files++;
     }
@@ -519,11 +513,11 @@ export async function disassembleTar(tarFd: number, writer: TarSplitWriter, opts
   // the last padding and the end blocks; then what follows them
   const end = src.position;
   if (end > segStart) {
-    await writer.addSegment(readRange(segStart, end));
+    await writer.addSegment(src.range(segStart, end));
     result.entries++;
   }
   for (let off = end; off < src.size; off += TRAILING_CHUNK) {
-    await writer.addSegment(readRange(off, Math.min(src.size, off + TRAILING_CHUNK)));
+    await writer.addSegment(src.range(off, Math.min(src.size, off + TRAILING_CHUNK)));
     result.entries++;
   }
   await writer.addSegment(Buffer.alloc(0));
