@@ -95,7 +95,7 @@ const SEGMENT_HEAD = '{"type":2,"payload":"';
 /**
  * A segment line exactly as Go's encoder writes it ({"type":2,"payload":"<base64>","position":N}),
  * read without JSON.parse (the largest JS cost of a reassembly: half the lines are segments);
- * undefined for any other line, which JSON.parse then reads.
+ * undefined for any other line, which fastFile or JSON.parse then reads.
  */
 function fastSegment(text: string): TarSplitEntry | undefined {
   if (!text.startsWith(SEGMENT_HEAD)) return undefined;
@@ -106,8 +106,56 @@ function fastSegment(text: string): TarSplitEntry | undefined {
   return { type: 'segment', position: Number(digits), payload: Buffer.from(text.slice(SEGMENT_HEAD.length, end), 'base64') };
 }
 
+const FILE_HEAD = '{"type":1,"name":"';
+
+/** The decimal integer of Go's encoder (no sign, no leading zeros but 0) in text[from, to), or -1. */
+function goUint(text: string, from: number, to: number): number {
+  if (to <= from || to - from > 15 || (text.charCodeAt(from) === 0x30 && to - from > 1)) return -1;
+  let v = 0;
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i) - 0x30;
+    if (c < 0 || c > 9) return -1;
+    v = v * 10 + c;
+  }
+  return v;
+}
+
+/**
+ * A file line exactly as Go's encoder writes it, with a name that needs no unescaping
+ * ({"type":1,"name":"<name>"[,"size":N],"payload":"<base64>"|null,"position":N}), read without
+ * JSON.parse (the other half of the lines); undefined for anything else (escapes, name_raw, a
+ * payload that is not 8 bytes), which decodeLine then reads and checks.
+ */
+function fastFile(text: string): TarSplitEntry | undefined {
+  if (!text.startsWith(FILE_HEAD)) return undefined;
+  const nameEnd = text.indexOf('"', FILE_HEAD.length);
+  if (nameEnd < 0) return undefined;
+  const name = text.slice(FILE_HEAD.length, nameEnd);
+  if (name.includes('\\')) return undefined;
+  let at = nameEnd + 1;
+  let size = 0;
+  if (text.startsWith(',"size":', at)) {
+    const end = text.indexOf(',', at + 8);
+    size = end < 0 ? -1 : goUint(text, at + 8, end);
+    if (size <= 0) return undefined;
+    at = end;
+  }
+  let crc: Buffer | null = null;
+  if (text.startsWith(',"payload":null', at)) at += 15;
+  else if (text.startsWith(',"payload":"', at)) {
+    const end = text.indexOf('"', at + 12);
+    if (end < 0) return undefined;
+    crc = Buffer.from(text.slice(at + 12, end), 'base64');
+    at = end + 1;
+  } else return undefined;
+  if (!text.startsWith(',"position":', at) || !text.endsWith('}')) return undefined;
+  const position = goUint(text, at + 12, text.length - 1);
+  if (position < 0 || (size > 0 && crc?.length !== 8)) return undefined;
+  return { type: 'file', position, name, size, crc };
+}
+
 function decodeLine(text: string, file: string, lineNo: number): TarSplitEntry {
-  const fast = fastSegment(text);
+  const fast = fastSegment(text) ?? fastFile(text);
   if (fast) return fast;
   let v: { type?: unknown; name?: unknown; name_raw?: unknown; size?: unknown; payload?: unknown; position?: unknown };
   try {
