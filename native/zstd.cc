@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "cancel.h"
+#include "copy.h"
 #include "errors.h"
 #include "hash.h"
 
@@ -65,34 +66,26 @@ class ZstdWorker : public Napi::AsyncWorker {
     CheckCancel("zstd");
   }
 
-  // the next input bytes into buf (0 at EOF): the prefix (bytes the caller read to see the magic) first
+  // the next input bytes into buf (0 at EOF, short only there): the prefix (bytes the caller
+  // read to see the magic) first; a non-blocking pipe is waited for (copy.h)
   size_t ReadInput(std::vector<char>& buf) {
+    size_t n;
     if (!prefix_.empty()) {
-      size_t n = prefix_.size();
+      n = prefix_.size();
       memcpy(buf.data(), prefix_.data(), n);
       prefix_.clear();
-      read_ += n;
-      return n;
+    } else {
+      n = static_cast<size_t>(ReadFull(in_, inOffset_, buf.data(), buf.size()));
+      if (inOffset_ >= 0) inOffset_ += static_cast<int64_t>(n);
     }
-    for (;;) {
-      ssize_t n = inOffset_ >= 0 ? pread(in_, buf.data(), buf.size(), inOffset_) : read(in_, buf.data(), buf.size());
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) Fail(errno, inOffset_ >= 0 ? "pread" : "read");
-      if (inOffset_ >= 0) inOffset_ += n;
-      read_ += n;
-      return static_cast<size_t>(n);
-    }
+    read_ += static_cast<int64_t>(n);
+    return n;
   }
 
+  // at the output's position (a file or a pipe, non-blocking ones waited for: copy.h)
   void WriteAll(const char* p, size_t n) {
-    while (n > 0) {
-      ssize_t w = write(out_, p, n);
-      if (w < 0 && errno == EINTR) continue;
-      if (w < 0) Fail(errno, "write");
-      p += w;
-      n -= static_cast<size_t>(w);
-      written_ += w;
-    }
+    WriteFull(out_, -1, p, n);
+    written_ += static_cast<int64_t>(n);
   }
 
   Napi::Promise::Deferred deferred_;
