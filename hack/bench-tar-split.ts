@@ -12,7 +12,7 @@ import path from 'node:path';
 import { openDriver } from '../drivers/index.ts';
 import { applyRecording } from '../lib/store/tar-split-file.ts';
 import { makeBulkTree } from '../tests/fixtures/tree.ts';
-import { imageDir, listOpt, median, numOpt, settle, Table, timeProc, withLoopFsAsync, type FsKind } from './bench-lib.ts';
+import { imageDir, listOpt, loadAverage, median, numOpt, selfCpuMs, settle, Table, timeProcCpu, withLoopFsAsync, type FsKind } from './bench-lib.ts';
 
 const total = Math.round(numOpt('--gib', 1) * (1 << 30));
 const files = numOpt('--files', 20_000);
@@ -21,7 +21,8 @@ const ROUNDS = numOpt('--rounds', 5);
 const FS: Record<(typeof drivers)[number], FsKind> = { overlay: 'ext4', btrfs: 'btrfs', vfs: 'xfs' };
 const BIN = path.join(path.dirname(new URL(import.meta.url).pathname), '..', 'bin', 'layers.js');
 
-const table = new Table(['driver (fs)', 'operation', 'without', 'with', 'ratio', 'notes']);
+const table = new Table(['driver (fs)', 'operation', 'without', 'with', 'ratio', 'CPU without', 'CPU with', 'CPU ratio', 'notes']);
+const loads: string[] = [loadAverage()];
 const size = total * 6 + 2 * 2 ** 30;
 const images = imageDir(size);
 try {
@@ -40,24 +41,33 @@ try {
         const id = `${withRecord ? 'r' : 'n'}${i}`;
         await d.create(id, undefined);
         const fd = fs.openSync(tar, 'r');
+        const c0 = selfCpuMs();
         const t0 = process.hrtime.bigint();
         if (withRecord) await applyRecording(record, fd, () => d.applyDiff(id, undefined, fd));
         else await d.applyDiff(id, undefined, fd);
         const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+        const cpu = selfCpuMs() - c0;
         fs.closeSync(fd);
         await d.remove(id);
         settle(mnt);
-        return ms;
+        return { ms, cpu };
       };
-      const times = { without: [] as number[], with: [] as number[] };
+      const times = { without: [] as number[], with: [] as number[], cpuWithout: [] as number[], cpuWith: [] as number[] };
       await apply(false, -1); // warm the tar's pages
       for (let i = 0; i < ROUNDS; i++) {
-        times.without.push(await apply(false, i));
-        times.with.push(await apply(true, i));
+        const n = await apply(false, i);
+        const r = await apply(true, i);
+        times.without.push(n.ms);
+        times.with.push(r.ms);
+        times.cpuWithout.push(n.cpu);
+        times.cpuWith.push(r.cpu);
       }
       const a = median(times.without);
       const b = median(times.with);
-      table.row([`${driver} (${FS[driver]})`, 'ApplyDiff (driver alone)', `${a.toFixed(0)} ms`, `${b.toFixed(0)} ms`, (b / a).toFixed(3), `record ${(fs.statSync(record).size / 1024).toFixed(0)} KiB`]);
+      const ca = median(times.cpuWithout);
+      const cb = median(times.cpuWith);
+      table.row([`${driver} (${FS[driver]})`, 'ApplyDiff (driver alone)', `${a.toFixed(0)} ms`, `${b.toFixed(0)} ms`, (b / a).toFixed(3), `${ca.toFixed(0)} ms`, `${cb.toFixed(0)} ms`, (cb / ca).toFixed(3), `record ${(fs.statSync(record).size / 1024).toFixed(0)} KiB; runs ${times.without.map((t, i) => `${t.toFixed(0)}/${times.with[i].toFixed(0)}`).join(' ')}`]);
+      loads.push(loadAverage());
 
       // diff of the same layer, applied by the peer (its record), ours vs its own
       const g = ['-g', path.join(mnt, 'store'), '-R', path.join(mnt, 'store-run'), '--storage-driver', driver];
@@ -70,17 +80,26 @@ try {
         ['a pipe', '| cat > /dev/null'],
       ];
       for (const [label, sink] of sinks) {
-        const diffTimes = { peer: [] as number[], ours: [] as number[] };
+        const diffTimes = { peer: [] as number[], ours: [] as number[], cpuPeer: [] as number[], cpuOurs: [] as number[] };
         for (let i = 0; i < ROUNDS; i++) {
-          diffTimes.peer.push(timeProc('sh', ['-c', `containers-storage "$@" diff ${id} ${sink}`, 'sh', ...g]));
-          diffTimes.ours.push(timeProc('sh', ['-c', `"$0" "${BIN}" "$@" diff ${id} ${sink}`, process.execPath, ...g]));
+          const p = timeProcCpu('sh', ['-c', `containers-storage "$@" diff ${id} ${sink}`, 'sh', ...g]);
           fs.rmSync(out, { force: true });
           settle(mnt);
+          const o = timeProcCpu('sh', ['-c', `"$0" "${BIN}" "$@" diff ${id} ${sink}`, process.execPath, ...g]);
+          fs.rmSync(out, { force: true });
+          settle(mnt);
+          diffTimes.peer.push(p.wall);
+          diffTimes.ours.push(o.wall);
+          diffTimes.cpuPeer.push(p.cpu);
+          diffTimes.cpuOurs.push(o.cpu);
         }
         const p = median(diffTimes.peer);
         const o = median(diffTimes.ours);
+        const cp = median(diffTimes.cpuPeer);
+        const co = median(diffTimes.cpuOurs);
         const runs = diffTimes.peer.map((t, i) => `${t.toFixed(0)}/${diffTimes.ours[i].toFixed(0)}`).join(' ');
-        table.row([`${driver} (${FS[driver]})`, `diff to ${label} (peer | ours)`, `${p.toFixed(0)} ms`, `${o.toFixed(0)} ms`, (p / o).toFixed(2), `peer/ours, whole processes; runs ${runs}`]);
+        table.row([`${driver} (${FS[driver]})`, `diff to ${label} (peer | ours)`, `${p.toFixed(0)} ms`, `${o.toFixed(0)} ms`, (p / o).toFixed(2), `${cp.toFixed(0)} ms`, `${co.toFixed(0)} ms`, (cp / co).toFixed(2), `peer/ours, whole processes; runs ${runs}`]);
+        loads.push(loadAverage());
       }
       execFileSync('containers-storage', [...g, 'shutdown']);
       await d.cleanup();
@@ -89,4 +108,4 @@ try {
 } finally {
   images.done();
 }
-table.print('tar-split: the record at import, and diff from it');
+table.print(`tar-split: the record at import, and diff from it; ${files} files, ${(total / 2 ** 30).toFixed(2)} GiB, median of ${ROUNDS}; CPU = user+sys; load average (1/5/15 min) at start and after each row: ${loads.join(', ')}`);

@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { imageDir, listOpt, median, numOpt, settle, Table, withLoopFs, type FsKind } from './bench-lib.ts';
+import { childrenCpuMs, imageDir, listOpt, loadAverage, median, numOpt, settle, Table, withLoopFs, type FsKind } from './bench-lib.ts';
 
 const total = Math.round(numOpt('--gib', 1) * (1 << 30));
 const files = numOpt('--files', 20_000);
@@ -37,7 +37,8 @@ function makeTree(dir: string): void {
   }
 }
 
-const table = new Table(['driver (fs)', 'operation', 'median', 'vs zstd|tar', 'runs']);
+const table = new Table(['driver (fs)', 'operation', 'median', 'vs zstd|tar', 'CPU median', 'CPU vs zstd|tar', 'runs (ms)']);
+const loads: string[] = [loadAverage()];
 const size = total * 6 + 2 * 2 ** 30;
 const images = imageDir(size);
 try {
@@ -55,16 +56,18 @@ try {
       const g = (who: string) => ['-g', path.join(mnt, who), '-R', path.join(mnt, `${who}-run`), '--storage-driver', driver];
       const sh = (script: string, ...args: string[]) => execFileSync('sh', ['-c', script, 'bench', ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] });
       const warm = (p: string) => sh('cat "$1" > /dev/null', p);
-      /** time one command line; `undo` (untimed) removes what it made */
+      /** time one command line (wall and CPU, user+sys of all its processes); `undo` (untimed) removes what it made */
       const timed = (script: string, args: string[], undo: (out: string) => void) => {
         warm(zst);
         warm(tar);
+        const c0 = childrenCpuMs();
         const t0 = process.hrtime.bigint();
         const out = sh(script, ...args);
         const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+        const cpu = childrenCpuMs() - c0;
         undo(out);
         settle(mnt);
-        return ms;
+        return { ms, cpu };
       };
       const x = path.join(mnt, 'x');
       const id = (out: string) => out.trim().split('\n')[0];
@@ -77,19 +80,29 @@ try {
         ['peer: import-layer -f F.zst', `containers-storage ${g('peer').join(' ')} import-layer -f "$1"`, [zst], (out) => execFileSync('containers-storage', [...g('peer'), 'delete-layer', id(out)])],
       ];
       const times = rows.map(() => [] as number[]);
-      for (let r = 0; r < ROUNDS; r++) rows.forEach(([, script, args, undo], i) => times[i].push(timed(script, args, undo)));
+      const cpus = rows.map(() => [] as number[]);
+      for (let r = 0; r < ROUNDS; r++) {
+        rows.forEach(([, script, args, undo], i) => {
+          const { ms, cpu } = timed(script, args, undo);
+          times[i].push(ms);
+          cpus[i].push(cpu);
+        });
+        loads.push(loadAverage());
+      }
       const floor = median(times[0]);
+      const cpuFloor = median(cpus[0]);
       rows.forEach(([label], i) => {
         const m = median(times[i]);
-        table.row([`${driver} (${FS[driver]})`, label, `${m.toFixed(0)} ms`, (m / floor).toFixed(2), times[i].map((t) => t.toFixed(0)).join(' ')]);
+        const c = median(cpus[i]);
+        table.row([`${driver} (${FS[driver]})`, label, `${m.toFixed(0)} ms`, (m / floor).toFixed(2), `${c.toFixed(0)} ms`, (c / cpuFloor).toFixed(2), times[i].map((t) => t.toFixed(0)).join(' ')]);
       });
       const ratio = fs.statSync(tar).size / fs.statSync(zst).size;
       // the peer's overlay driver keeps its home mounted private until shutdown
       for (const who of ['peer', 'ours']) execFileSync(who === 'peer' ? 'containers-storage' : process.execPath, [...(who === 'peer' ? [] : [BIN]), ...g(who), 'shutdown']);
-      table.row([`${driver} (${FS[driver]})`, `tar ${(fs.statSync(tar).size / 2 ** 20).toFixed(0)} MiB, zstd ${(fs.statSync(zst).size / 2 ** 20).toFixed(0)} MiB (${ratio.toFixed(2)}x)`, '', '', '']);
+      table.row([`${driver} (${FS[driver]})`, `tar ${(fs.statSync(tar).size / 2 ** 20).toFixed(0)} MiB, zstd ${(fs.statSync(zst).size / 2 ** 20).toFixed(0)} MiB (${ratio.toFixed(2)}x)`, '', '', '', '', '']);
     });
   }
 } finally {
   images.done();
 }
-table.print(`zstd import: ${files} files, ${(total / 2 ** 30).toFixed(2)} GiB; loop images ${images.inRam ? 'in RAM' : 'on disk'}; whole-process times, median of ${ROUNDS} runs`);
+table.print(`zstd import: ${files} files, ${(total / 2 ** 30).toFixed(2)} GiB; loop images ${images.inRam ? 'in RAM' : 'on disk'}; whole-process times, median of ${ROUNDS} runs; CPU = user+sys of all the command's processes; load average (1/5/15 min) at start and after each round: ${loads.join(', ')}`);

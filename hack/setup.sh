@@ -18,8 +18,8 @@ command -v make >/dev/null || need+=(make)
 command -v g++ >/dev/null || need+=(g++)
 # the addon inflates zstd layers with the system's libzstd (binding.gyp, native/zstd.cc)
 [ -f /usr/include/zstd.h ] || need+=(libzstd-dev)
-# xz and bzip2 layers are decompressed by their commands (lib/store/input.ts); `diff --zstd`
-# compresses with the zstd command
+# xz and bzip2 layers are decompressed by their commands (lib/store/input.ts); the tests and
+# benchmarks make zstd layers with the zstd command
 command -v zstd >/dev/null || need+=(zstd)
 command -v xz >/dev/null || need+=(xz-utils)
 command -v bzip2 >/dev/null || need+=(bzip2)
@@ -30,6 +30,8 @@ command -v runc >/dev/null || need+=(runc)
 command -v skopeo >/dev/null || need+=(skopeo)
 # the tar-split tests apply tars written by bsdtar too
 command -v bsdtar >/dev/null || need+=(libarchive-tools)
+# tests/store/memory-2g.test.ts takes the CLI's peak RSS from GNU time (-f %M)
+[ -x /usr/bin/time ] || need+=(time)
 if [ ${#need[@]} -gt 0 ]; then
   if [ "$(id -u)" -ne 0 ]; then echo "setup: need root to install: ${need[*]}" >&2; exit 1; fi
   echo "setup: installing ${need[*]}" >&2

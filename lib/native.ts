@@ -226,9 +226,16 @@ export interface Native {
    * first, then inFd read at inOffset (a file) or, with -1, at its position (a pipe) to EOF.
    * Every input byte is fed to `hash`; progress[0] is the input bytes read so far. Bad or cut
    * data rejects with code ECOMPRESSION ("bad zstd data: ..."); an I/O error with its errno and
-   * syscall ('read', 'pread' or 'write').
+   * syscall ('read', 'pread' or 'write'). Before each 1 MiB chunk it stops with ECANCELED once
+   * cancel() was called or abort[0] (set by the caller when its AbortSignal fires) is non-zero.
    */
-  zstdDecompress(inFd: number, inOffset: number, outFd: number, prefix: Buffer, hash: Sha256, progress: Float64Array): Promise<{ read: number; written: number }>;
+  zstdDecompress(inFd: number, inOffset: number, outFd: number, prefix: Buffer, hash: Sha256, progress: Float64Array, abort?: Int32Array): Promise<{ read: number; written: number }>;
+  /**
+   * Compress inFd (a regular file, read from offset 0 to EOF) into outFd (a file or pipe, written
+   * at its position) at `level` (3: the zstd command's default), one frame with a checksum, on a
+   * worker thread in fixed buffers (native/zstd.cc); stops with ECANCELED as zstdDecompress does.
+   */
+  zstdCompress(inFd: number, outFd: number, level: number, abort?: Int32Array): Promise<{ read: number; written: number }>;
   /** the libzstd version linked in ("1.5.4") */
   zstdVersion: string;
   /** copy `length` bytes; offsets of -1 mean "the fd's position". Returns fewer bytes only at EOF of the input.

@@ -42,9 +42,8 @@ export function detectCompression(head: Buffer): Kind {
 }
 
 /**
- * zstd, xz and bzip2 are decompressed by their own commands (the `zstd`, `xz` and `bzip2`
- * packages), as the peer shells out to xz: node:zlib on Node 20 has none of them, and the
- * commands are the reference decoders, multi-threaded where the format allows. `done` settles
+ * xz and bzip2 are decompressed by their own commands (the `xz` and `bzip2` packages), as the
+ * peer shells out to xz: node:zlib on Node 20 has neither (zstd is the addon's libzstd). `done` settles
  * when the command has exited: an error with its stderr unless it exited 0.
  */
 function commandDecompressor(kind: 'xz' | 'bzip2', what: string): { stream: Duplex; done: Promise<void> } {
@@ -52,7 +51,7 @@ function commandDecompressor(kind: 'xz' | 'bzip2', what: string): { stream: Dupl
 }
 
 /** The `kind` command as a stream filter (stdin to stdout); `failure` says what its non-zero exit means. */
-function commandFilter(kind: 'zstd' | 'xz' | 'bzip2', args: string[], what: string, failure: string): { stream: Duplex; done: Promise<void> } {
+function commandFilter(kind: 'xz' | 'bzip2', args: string[], what: string, failure: string): { stream: Duplex; done: Promise<void> } {
   const child = spawn(kind, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.setEncoding('utf8').on('data', (d: string) => (stderr = (stderr + d).slice(-2000)));
@@ -76,15 +75,36 @@ export type OutputCompression = 'gzip' | 'zstd';
 
 /**
  * Compress the regular file `from` (read from offset 0) into fd `to` (a file or pipe, written at
- * its current position): gzip by node:zlib, zstd by the `zstd` command (level 3, its default,
- * as containers/image writes zstd layers). Streams with backpressure: memory stays flat.
+ * its current position): gzip by node:zlib (streams with backpressure), zstd by the addon's
+ * libzstd (native/zstd.cc: level 3, the zstd command's default, as containers/image writes zstd
+ * layers; fixed buffers on a worker thread, no byte through JS). Memory stays flat. `signal`
+ * stops it (zstd before its next 1 MiB chunk, with ECANCELED).
  */
-export async function compressFile(from: number, to: number, kind: OutputCompression, what: string): Promise<void> {
+export async function compressFile(from: number, to: number, kind: OutputCompression, what: string, signal?: AbortSignal): Promise<void> {
+  if (kind === 'zstd') {
+    const abort = abortFlag(signal);
+    try {
+      await native().zstdCompress(from, to, 3, abort.flag);
+    } catch (err) {
+      throw wrapError(`${what}: compressing it with zstd`, err);
+    } finally {
+      abort.done();
+    }
+    return;
+  }
   const src = fs.createReadStream('', { fd: from, start: 0, autoClose: false, highWaterMark: 1 << 20, fs: callerOwnsFd });
   const sink = fs.createWriteStream('', { fd: to, autoClose: false, highWaterMark: 1 << 20 });
-  if (kind === 'gzip') return pipeline(src, zlib.createGzip(), sink);
-  const command = commandFilter('zstd', ['-c', '-q', '-3'], what, 'zstd compression failed');
-  await Promise.all([pipeline(src, command.stream, sink), command.done]);
+  return pipeline(src, zlib.createGzip(), sink, { signal });
+}
+
+/** The abort flag of a native zstd call (abort[0] set when signal fires); done() stops listening. */
+function abortFlag(signal: AbortSignal | undefined): { flag: Int32Array; done: () => void } {
+  const flag = new Int32Array(1);
+  if (!signal) return { flag, done: () => undefined };
+  const set = () => Atomics.store(flag, 0, 1);
+  if (signal.aborted) set();
+  signal.addEventListener('abort', set, { once: true });
+  return { flag, done: () => signal.removeEventListener('abort', set) };
 }
 
 /** For read streams on the caller's fd: a failed pipeline destroys its streams, and a destroyed
@@ -104,9 +124,9 @@ export function tempFile(dir: string, prefix = 'layer-input'): number {
 /**
  * Make fd (a tar, maybe gzip-compressed; a file, pipe or socket) into a LayerInput. `what` names
  * the input in errors; tmpDir is where temp files go (the store's own tmp dir, so they land on
- * the store's filesystem).
+ * the store's filesystem). `signal` stops the decompression (zstd before its next 1 MiB chunk).
  */
-export async function prepareInput(fd: number, what: string, tmpDir: string): Promise<LayerInput> {
+export async function prepareInput(fd: number, what: string, tmpDir: string, signal?: AbortSignal): Promise<LayerInput> {
   const st = fs.fstatSync(fd);
   let read = 0;
   if (st.isFile()) {
@@ -114,21 +134,21 @@ export async function prepareInput(fd: number, what: string, tmpDir: string): Pr
     const n = fs.readSync(fd, head, 0, MAGIC_LEN, 0);
     const kind = detectCompression(head.subarray(0, n));
     if (kind === 'tar') return { fd, bytesRead: () => read, close: () => undefined };
-    if (kind === 'zstd') return inflateZstd(fd, 0, Buffer.alloc(0), what, tmpDir);
+    if (kind === 'zstd') return inflateZstd(fd, 0, Buffer.alloc(0), what, tmpDir, signal);
     const src = fs.createReadStream('', { fd, start: 0, autoClose: false, highWaterMark: 1 << 20, fs: callerOwnsFd });
-    return spool(src, kind, what, tmpDir, (n) => (read += n), () => read);
+    return spool(src, kind, what, tmpDir, (n) => (read += n), () => read, signal);
   }
   // a pipe: read until the magic can be told (on the thread pool, so the event loop runs while a
   // slow writer takes its time), then spool what was read and the rest
   const head = await readHead(fd);
   const kind = detectCompression(head);
-  if (kind === 'zstd') return inflateZstd(fd, -1, head, what, tmpDir);
+  if (kind === 'zstd') return inflateZstd(fd, -1, head, what, tmpDir, signal);
   async function* all() {
     yield head;
     if (head.length < MAGIC_LEN) return; // the pipe ended
     yield* fs.createReadStream('', { fd, autoClose: false, highWaterMark: 1 << 20, fs: callerOwnsFd }) as AsyncIterable<Buffer>;
   }
-  return spool(all(), kind, what, tmpDir, (n) => (read += n), () => read);
+  return spool(all(), kind, what, tmpDir, (n) => (read += n), () => read, signal);
 }
 
 /**
@@ -136,7 +156,7 @@ export async function prepareInput(fd: number, what: string, tmpDir: string): Pr
  * is. zstd is inflated by the addon, which reads an fd: the compressed bytes are spooled first
  * (as they come, unhashed), then inflated from that file as a zstd file is.
  */
-export async function prepareStreamInput(src: AsyncIterable<Uint8Array>, what: string, tmpDir: string): Promise<LayerInput> {
+export async function prepareStreamInput(src: AsyncIterable<Uint8Array>, what: string, tmpDir: string, signal?: AbortSignal): Promise<LayerInput> {
   let read = 0;
   const it = src[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
   const headChunks: Buffer[] = [];
@@ -157,10 +177,10 @@ export async function prepareStreamInput(src: AsyncIterable<Uint8Array>, what: s
     if (done) return;
     for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
   }
-  if (kind !== 'zstd') return spool(all(), kind, what, tmpDir, (n) => (read += n), () => read);
-  const raw = await spool(all(), 'tar', what, tmpDir, (n) => (read += n), () => read);
+  if (kind !== 'zstd') return spool(all(), kind, what, tmpDir, (n) => (read += n), () => read, signal);
+  const raw = await spool(all(), 'tar', what, tmpDir, (n) => (read += n), () => read, signal);
   try {
-    const inflated = await inflateZstd(raw.fd, 0, Buffer.alloc(0), what, tmpDir);
+    const inflated = await inflateZstd(raw.fd, 0, Buffer.alloc(0), what, tmpDir, signal);
     return { ...inflated, bytesRead: () => read };
   } finally {
     raw.close();
@@ -183,14 +203,16 @@ async function readHead(fd: number): Promise<Buffer> {
  * zstd input inflated by the addon (libzstd, native/zstd.cc) into an unlinked temp file: read,
  * hashed and decompressed in one native pass on a worker thread, in fixed buffers (no byte
  * through JS, memory flat). `offset` 0 reads a file from its start, -1 a pipe from its position
- * after `head`, the bytes already read from it.
+ * after `head`, the bytes already read from it. The signal, or the CLI's cancel(), stops it
+ * before its next 1 MiB chunk (ECANCELED).
  */
-async function inflateZstd(fd: number, offset: number, head: Buffer, what: string, tmpDir: string): Promise<LayerInput> {
+async function inflateZstd(fd: number, offset: number, head: Buffer, what: string, tmpDir: string, signal?: AbortSignal): Promise<LayerInput> {
   const out = tempFile(tmpDir);
   const hash = native().sha256();
   const progress = new Float64Array(1);
+  const abort = abortFlag(signal);
   try {
-    const { read } = await native().zstdDecompress(fd, offset, out, head, hash, progress);
+    const { read } = await native().zstdDecompress(fd, offset, out, head, hash, progress, abort.flag);
     return {
       fd: out,
       compressed: { digest: hash.digest(), size: read, compression: Compression.zstd },
@@ -202,7 +224,10 @@ async function inflateZstd(fd: number, offset: number, head: Buffer, what: strin
     const e = err as NodeJS.ErrnoException;
     // the native message is "ECOMPRESSION: bad zstd data: <why>, zstd"; ours names the input, with the peer's "unexpected EOF" where the data ends early
     if (e.code === 'ECOMPRESSION') throw new LayersError('ECOMPRESSION', `${what}: ${e.message.replace(/^ECOMPRESSION: /, '').replace(/, zstd$/, '')}`, { cause: err });
+    if (e.code === 'ECANCELED') throw wrapError(`${what}: decompressing it (zstd)`, err);
     throw wrapError(e.syscall === 'write' ? `${what}: writing its decompressed copy into ${tmpDir}` : `${what}: reading it`, err);
+  } finally {
+    abort.done();
   }
 }
 
@@ -213,6 +238,7 @@ async function spool(
   tmpDir: string,
   count: (n: number) => void,
   bytesRead: () => number,
+  signal?: AbortSignal,
 ): Promise<LayerInput> {
   const out = tempFile(tmpDir);
   const hash = createHash('sha256');
@@ -240,9 +266,9 @@ async function spool(
   });
   const command = kind === 'xz' || kind === 'bzip2' ? commandDecompressor(kind, what) : undefined;
   try {
-    if (kind === 'gzip') await pipeline(src, tap, zlib.createGunzip(), sink);
-    else if (command) await Promise.all([pipeline(src, tap, command.stream, sink), command.done]);
-    else await pipeline(src, tap, sink);
+    if (kind === 'gzip') await pipeline(src, tap, zlib.createGunzip(), sink, { signal });
+    else if (command) await Promise.all([pipeline(src, tap, command.stream, sink, { signal }), command.done]);
+    else await pipeline(src, tap, sink, { signal });
   } catch (err) {
     fs.closeSync(out);
     const { err: writeError } = sinkFailed;

@@ -250,7 +250,7 @@ async function openDiffInput(input: DiffInput, what: string, tmpDir: string, opt
       return openDiffInput(fs.createReadStream('', { fd, autoClose: false, highWaterMark: 1 << 20, fs: callerOwnsFd }), what, tmpDir, opts);
     }
     try {
-      return { prepared: withClose(await prepareInput(fd, what, tmpDir), () => typeof input === 'string' && fs.closeSync(fd)), size: st.size };
+      return { prepared: withClose(await prepareInput(fd, what, tmpDir, opts.signal), () => typeof input === 'string' && fs.closeSync(fd)), size: st.size };
     } catch (err) {
       if (typeof input === 'string') fs.closeSync(fd);
       throw err;
@@ -266,7 +266,7 @@ async function openDiffInput(input: DiffInput, what: string, tmpDir: string, opt
       yield chunk;
     }
   }
-  return { prepared: await prepareStreamInput(counted(input), what, tmpDir), size: opts.size };
+  return { prepared: await prepareStreamInput(counted(input), what, tmpDir, signal), size: opts.size };
 }
 
 function withClose(prepared: LayerInput, also: () => void): LayerInput {
@@ -393,7 +393,7 @@ export async function diff(ctx: StoreContext, ref: string, fd: number, opts: Dif
   }
 }
 
-async function writeDiff(ctx: StoreContext, ref: string, fd: number, opts: DiffOptions): Promise<void> {
+async function writeDiff(ctx: StoreContext, ref: string, fd: number, opts: DiffOptions & LongOperation): Promise<void> {
   const { rec, against, opts: compared } = comparison(ctx, ref, opts.reference);
   const diffOpts = { ...compared, sparse: opts.sparse };
   // against the parent, an applied layer gives back the tar it was applied from, as the peer's Diff does
@@ -407,7 +407,9 @@ async function writeDiff(ctx: StoreContext, ref: string, fd: number, opts: DiffO
   const tmp = tempFile(ctx.tmpDir, 'diff');
   try {
     await writeTar(tmp);
-    await compressFile(tmp, fd, opts.compression, `the diff of layer ${rec.id}`);
+    await compressFile(tmp, fd, opts.compression, `the diff of layer ${rec.id}`, opts.signal);
+  } catch (err) {
+    throw opts.signal?.aborted ? abortError(opts.signal, `diff of ${ref}`) : err;
   } finally {
     fs.closeSync(tmp);
   }

@@ -67,17 +67,47 @@ abstract class Source {
 /** A tar in a regular file: positional reads through a small read-ahead window (headers only). */
 export class FileSource extends Source implements BlockSource {
   readonly size: number;
-  private readonly win = Buffer.allocUnsafe(WINDOW);
+  private readonly win: Buffer;
   private winStart = 0;
   private winLen = 0;
 
+  /** `window`: the read-ahead's size (disassembleTar, which also wants the bytes between
+   *  members through range(), takes a larger one) */
   constructor(
     private readonly fd: number,
     start = 0,
+    window = WINDOW,
   ) {
     super();
     this.position = start;
     this.size = fs.fstatSync(fd).size;
+    this.win = Buffer.allocUnsafe(window);
+  }
+
+  /**
+   * Bytes [from, to) of the file, a fresh buffer, through the same window (refilled at `from`
+   * when they are not all in it, so the headers read next come from it too); the position does
+   * not move. ETARTRUNCATED when the file ends first.
+   */
+  range(from: number, to: number): Buffer {
+    if (from >= this.winStart && to <= this.winStart + this.winLen) return Buffer.from(this.win.subarray(from - this.winStart, to - this.winStart));
+    const into = to - from <= this.win.length ? this.win : Buffer.allocUnsafe(to - from);
+    const want = into === this.win ? Math.min(this.win.length, this.size - from) : to - from;
+    let got = 0;
+    while (got < to - from) {
+      const n = fs.readSync(this.fd, into, got, want - got, from + got);
+      if (n === 0) throw new TarError('ETARTRUNCATED', `the tar ends at byte ${from + got}, inside a header`, undefined, from + got);
+      got += n;
+    }
+    if (into !== this.win) return into;
+    this.winStart = from;
+    this.winLen = got;
+    return Buffer.from(this.win.subarray(0, to - from));
+  }
+
+  /** Make the window start at `from` unless it holds it already (the next reads start there). */
+  prefetch(from: number): void {
+    if (from < this.winStart || from >= this.winStart + this.winLen) this.range(from, Math.min(from + 1, this.size));
   }
 
   /** copy up to `len` bytes at the current position into `out`, through the window */
@@ -89,7 +119,7 @@ export class FileSource extends Source implements BlockSource {
         if (pos >= this.size) break;
         // bodies are skipped, so refilling at the wanted position reads headers, not data
         this.winStart = pos;
-        this.winLen = fs.readSync(this.fd, this.win, 0, WINDOW, pos);
+        this.winLen = fs.readSync(this.fd, this.win, 0, this.win.length, pos);
         if (this.winLen === 0) break;
       }
       const from = pos - this.winStart;

@@ -95,7 +95,7 @@ const SEGMENT_HEAD = '{"type":2,"payload":"';
 /**
  * A segment line exactly as Go's encoder writes it ({"type":2,"payload":"<base64>","position":N}),
  * read without JSON.parse (the largest JS cost of a reassembly: half the lines are segments);
- * undefined for any other line, which JSON.parse then reads.
+ * undefined for any other line, which fastFile or JSON.parse then reads.
  */
 function fastSegment(text: string): TarSplitEntry | undefined {
   if (!text.startsWith(SEGMENT_HEAD)) return undefined;
@@ -106,8 +106,56 @@ function fastSegment(text: string): TarSplitEntry | undefined {
   return { type: 'segment', position: Number(digits), payload: Buffer.from(text.slice(SEGMENT_HEAD.length, end), 'base64') };
 }
 
+const FILE_HEAD = '{"type":1,"name":"';
+
+/** The decimal integer of Go's encoder (no sign, no leading zeros but 0) in text[from, to), or -1. */
+function goUint(text: string, from: number, to: number): number {
+  if (to <= from || to - from > 15 || (text.charCodeAt(from) === 0x30 && to - from > 1)) return -1;
+  let v = 0;
+  for (let i = from; i < to; i++) {
+    const c = text.charCodeAt(i) - 0x30;
+    if (c < 0 || c > 9) return -1;
+    v = v * 10 + c;
+  }
+  return v;
+}
+
+/**
+ * A file line exactly as Go's encoder writes it, with a name that needs no unescaping
+ * ({"type":1,"name":"<name>"[,"size":N],"payload":"<base64>"|null,"position":N}), read without
+ * JSON.parse (the other half of the lines); undefined for anything else (escapes, name_raw, a
+ * payload that is not 8 bytes), which decodeLine then reads and checks.
+ */
+function fastFile(text: string): TarSplitEntry | undefined {
+  if (!text.startsWith(FILE_HEAD)) return undefined;
+  const nameEnd = text.indexOf('"', FILE_HEAD.length);
+  if (nameEnd < 0) return undefined;
+  const name = text.slice(FILE_HEAD.length, nameEnd);
+  if (name.includes('\\')) return undefined;
+  let at = nameEnd + 1;
+  let size = 0;
+  if (text.startsWith(',"size":', at)) {
+    const end = text.indexOf(',', at + 8);
+    size = end < 0 ? -1 : goUint(text, at + 8, end);
+    if (size <= 0) return undefined;
+    at = end;
+  }
+  let crc: Buffer | null = null;
+  if (text.startsWith(',"payload":null', at)) at += 15;
+  else if (text.startsWith(',"payload":"', at)) {
+    const end = text.indexOf('"', at + 12);
+    if (end < 0) return undefined;
+    crc = Buffer.from(text.slice(at + 12, end), 'base64');
+    at = end + 1;
+  } else return undefined;
+  if (!text.startsWith(',"position":', at) || !text.endsWith('}')) return undefined;
+  const position = goUint(text, at + 12, text.length - 1);
+  if (position < 0 || (size > 0 && crc?.length !== 8)) return undefined;
+  return { type: 'file', position, name, size, crc };
+}
+
 function decodeLine(text: string, file: string, lineNo: number): TarSplitEntry {
-  const fast = fastSegment(text);
+  const fast = fastSegment(text) ?? fastFile(text);
   if (fast) return fast;
   let v: { type?: unknown; name?: unknown; name_raw?: unknown; size?: unknown; payload?: unknown; position?: unknown };
   try {
@@ -220,7 +268,9 @@ const WRITE_CHUNK = 1 << 20;
  */
 export class TarSplitWriter {
   private position = 0;
-  private pending: string[] = [];
+  /** lines not yet handed to gzip, UTF-8 encoded as they come (no joined string to convert
+   *  again); a fresh buffer after each flush, as gzip holds the one it was given */
+  private pending = Buffer.allocUnsafe(WRITE_CHUNK);
   private pendingBytes = 0;
   private readonly seen = new Set<string>();
   private done = false;
@@ -282,16 +332,24 @@ export class TarSplitWriter {
   private async add(line: string): Promise<void> {
     if (this.done) throw new Error(`tar-split writer for ${this.file}: entry after commit or abort`);
     this.position++;
-    this.pending.push(line);
-    this.pendingBytes += line.length;
-    if (this.pendingBytes >= WRITE_CHUNK) await this.flush();
+    // a UTF-16 unit takes at most 3 bytes of UTF-8
+    if (this.pendingBytes + line.length * 3 > this.pending.length) {
+      await this.flush();
+      // a line longer than the buffer (a 1 MiB segment of trailing bytes) goes on its own
+      if (line.length * 3 > this.pending.length) return this.write(Buffer.from(line));
+    }
+    this.pendingBytes += this.pending.write(line, this.pendingBytes);
   }
 
   private async flush(): Promise<void> {
-    if (this.pending.length === 0) return;
-    const chunk = this.pending.join('');
-    this.pending = [];
+    if (this.pendingBytes === 0) return;
+    const chunk = this.pending.subarray(0, this.pendingBytes);
+    this.pending = Buffer.allocUnsafe(WRITE_CHUNK);
     this.pendingBytes = 0;
+    await this.write(chunk);
+  }
+
+  private async write(chunk: Buffer): Promise<void> {
     if (this.failure) throw this.failure;
     // a failing gzip or file never drains: the failure ends the wait
     if (!this.gzip.write(chunk)) await Promise.race([new Promise<void>((resolve) => this.gzip.once('drain', resolve)), this.finished]);
@@ -434,32 +492,16 @@ export interface DisassembleResult {
  * such a layer is a different tar; docs/tar-engine.md).
  */
 export async function disassembleTar(tarFd: number, writer: TarSplitWriter, opts: { bodyCrcs?: Buffer } = {}): Promise<DisassembleResult> {
-  const src = new FileSource(tarFd);
+  // one window serves the headers (readEntry) and the raw bytes between bodies (range): 256 KiB
+  // holds the headers of many small members, so most members cost no read of their own
+  const src = new FileSource(tarFd, 0, READ_WINDOW);
   const crc = native().crc64();
   const known = knownCrcs(opts.bodyCrcs);
   const result: DisassembleResult = { entries: 0, files: 0, size: src.size };
   let segStart = 0; // first byte not yet in a segment or a body
-  // headers of consecutive small members come from one read of READ_WINDOW bytes, not a read
-  // each (the ranges asked for only move forward)
-  const win = Buffer.allocUnsafe(READ_WINDOW);
-  let winStart = 0;
-  let winLen = 0;
-  const readRange = (from: number, to: number): Buffer => {
-    if (from >= winStart && to <= winStart + winLen) return Buffer.from(win.subarray(from - winStart, to - winStart));
-    const into = to - from <= READ_WINDOW ? win : Buffer.allocUnsafe(to - from);
-    const want = into === win ? Math.min(READ_WINDOW, src.size - from) : to - from;
-    let got = 0;
-    while (got < to - from) {
-      const n = fs.readSync(tarFd, into, got, want - got, from + got);
-      if (n === 0) throw new TarError('ETARTRUNCATED', `the tar ends at byte ${from + got}, inside a header`, undefined, from + got);
-      got += n;
-    }
-    if (into !== win) return into;
-    winStart = from;
-    winLen = got;
-    return Buffer.from(win.subarray(0, to - from));
-  };
   for (;;) {
+    // the window from the end of the last body: its padding is the next segment's start
+    if (segStart < src.size) src.prefetch(segStart);
     const e = readEntry(src);
     if (e === null) break;
     if (e.sparse) {
@@ -467,7 +509,7 @@ export async function disassembleTar(tarFd: number, writer: TarSplitWriter, opts
     }
     // walk the raw header blocks of this member: the name as Go sees it, and the global
     // headers (and volume labels) Go returns as members of their own, size 0
-    const raw = readRange(segStart, e.dataOffset);
+    const raw = src.range(segStart, e.dataOffset);
     let from = 0; // where the current segment starts in raw
     let at = Math.ceil(segStart / BLOCK) * BLOCK - segStart;
     let longName: Buffer | undefined;
@@ -507,7 +549,7 @@ export async function disassembleTar(tarFd: number, writer: TarSplitWriter, opts
       const given = body > 0 ? known(e.dataOffset) : undefined;
       if (given) sum = given;
       else if (body > SMALL_BODY) await native().crc64Range(tarFd, e.dataOffset, body, crc);
-      else if (body > 0) crc.update(readRange(e.dataOffset, e.dataOffset + body));
+      else if (body > 0) crc.update(src.range(e.dataOffset, e.dataOffset + body));
       sum ??= crc.sum();
       result.files++;
     }
@@ -519,11 +561,11 @@ export async function disassembleTar(tarFd: number, writer: TarSplitWriter, opts
   // the last padding and the end blocks; then what follows them
   const end = src.position;
   if (end > segStart) {
-    await writer.addSegment(readRange(segStart, end));
+    await writer.addSegment(src.range(segStart, end));
     result.entries++;
   }
   for (let off = end; off < src.size; off += TRAILING_CHUNK) {
-    await writer.addSegment(readRange(off, Math.min(src.size, off + TRAILING_CHUNK)));
+    await writer.addSegment(src.range(off, Math.min(src.size, off + TRAILING_CHUNK)));
     result.entries++;
   }
   await writer.addSegment(Buffer.alloc(0));

@@ -3,7 +3,7 @@
 // has ended the half-made layer is gone (record and directory: nothing for the next command to
 // repair), the locks are free, and the process ended by the signal (a shell sees 128+n).
 import test from 'ava';
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -97,4 +97,20 @@ test.serial('SIGINT during create-layer of a child of a big layer (a tree copy):
   t.is(fs.readdirSync(layerDir(s, baseId)).length, Math.ceil(FILES / 500));
   const l = await s.cli(['layers', '-q']);
   t.is(l.stdout, `${baseId}\n`);
+});
+
+test.serial('SIGTERM while a zstd input is decompressed (before any tar is read): libzstd stops at its next chunk, no layer is left, exit 143', async (t) => {
+  const s = tempStore(t);
+  // 2 GiB of zeros, ~200 KiB compressed: its decompression into the store's temp file takes
+  // seconds, and it starts after the (incomplete) layer record is written
+  const zst = path.join(s.dir, 'zeros.zst');
+  execFileSync('sh', ['-c', 'head -c 2G /dev/zero | zstd -q -1 -c > "$1"', 'sh', zst]);
+  const r = await interrupt(s, ['import-layer', '-f', zst], 'SIGTERM', false);
+  t.is(r.status, 143, r.stderr);
+  // the native decompression loop stopped (not the tar apply after it)
+  t.regex(r.stderr, /zeros\.zst: decompressing it \(zstd\).*ECANCELED/);
+  t.not(r.id, '');
+  t.deepEqual(s.records(), []);
+  t.false(fs.existsSync(layerDir(s, r.id)));
+  t.true(layersLockFree(s));
 });

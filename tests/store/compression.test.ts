@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Store } from '../../lib/index.ts';
+import { native } from '../../lib/native.ts';
 import { gnuTar, makeTree, tempStore, type TempStore } from '../fixtures/store.ts';
 
 const DECOMPRESS = { gzip: ['gzip', '-dc'], zstd: ['zstd', '-dc', '-q'] } as const;
@@ -80,9 +81,14 @@ test('diff CLI: -c, --zstd, --compression KIND; conflicting or unknown kinds are
       t.deepEqual(execFileSync(cmd, [...args, out]), expected, flags.join(' '));
     }
   }
-  // to stdout too (the compressor writes into a pipe)
-  const piped = execFileSync(process.execPath, [path.join(import.meta.dirname, '../../bin/layers.js'), '-g', s.root, '-R', s.runroot, 'diff', '--zstd', 'child']);
+  // to stdout too (the compressor writes into a pipe), with no zstd command to run: the addon's libzstd compresses
+  const piped = execFileSync(process.execPath, [path.join(import.meta.dirname, '../../bin/layers.js'), '-g', s.root, '-R', s.runroot, 'diff', '--zstd', 'child'], {
+    env: { ...process.env, PATH: '/nonexistent' },
+  });
   t.deepEqual(execFileSync('zstd', ['-dc', '-q'], { input: piped }), expected);
+  // one frame with its content checksum (Frame_Header_Descriptor bit 2), as the zstd command writes
+  t.is(piped.readUInt32LE(0), 0xfd2fb528);
+  t.is(piped[4] & 0x04, 0x04);
   for (const [flags, re] of [
     [['-c', '--zstd'], /conflicting compressions: gzip and zstd/],
     [['--compression', 'lz4'], /--compression lz4: use gzip, zstd or none/],
@@ -137,4 +143,51 @@ test("libzstd is the system's: the built and the prebuilt binary link libzstd.so
     // the library's code is not copied in: the ZSTD_ symbols it calls are imported
     t.regex(execFileSync('nm', ['-D', '--undefined-only', b], { encoding: 'utf8' }), /\bU ZSTD_decompressStream\b/, b);
   }
+});
+
+/** 2 GiB of zeros, zstd -1: ~200 KiB that take seconds to inflate */
+function zeros(dir: string): string {
+  const zst = path.join(dir, 'zeros.zst');
+  execFileSync('sh', ['-c', 'head -c 2G /dev/zero | zstd -q -1 -c > "$1"', 'sh', zst]);
+  return zst;
+}
+
+test('zstd decompression stops at its next output buffer once its abort flag is set; an AbortSignal during it leaves no layer', async (t) => {
+  const s = tempStore(t);
+  const zst = zeros(s.dir);
+  // the native call: its whole input is one read, so the flag is checked between output buffers
+  const inFd = fs.openSync(zst, 'r');
+  const outPath = path.join(s.dir, 'out');
+  const outFd = fs.openSync(outPath, 'w');
+  try {
+    const abort = new Int32Array(1);
+    const running = native().zstdDecompress(inFd, 0, outFd, Buffer.alloc(0), native().sha256(), new Float64Array(1), abort);
+    running.catch(() => undefined);
+    while (fs.fstatSync(outFd).size === 0) await new Promise((r) => setTimeout(r, 2));
+    Atomics.store(abort, 0, 1);
+    await t.throwsAsync(running, { code: 'ECANCELED' });
+    t.true(fs.fstatSync(outFd).size < 2 ** 31, `stopped after ${fs.fstatSync(outFd).size} bytes`);
+  } finally {
+    fs.closeSync(inFd);
+    fs.closeSync(outFd);
+  }
+  // through the store: aborted once the layer's record exists (the decompression follows it)
+  const store = await s.open();
+  const ac = new AbortController();
+  const importing = store.createLayer({ names: ['zeros'], signal: ac.signal }, zst);
+  importing.catch(() => undefined);
+  const incomplete = () => {
+    try {
+      return (s.records() as Array<{ flags?: { incomplete?: boolean } }>).some((r) => r.flags?.incomplete);
+    } catch {
+      return false; // layers.json not there yet
+    }
+  };
+  while (!incomplete()) await new Promise((r) => setTimeout(r, 2));
+  ac.abort();
+  const err = await t.throwsAsync(importing, { code: 'EABORTED' });
+  t.regex(err!.message, /zeros\.zst: aborted/);
+  t.false(await store.exists('zeros'));
+  t.deepEqual(s.records(), []);
+  t.deepEqual(fs.readdirSync(path.join(s.root, 'tmp')), []);
 });
