@@ -61,11 +61,11 @@ export interface StoreContext extends StoreDirs {
   mounts: MountRecords;
 }
 
-/** What a reference names: the peer's commands take a layer, image or container. */
-export type Found =
-  | { kind: 'layer'; record: LayerRecord }
-  | { kind: 'image'; record: ImageRecord }
-  | { kind: 'container'; record: ContainerRecord };
+/** What a reference names: the peer's commands take a layer, image or container (the API's `Store` gives views as the records, store.ts). */
+export type Found<L = LayerRecord, I = ImageRecord, C = ContainerRecord> =
+  | { kind: 'layer'; record: L }
+  | { kind: 'image'; record: I }
+  | { kind: 'container'; record: C };
 
 /** The store's directories for this driver, made when missing. */
 export function storeDirs(root: string, runroot: string, driverName: string): StoreDirs {
