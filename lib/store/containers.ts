@@ -62,7 +62,7 @@ export async function createContainer(ctx: StoreContext, opts: CreateContainerOp
   const idmapped = image?.layer !== undefined && (await idmappedOnTop(ctx, image, want));
   const base = image?.layer === undefined ? undefined : idmapped ? findLayer(ctx, image.layer, `top layer of image ${image.id}`) : await topLayerFor(ctx, image, want);
 
-  const layer = recordNewLayer(ctx, { parent: base?.id, mountlabel: opts.mountLabel, ...want });
+  const layer = await recordNewLayer(ctx, { parent: base?.id, mountlabel: opts.mountLabel, ...want });
   failpoint('container-layer-recorded');
   const container: ContainerRecord = {
     id,
@@ -76,7 +76,7 @@ export async function createContainer(ctx: StoreContext, opts: CreateContainerOp
   };
   try {
     ctx.containers.push(container);
-    ctx.containers.save();
+    await ctx.containers.save();
     failpoint('container-recorded');
     for (const d of [ctx.containersDir, ctx.runContainersDir]) fs.mkdirSync(path.join(d, id, 'userdata'), { recursive: true, mode: 0o700 });
     await makeLayer(ctx, layer, base, { storageOpt: opts.storageOpt, idmapped });
@@ -85,7 +85,7 @@ export async function createContainer(ctx: StoreContext, opts: CreateContainerOp
     await removeContainer(ctx, container).catch((e) => cleanupFailed(`removing the half-made container ${container.id}`, e));
     throw err;
   }
-  completeLayer(ctx, layer);
+  await completeLayer(ctx, layer);
   return container;
 }
 
@@ -131,12 +131,12 @@ async function makeMappedLayer(
   opts: { image?: ImageRecord; id?: string; names?: string[]; storageOpt?: Record<string, string> },
 ): Promise<LayerRecord> {
   const content = Object.fromEntries(CONTENT_FIELDS.map((k) => [k, template[k]]));
-  const rec = recordNewLayer(ctx, { id: opts.id, names: opts.names, parent: template.parent, ...content, ...want });
+  const rec = await recordNewLayer(ctx, { id: opts.id, names: opts.names, parent: template.parent, ...content, ...want });
   failpoint('mapped-layer-recorded');
   try {
     if (opts.image) {
       opts.image['mapped-layers'] = [...(opts.image['mapped-layers'] ?? []), rec.id];
-      ctx.images.save();
+      await ctx.images.save();
       failpoint('mapped-layer-registered');
     }
     await ctx.driver.createFromTemplate(rec.id, template.id, { idMappings: want, storageOpt: opts.storageOpt });
@@ -152,11 +152,11 @@ async function makeMappedLayer(
     await removeLayer(ctx, rec).catch((e) => cleanupFailed(`removing the half-made mapped layer ${rec.id}`, e));
     if (opts.image) {
       opts.image['mapped-layers'] = opts.image['mapped-layers']!.filter((m) => m !== rec.id);
-      ctx.images.save();
+      await ctx.images.save();
     }
     throw err;
   }
-  completeLayer(ctx, rec);
+  await completeLayer(ctx, rec);
   failpoint('mapped-layer-complete');
   return rec;
 }
@@ -181,9 +181,9 @@ export function containerDirs(ctx: StoreContext, ref: string): { dir: string; ru
 /** Remove a container: mark its layer incomplete, drop the record and directories, then remove the layer (unmounting it). */
 export async function removeContainer(ctx: StoreContext, c: ContainerRecord): Promise<void> {
   const layer = ctx.layers.get(c.layer);
-  if (layer) markIncomplete(ctx, layer);
+  if (layer) await markIncomplete(ctx, layer);
   dropContainerRecord(ctx, c);
-  ctx.containers.save();
+  await ctx.containers.save();
   if (layer) await removeLayer(ctx, layer);
 }
 
@@ -204,7 +204,7 @@ export async function prune(ctx: StoreContext): Promise<string[]> {
       // marked incomplete first: a crash before the image forgets it leaves a dangling entry the repair drops
       await removeLayer(ctx, layer);
       image['mapped-layers'] = image['mapped-layers']!.filter((m) => m !== id);
-      ctx.images.save();
+      await ctx.images.save();
       removed.push(id);
     }
   return removed;

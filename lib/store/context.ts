@@ -140,9 +140,9 @@ export function loadRecords(ctx: StoreContext, changed: Set<string>): void {
   if (roImages || changed.has('images')) ctx.images.setReadOnly(ctx.readOnlyStores.flatMap((s) => s.images.complete()));
 }
 
-export function saveMounts(ctx: StoreContext): void {
+export async function saveMounts(ctx: StoreContext): Promise<void> {
   ctx.locks.assertWritable('mountpoints');
-  ctx.mounts.save();
+  await ctx.mounts.save();
   ctx.locks.written('mountpoints');
 }
 

@@ -428,10 +428,10 @@ export class Store<L = Layer, I = Image, C = Container> {
       if (found.kind === 'container') await containers.removeContainer(ctx, found.record);
       else if (found.kind === 'image') {
         images.dropImageRecord(ctx, found.record);
-        ctx.images.save();
+        await ctx.images.save();
       } else {
         await layers.forceDeleteLayer(ctx, found.record);
-        dropDangling(ctx);
+        await dropDangling(ctx);
       }
       return found.kind;
     });
@@ -477,11 +477,11 @@ export class Store<L = Layer, I = Image, C = Container> {
 
   /** Set the metadata of a layer, image or container. */
   async setMetadata(ref: string, metadata: string): Promise<void> {
-    return this.locked((ctx) => {
+    return this.locked(async (ctx) => {
       const found = findAny(ctx, ref);
       tableOf(ctx, found.kind).assertOwn(found.record);
       found.record.metadata = metadata;
-      tableOf(ctx, found.kind).save();
+      await tableOf(ctx, found.kind).save();
     });
   }
 
@@ -506,7 +506,7 @@ export class Store<L = Layer, I = Image, C = Container> {
     return this.locked((ctx) => this.takeNames(findAny(ctx, ref), names));
   }
 
-  private takeNames(found: Found, names: string[]): string[] {
+  private async takeNames(found: Found, names: string[]): Promise<string[]> {
     let rec = found.record;
     // names for an image of an additional store go to a record of the same id in this store,
     // on the same top layer, as the peer's updateNames makes (the other store is never written)
@@ -516,7 +516,7 @@ export class Store<L = Layer, I = Image, C = Container> {
       this.ctx.images.push(copy);
       rec = copy;
     }
-    tableOf(this.ctx, found.kind).takeNames(rec as never, names);
+    await tableOf(this.ctx, found.kind).takeNames(rec as never, names);
     return [...rec.names!];
   }
 
@@ -524,7 +524,7 @@ export class Store<L = Layer, I = Image, C = Container> {
 
   /** Record an image whose top layer is opts.layer. */
   async createImage(opts: CreateImageOptions): Promise<I> {
-    return this.locked((ctx) => this.face.image(images.createImage(ctx, opts)));
+    return this.locked(async (ctx) => this.face.image(await images.createImage(ctx, opts)));
   }
 
   /**
@@ -579,7 +579,7 @@ export class Store<L = Layer, I = Image, C = Container> {
     return this.locked(async (ctx) => {
       for (const c of [...ctx.containers.records]) await containers.removeContainer(ctx, c);
       for (const i of [...ctx.images.records]) images.dropImageRecord(ctx, i);
-      ctx.images.save();
+      await ctx.images.save();
       // newest first: children and copies made from a template were made after it
       for (const r of [...ctx.layers.records].reverse()) await layers.removeLayer(ctx, r);
     });
