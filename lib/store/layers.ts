@@ -41,6 +41,10 @@ export interface Progress {
   /** tar entries (files, directories, ...) done; known once the tar has been read */
   entries?: number;
   totalEntries?: number;
+  /** driver steps done, for an operation made of a few long driver calls (createContainer,
+   *  createFromTemplate: a template copy, its shift, a new layer); `bytes` is then 0 */
+  steps?: number;
+  totalSteps?: number;
 }
 
 /** What every long operation takes: a signal that stops it, and a progress callback. */
@@ -223,6 +227,28 @@ export function abortError(signal: AbortSignal, what: string): LayersError {
 /** Throw EABORTED when the signal has fired. */
 export function checkAborted(signal: AbortSignal | undefined, what: string): void {
   if (signal?.aborted) throw abortError(signal, what);
+}
+
+/**
+ * The driver steps of an operation made of a few long driver calls (docs/api.md, "Progress and
+ * cancelling"): the signal is checked before the first, and after each, once it is reported.
+ * `total` may grow until the first step is done (a mapped top layer found missing adds two).
+ */
+export class Steps {
+  private done = 0;
+  constructor(
+    private readonly op: LongOperation,
+    public total: number,
+    private readonly what: string,
+  ) {
+    checkAborted(op.signal, what);
+  }
+
+  step(): void {
+    this.done += 1;
+    this.op.onProgress?.({ bytes: 0, steps: this.done, totalSteps: this.total });
+    checkAborted(this.op.signal, this.what);
+  }
 }
 
 function checkDigest(expected: string | undefined, actual: string, which: string, what: string): void {

@@ -39,7 +39,7 @@ import { copyPath, type CopyEnd } from './copy.ts';
 import * as images from './images.ts';
 import type { CreateImageOptions, RemoveImageOptions, RemoveImageResult } from './images.ts';
 import * as layers from './layers.ts';
-import type { CreateLayerOptions, DiffInput, DiffOptions, ImportOptions, LongOperation } from './layers.ts';
+import type { CreateLayerOptions, DiffInput, DiffOptions, ImportOptions, LongOperation, Progress } from './layers.ts';
 import type { MountRecord } from './mounts.ts';
 import type { AppendResult, TarAppender } from '../tar/sections.ts';
 import { PEER_RECORDS, VIEWS, type AnyRecord, type Container, type ContainerRecord, type Image, type ImageRecord, type Layer, type LayerRecord, type RecordFace } from './records.ts';
@@ -443,7 +443,7 @@ export class Store<L = Layer, I = Image, C = Container> {
    * owners are mapped and names kept beneath the target). Each layer named is mounted for the
    * copy, one more user, and let go after, whatever happened.
    */
-  async copy(sources: CopySpec[], target: CopySpec, opts: { chown?: { uid: number; gid: number } } = {}): Promise<void> {
+  async copy(sources: CopySpec[], target: CopySpec, opts: { chown?: { uid: number; gid: number } } & LongOperation = {}): Promise<void> {
     const mounted: string[] = [];
     const end = async (spec: CopySpec): Promise<CopyEnd> => {
       // a host path is the caller's: relative to the working directory (a trailing '/' kept: it means "into")
@@ -457,12 +457,16 @@ export class Store<L = Layer, I = Image, C = Container> {
       return { root, path: spec.path, mappings };
     };
     const named = (spec: CopySpec) => (spec.layer === undefined ? spec.path : `${spec.layer}:${spec.path}`);
+    // progress over all the sources, each one's tar counted in the totals once it is written (copy.ts)
+    let before = { bytes: 0, entries: 0 };
+    const onProgress = opts.onProgress && ((p: Progress) => opts.onProgress!({ bytes: before.bytes + p.bytes, totalBytes: before.bytes + (p.totalBytes ?? 0), entries: before.entries + (p.entries ?? 0), totalEntries: before.entries + (p.totalEntries ?? 0) }));
     try {
       const to = await end(target);
       for (const spec of sources) {
         const from = await end(spec);
         try {
-          await copyPath(from, to, this.tmpDir, opts.chown);
+          const tar = await copyPath(from, to, this.tmpDir, opts.chown, { signal: opts.signal, onProgress });
+          before = { bytes: before.bytes + tar.bytes, entries: before.entries + tar.entries };
         } catch (err) {
           // the code stays (ETARPATH, ENOSPC, ...); the message says which copy failed
           throw wrapError(`copying ${named(spec)} to ${named(target)}`, err);
@@ -551,14 +555,16 @@ export class Store<L = Layer, I = Image, C = Container> {
   /**
    * A container on the image: a read-write layer on the image's top layer, or, when the
    * container's id mappings differ from the top layer's, on the mapped top layer with its
-   * mappings (made now when the image has none yet).
+   * mappings (made now when the image has none yet). opts.signal is checked before anything is
+   * made and after each driver step (reported to opts.onProgress as steps); an abort removes the
+   * container and its layer, and a mapped top layer not finished.
    */
-  async createContainer(opts: CreateContainerOptions): Promise<C> {
+  async createContainer(opts: CreateContainerOptions & LongOperation): Promise<C> {
     return this.locked(async (ctx) => this.face.container(await containers.createContainer(ctx, opts)));
   }
 
   /** A new layer from a template layer with other id mappings; with opts.image, one of that image's mapped top layers. */
-  async createFromTemplate(opts: CreateFromTemplateOptions): Promise<L> {
+  async createFromTemplate(opts: CreateFromTemplateOptions & LongOperation): Promise<L> {
     return this.locked(async (ctx) => this.face.layer(await containers.createFromTemplate(ctx, opts)));
   }
 

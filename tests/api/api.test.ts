@@ -238,3 +238,82 @@ test('records as camelCase views from every getter, lister and creator; the reco
   t.is(ctrJson.layer, c.layerId);
   await store.deleteContainer(c.id);
 });
+
+test('createContainer, createFromTemplate and copy: progress in steps or bytes, and an abort leaves nothing half-made', async (t) => {
+  const s = tempStore(t);
+  const { tar } = tars(t);
+  const store = await apiStore(s);
+  const base = await store.createLayer({ names: ['base'] }, tar);
+  const map = (host: number) => [{ container_id: 0, host_id: host, size: 65536 }];
+  const layerDirs = () => fs.readdirSync(path.join(s.root, 'vfs', 'dir')).sort();
+  const noIncomplete = () => t.deepEqual(s.records().filter((r) => (r.flags as { incomplete?: boolean } | undefined)?.incomplete), []);
+
+  // a container needing a mapped top layer: its copy, its shift, the container's layer
+  const img = await store.createImage({ layer: base.id });
+  const seen: Array<[number | undefined, number | undefined]> = [];
+  const c = await store.createContainer({ image: img.id, uidmap: map(100000), gidmap: map(100000), onProgress: (p) => seen.push([p.steps, p.totalSteps]) });
+  t.deepEqual(seen, [[1, 3], [2, 3], [3, 3]]);
+  seen.length = 0;
+  await store.createContainer({ image: img.id, uidmap: map(100000), gidmap: map(100000), onProgress: (p) => seen.push([p.steps, p.totalSteps]) });
+  t.deepEqual(seen, [[1, 1]], 'the mapped top layer is there: one step');
+
+  // aborted at each step of a new mapping: no container, and no mapped top layer unless it was finished
+  for (const abortAt of [0, 1, 2, 3]) {
+    const image = await store.createImage({ layer: base.id });
+    const [layersBefore, containersBefore, dirsBefore] = [await store.layers(), await store.containers(), layerDirs()];
+    const ac = new AbortController();
+    if (abortAt === 0) ac.abort(new Error('stop'));
+    const err = await t.throwsAsync(
+      store.createContainer({ image: image.id, uidmap: map(200000), gidmap: map(200000), signal: ac.signal, onProgress: (p) => (p.steps === abortAt ? ac.abort() : undefined) }),
+      { code: 'EABORTED' },
+      `abort at step ${abortAt}`,
+    );
+    t.regex(err!.message, /creating a container of image .*: aborted/);
+    t.deepEqual(await store.containers(), containersBefore);
+    const mapped = (await store.image(image.id)).mappedTopLayers;
+    // after the shift (step 2) the mapped top layer is complete: it stays, listed, for the next container
+    t.is(mapped.length, abortAt === 3 ? 1 : 0, `abort at step ${abortAt}`);
+    t.deepEqual((await store.layers()).map((l) => l.id), [...layersBefore.map((l) => l.id), ...mapped]);
+    t.deepEqual(layerDirs(), [...dirsBefore, ...mapped].sort());
+    noIncomplete();
+  }
+
+  // createFromTemplate: the copy and its shift
+  seen.length = 0;
+  await store.createFromTemplate({ template: base.id, uidmap: map(300000), gidmap: map(300000), onProgress: (p) => seen.push([p.steps, p.totalSteps]) });
+  t.deepEqual(seen, [[1, 2], [2, 2]]);
+  for (const abortAt of [1, 2]) {
+    const before = layerDirs();
+    const ac = new AbortController();
+    await t.throwsAsync(store.createFromTemplate({ template: base.id, uidmap: map(400000), gidmap: map(400000), signal: ac.signal, onProgress: (p) => (p.steps === abortAt ? ac.abort() : undefined) }), { code: 'EABORTED' });
+    t.deepEqual(layerDirs(), before);
+    noIncomplete();
+  }
+
+  // copy: the tar's bytes and entries, ending at its size and count; an abort before extraction copies nothing
+  const src = path.join(tempDir(t), 'src');
+  fs.mkdirSync(src);
+  for (let i = 0; i < 600; i++) fs.writeFileSync(path.join(src, `f${i}`), Buffer.alloc(1000, i % 251));
+  const progress: Array<{ bytes: number; totalBytes?: number; entries?: number; totalEntries?: number }> = [];
+  await store.copy([{ path: src }], { layer: c.layerId, path: '/copied' }, { onProgress: (p) => progress.push(p) });
+  const last = progress.at(-1)!;
+  t.true(progress.length > 2);
+  t.deepEqual(progress.map((p) => p.bytes), progress.map((p) => p.bytes).sort((a, b) => a - b));
+  t.is(last.totalBytes, last.bytes);
+  t.true(last.bytes >= 600 * 1024);
+  t.is(last.entries, 601);
+  t.is(last.totalEntries, 601);
+  const rootfs = await store.mount(c.id);
+  t.is(fs.readdirSync(path.join(rootfs, 'copied')).length, 600);
+  t.deepEqual(fs.readFileSync(path.join(rootfs, 'copied', 'f7')), Buffer.alloc(1000, 7));
+  const pre = new AbortController();
+  pre.abort();
+  await t.throwsAsync(store.copy([{ path: src }], { layer: c.layerId, path: '/never' }, { signal: pre.signal }), { code: 'EABORTED' });
+  t.false(fs.existsSync(path.join(rootfs, 'never')));
+  const mid = new AbortController();
+  const err = await t.throwsAsync(store.copy([{ path: src }], { layer: c.layerId, path: '/partly' }, { signal: mid.signal, onProgress: () => mid.abort() }), { code: 'EABORTED' });
+  t.regex(err!.message, /copying .* to .*: .*aborted/);
+  await store.unmount(c.id);
+  t.is(await store.mountCount(c.layerId), 0, 'the copy let its mount go');
+  await store.close();
+});
