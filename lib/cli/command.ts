@@ -27,6 +27,9 @@ export interface Command {
   min: number;
   max?: number;
   flags: FlagSpec[];
+  /** false: the command never opens a store, so no storage.conf is read for it (`version`: its
+   *  start-up, docs/performance.md "Start-up"); its Globals' root, runroot and driver are '' */
+  store?: false;
   /** `name` is the spelling used, for error lines. Returns the exit code. */
   run(g: Globals, p: Parsed, name: string): Promise<number>;
 }
