@@ -51,9 +51,9 @@ try {
   await store.unmount(container.id);
 
   // the container's changes, as a tar stream (to a file here; an HTTP upload would do the same)
-  await pipeline(store.diffStream(container.layer), fs.createWriteStream(outTar));
+  await pipeline(store.diffStream(container.layerId), fs.createWriteStream(outTar));
 
-  console.log(JSON.stringify({ layer: layer.id, diffDigest: layer['diff-digest'], image: image.id, container: container.id, rootOwner }));
+  console.log(JSON.stringify({ layer: layer.id, diffDigest: layer.uncompressedDigest, image: image.id, container: container.id, rootOwner }));
   await store.deleteContainer(container.id);
   await store.removeImage(image.id);
 } finally {

@@ -94,7 +94,7 @@ try {
         const out2 = path.join(work, 'restore-two-step');
         fs.mkdirSync(out2);
         ms = timeProc('tar', ['-xf', archive2, '-C', out2]);
-        ms += await timed(() => store.applyDiff(c2.layer, path.join(out2, 'rootfs-diff.tar')));
+        ms += await timed(() => store.applyDiff(c2.layerId, path.join(out2, 'rootfs-diff.tar')));
         fs.rmSync(path.join(out2, 'rootfs-diff.tar'));
         settle(mnt);
         times.rest2.push(ms);
@@ -104,7 +104,7 @@ try {
         const outS = path.join(work, 'restore-sections', 'checkpoint');
         fs.mkdirSync(outS, { recursive: true });
         ms = await timed(async () => {
-          await store.applyDiff(cS.layer, archiveS, { section: 'rootfs-diff' });
+          await store.applyDiff(cS.layerId, archiveS, { section: 'rootfs-diff' });
           const fd = fs.openSync(archiveS, 'r');
           await extractTar(fd, outS, { whiteouts: 'keep', section: 'checkpoint', sectionDigest: false }).finally(() => fs.closeSync(fd));
         });

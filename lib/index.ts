@@ -5,6 +5,8 @@
 //   const layer = await store.createLayer({ names: ['base'] }, '/tmp/rootfs.tar');
 //   const dir = await store.mount(layer.id);
 import { Store, type StoreOptions } from './store/store.ts';
+import { VIEWS, type Container, type Image, type Layer } from './store/records.ts';
+import type { Found as FoundRecord } from './store/context.ts';
 
 export { Store } from './store/store.ts';
 export { imageDigests } from './store/records.ts';
@@ -16,7 +18,6 @@ export type {
   CreateFromTemplateOptions,
   RemoveImageOptions,
   RemoveImageResult,
-  Found,
   DataOwnerKind,
   CopySpec,
   BigDataItem,
@@ -26,7 +27,9 @@ export type {
   LongOperation,
   Progress,
 } from './store/store.ts';
-export type { LayerRecord, ImageRecord, ContainerRecord, Layer, Image, Container } from './store/records.ts';
+export type { LayerRecord, ImageRecord, ContainerRecord, Layer, Image, Container, RecordFace } from './store/records.ts';
+/** What `Store.resolve` finds: its kind, and its view */
+export type Found = FoundRecord<Layer, Image, Container>;
 export { toLayer, toImage, toContainer } from './store/records.ts';
 export { Compression } from './store/records.ts';
 export type { MountRecord } from './store/mounts.ts';
@@ -51,7 +54,10 @@ export type { Change, ChangeKind, MountOptions } from '../drivers/driver.ts';
 import { DEFAULT_GRAPHROOT as defaultRoot, DEFAULT_RUNROOT as defaultRunroot } from './config.ts';
 export { defaultRoot, defaultRunroot };
 
-/** Open (creating if needed) the store at root/runroot. Incomplete layers a dead writer left are removed. */
+/**
+ * Open (creating if needed) the store at root/runroot. Incomplete layers a dead writer left are
+ * removed. Its records come out as camelCase views (Layer, Image, Container; docs/api.md, "Records").
+ */
 export function openStore(opts: Partial<StoreOptions> = {}): Promise<Store> {
-  return Store.open({ root: opts.root ?? defaultRoot, runroot: opts.runroot ?? defaultRunroot, driver: opts.driver, storageOpts: opts.storageOpts });
+  return Store.open({ root: opts.root ?? defaultRoot, runroot: opts.runroot ?? defaultRunroot, driver: opts.driver, storageOpts: opts.storageOpts }, VIEWS);
 }

@@ -85,7 +85,9 @@ export function parseCommandLine(argv: string[], env: Record<string, string | un
     if (merged.flags.has('help')) return { kind: 'command-help', cmd };
     const opts = [...list(head, 'storage-opt'), ...list(parsed, 'storage-opt')];
     const globals: Globals = {
-      ...storeFromFlags({ root: str(merged, 'root') || undefined, runroot: str(merged, 'runroot') || undefined, driver: str(merged, 'driver') || undefined, storageOpts: opts }, env),
+      ...(cmd.store === false
+        ? { root: '', runroot: '', driver: '', storageOpts: [] }
+        : storeFromFlags({ root: str(merged, 'root') || undefined, runroot: str(merged, 'runroot') || undefined, driver: str(merged, 'driver') || undefined, storageOpts: opts }, env)),
       json: merged.flags.has('json'),
       debug: merged.flags.has('debug'),
     };

@@ -1,7 +1,7 @@
 // How a command of `layers` is declared and what every command shares to run. Each command is one
 // `Command` value in the file of its area under commands/ (layers.ts, images.ts, mount.ts, ...);
 // commands/index.ts lists them in the order `layers --help` prints them.
-import type { Store } from '../index.ts';
+import type { RecordStore } from '../store/store.ts';
 import type { FlagSpec, Parsed } from './args.ts';
 
 /** The global flags, resolved (cli.ts): what every command runs against. */
@@ -27,6 +27,9 @@ export interface Command {
   min: number;
   max?: number;
   flags: FlagSpec[];
+  /** false: the command never opens a store, so no storage.conf is read for it (`version`: its
+   *  start-up, docs/performance.md "Start-up"); its Globals' root, runroot and driver are '' */
+  store?: false;
   /** `name` is the spelling used, for error lines. Returns the exit code. */
   run(g: Globals, p: Parsed, name: string): Promise<number>;
 }
@@ -35,10 +38,11 @@ export interface Command {
 export const spellings = (name: string): string[] => [name, name.replaceAll('-', '')];
 
 /** The store, with the library loaded only now: `--help`, `version` and usage errors never load
- *  it, so they start about as fast as `node` itself (docs/api.md, "Installing"). */
-export async function open(g: Globals): Promise<Store> {
-  const { openStore } = await import('../index.ts');
-  return openStore({ root: g.root, runroot: g.runroot, driver: g.driver, storageOpts: g.storageOpts });
+ *  it, so they start about as fast as `node` itself (docs/api.md, "Installing"). Its records are
+ *  the peer's (docs/api.md, "Records"), which `--json` prints. */
+export async function open(g: Globals): Promise<RecordStore> {
+  const { openRecordStore } = await import('../store/store.ts');
+  return openRecordStore({ root: g.root, runroot: g.runroot, driver: g.driver, storageOpts: g.storageOpts });
 }
 
 /** One argument of several failed: say which and why; the command goes on with the others. */

@@ -2,7 +2,6 @@
 // the id mappings (--uidmap, --subuidmap, ...), --layer-opt, metadata (-m / -f) and the tar input
 // (-f FILE or stdin).
 import fs from 'node:fs';
-import { isatty } from 'node:tty';
 import { LayersError } from '../errors.ts';
 import { parseIdMap, type IdMap } from '../idmap.ts';
 import { bool, list, str, usageError, type FlagSpec, type Parsed } from './args.ts';
@@ -123,6 +122,12 @@ export function tarInput(p: Parsed): { input: number | string; what: string; siz
     }
     return { input: file, what: file, size };
   }
-  if (isatty(0)) throw usageError('no tar to read: give -f FILE or pipe a tar to stdin');
+  if (isTerminal(0)) throw usageError('no tar to read: give -f FILE or pipe a tar to stdin');
   return { input: 0, what: 'stdin' };
+}
+
+/** isatty(fd), with node:tty loaded only when a command asks: it loads net and the streams, a
+ *  tenth of `layers version`'s start-up (docs/performance.md, "Start-up"). */
+export function isTerminal(fd: number): boolean {
+  return process.getBuiltinModule('node:tty').isatty(fd);
 }

@@ -1,6 +1,4 @@
 // Entry point of the `layers` command (bin/layers.js loads it through tsx).
-import { writingUnderLock } from '../lockfile.ts';
-import { native } from '../native.ts';
 import { main } from './cli.ts';
 
 // SIGINT/SIGTERM (docs/cli.md, "Signals"): while this process changes a store under its write
@@ -16,7 +14,12 @@ function dieBy(signal: NodeJS.Signals): void {
   process.kill(process.pid, signal);
 }
 
-function onSignal(signal: NodeJS.Signals): void {
+/** The lock and addon modules (lockfile.ts loads node:crypto), imported by the first signal,
+ *  not at start-up: `layers version` starts about as fast as node (docs/performance.md,
+ *  "Start-up"). A command that opened a store has loaded them already, so they come at once;
+ *  before that no lock is held and the signal ends the process. */
+async function onSignal(signal: NodeJS.Signals): Promise<void> {
+  const [{ writingUnderLock }, { native }] = await Promise.all([import('../lockfile.ts'), import('../native.ts')]);
   if (signalled !== undefined || !writingUnderLock()) return dieBy(signal);
   signalled = signal;
   try {
@@ -25,8 +28,8 @@ function onSignal(signal: NodeJS.Signals): void {
     dieBy(signal);
   }
 }
-process.on('SIGINT', onSignal);
-process.on('SIGTERM', onSignal);
+process.on('SIGINT', (signal) => void onSignal(signal));
+process.on('SIGTERM', (signal) => void onSignal(signal));
 
 const code = await main(process.argv.slice(2));
 if (signalled !== undefined) dieBy(signalled);

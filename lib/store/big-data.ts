@@ -53,12 +53,12 @@ export function bigData(ctx: StoreContext, kind: DataOwnerKind, ref: string, key
 }
 
 /** Store an item (replacing one of that name): the file first, atomically, then the record. */
-export function setBigData(ctx: StoreContext, kind: DataOwnerKind, ref: string, key: string, data: Buffer): void {
+export async function setBigData(ctx: StoreContext, kind: DataOwnerKind, ref: string, key: string, data: Buffer): Promise<void> {
   const { record, dir, table } = dataOwner(ctx, kind, ref);
   table.assertOwn(record);
   if (key === '') throw new LayersError('EUSAGE', 'a data item needs a name');
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
-  writeFileAtomic(path.join(dir, bigDataFileName(key)), data);
+  await writeFileAtomic(path.join(dir, bigDataFileName(key)), data);
   record['big-data-names'] = [...new Set([...(record['big-data-names'] ?? []), key])];
   if (kind !== 'layer') {
     record['big-data-sizes'] = { ...record['big-data-sizes'], [key]: data.length };
@@ -66,5 +66,5 @@ export function setBigData(ctx: StoreContext, kind: DataOwnerKind, ref: string, 
   }
   // an image's first manifest gives it its digest when it has none, as the peer's does (images.ts, imageDigests)
   if (kind === 'image' && key.startsWith(MANIFEST_KEY_PREFIX) && !(record as ImageRecord).digest) (record as ImageRecord).digest = digestOf(data);
-  table.save();
+  await table.save();
 }

@@ -12,7 +12,7 @@ import { tarSplitPath } from './tar-split-file.ts';
 import { failpoint } from '../failpoint.ts';
 import { isIdentity, sameMappings, type IdMap, type IdMappings } from '../idmap.ts';
 import { findContainer, findLayer, isLive, mappingsOf, type StoreContext } from './context.ts';
-import { checkLayerOptions, completeLayer, layerSize, makeLayer, markIncomplete, recordNewLayer, removeLayer, usersOf } from './layers.ts';
+import { checkLayerOptions, completeLayer, layerSize, makeLayer, markIncomplete, recordNewLayer, removeLayer, Steps, usersOf, type LongOperation } from './layers.ts';
 import { isIncomplete, rfc3339, type ContainerRecord, type ImageRecord, type LayerRecord } from './records.ts';
 import { whyLayerStays } from './removal.ts';
 
@@ -54,15 +54,17 @@ const CONTENT_FIELDS = ['compressed-diff-digest', 'compressed-size', 'diff-diges
  * container's id mappings differ from the top layer's, on the mapped top layer with its
  * mappings (made now when the image has none yet).
  */
-export async function createContainer(ctx: StoreContext, opts: CreateContainerOptions): Promise<ContainerRecord> {
+export async function createContainer(ctx: StoreContext, opts: CreateContainerOptions & LongOperation): Promise<ContainerRecord> {
   checkLayerOptions(ctx, opts.storageOpt);
+  // the container's layer; a mapped top layer made on the way adds its copy and shift
+  const steps = new Steps(opts, 1, `creating a container${opts.image === undefined ? '' : ` of image ${opts.image}`}`);
   const image = opts.image === undefined ? undefined : ctx.images.find(opts.image);
   const { id, names } = ctx.containers.reserve(opts.id, opts.names);
   const want = { uidmap: opts.uidmap ?? [], gidmap: opts.gidmap ?? [] };
   const idmapped = image?.layer !== undefined && (await idmappedOnTop(ctx, image, want));
-  const base = image?.layer === undefined ? undefined : idmapped ? findLayer(ctx, image.layer, `top layer of image ${image.id}`) : await topLayerFor(ctx, image, want);
+  const base = image?.layer === undefined ? undefined : idmapped ? findLayer(ctx, image.layer, `top layer of image ${image.id}`) : await topLayerFor(ctx, image, want, steps);
 
-  const layer = recordNewLayer(ctx, { parent: base?.id, mountlabel: opts.mountLabel, ...want });
+  const layer = await recordNewLayer(ctx, { parent: base?.id, mountlabel: opts.mountLabel, ...want });
   failpoint('container-layer-recorded');
   const container: ContainerRecord = {
     id,
@@ -76,16 +78,17 @@ export async function createContainer(ctx: StoreContext, opts: CreateContainerOp
   };
   try {
     ctx.containers.push(container);
-    ctx.containers.save();
+    await ctx.containers.save();
     failpoint('container-recorded');
     for (const d of [ctx.containersDir, ctx.runContainersDir]) fs.mkdirSync(path.join(d, id, 'userdata'), { recursive: true, mode: 0o700 });
     await makeLayer(ctx, layer, base, { storageOpt: opts.storageOpt, idmapped });
     failpoint('container-layer-made');
+    steps.step();
   } catch (err) {
     await removeContainer(ctx, container).catch((e) => cleanupFailed(`removing the half-made container ${container.id}`, e));
     throw err;
   }
-  completeLayer(ctx, layer);
+  await completeLayer(ctx, layer);
   return container;
 }
 
@@ -108,14 +111,15 @@ async function idmappedOnTop(ctx: StoreContext, image: ImageRecord, want: IdMapp
 }
 
 /** The image's top layer or mapped top layer with these mappings, made when there is none. */
-async function topLayerFor(ctx: StoreContext, image: ImageRecord, want: IdMappings): Promise<LayerRecord> {
+async function topLayerFor(ctx: StoreContext, image: ImageRecord, want: IdMappings, steps: Steps): Promise<LayerRecord> {
   const top = findLayer(ctx, image.layer!, `top layer of image ${image.id}`);
   const candidates = [top, ...(image['mapped-layers'] ?? []).map((m) => ctx.layers.get(m)).filter((l) => l && !isIncomplete(l))] as LayerRecord[];
   const found = candidates.find((l) => sameMappings(mappingsOf(l), want));
   // an image of an additional store cannot list a mapped layer: the container's layer is then
   // made on the top layer itself and shifted (makeLayer), as the peer's imageTopLayerForMapping does
   if (found || ctx.images.isReadOnly(image)) return found ?? top;
-  return makeMappedLayer(ctx, top, want, { image });
+  steps.total += 2;
+  return makeMappedLayer(ctx, top, want, steps, { image });
 }
 
 /**
@@ -128,21 +132,24 @@ async function makeMappedLayer(
   ctx: StoreContext,
   template: LayerRecord,
   want: IdMappings,
+  steps: Steps,
   opts: { image?: ImageRecord; id?: string; names?: string[]; storageOpt?: Record<string, string> },
 ): Promise<LayerRecord> {
   const content = Object.fromEntries(CONTENT_FIELDS.map((k) => [k, template[k]]));
-  const rec = recordNewLayer(ctx, { id: opts.id, names: opts.names, parent: template.parent, ...content, ...want });
+  const rec = await recordNewLayer(ctx, { id: opts.id, names: opts.names, parent: template.parent, ...content, ...want });
   failpoint('mapped-layer-recorded');
   try {
     if (opts.image) {
       opts.image['mapped-layers'] = [...(opts.image['mapped-layers'] ?? []), rec.id];
-      ctx.images.save();
+      await ctx.images.save();
       failpoint('mapped-layer-registered');
     }
     await ctx.driver.createFromTemplate(rec.id, template.id, { idMappings: want, storageOpt: opts.storageOpt });
     failpoint('mapped-layer-copied');
+    steps.step();
     if (!sameMappings(mappingsOf(template), want)) await ctx.driver.updateIdMappings(rec.id, mappingsOf(template), want);
     failpoint('mapped-layer-shifted');
+    steps.step();
     // the copy's diff is the template's: its tar-split record too, as the peer copies it
     // (layers.go, create from a template), so `diff` of either gives the same bytes (the
     // driver's layerDir says where the bodies are: on overlay, the template's diff dir)
@@ -152,24 +159,26 @@ async function makeMappedLayer(
     await removeLayer(ctx, rec).catch((e) => cleanupFailed(`removing the half-made mapped layer ${rec.id}`, e));
     if (opts.image) {
       opts.image['mapped-layers'] = opts.image['mapped-layers']!.filter((m) => m !== rec.id);
-      ctx.images.save();
+      await ctx.images.save();
     }
     throw err;
   }
-  completeLayer(ctx, rec);
+  await completeLayer(ctx, rec);
   failpoint('mapped-layer-complete');
   return rec;
 }
 
 /** A new layer from a template layer with other id mappings; with opts.image, one of that image's mapped top layers. */
-export async function createFromTemplate(ctx: StoreContext, opts: CreateFromTemplateOptions): Promise<LayerRecord> {
+export async function createFromTemplate(ctx: StoreContext, opts: CreateFromTemplateOptions & LongOperation): Promise<LayerRecord> {
   checkLayerOptions(ctx, opts.storageOpt);
   const template = findLayer(ctx, opts.template, 'template layer');
   const image = opts.image !== undefined ? ctx.images.find(opts.image) : undefined;
   if (image && image.layer !== template.id)
     throw new LayersError('EUSAGE', `layer ${template.id} is not the top layer of image ${image.id} (${image.layer}); a mapped top layer is made from the top layer`);
   const want = { uidmap: opts.uidmap ?? [], gidmap: opts.gidmap ?? [] };
-  return makeMappedLayer(ctx, template, want, { image, id: opts.id, names: opts.names, storageOpt: opts.storageOpt });
+  // the copy and its shift
+  const steps = new Steps(opts, 2, `creating a layer from template ${template.id}`);
+  return makeMappedLayer(ctx, template, want, steps, { image, id: opts.id, names: opts.names, storageOpt: opts.storageOpt });
 }
 
 /** The container's data directory and run-time directory. */
@@ -181,9 +190,9 @@ export function containerDirs(ctx: StoreContext, ref: string): { dir: string; ru
 /** Remove a container: mark its layer incomplete, drop the record and directories, then remove the layer (unmounting it). */
 export async function removeContainer(ctx: StoreContext, c: ContainerRecord): Promise<void> {
   const layer = ctx.layers.get(c.layer);
-  if (layer) markIncomplete(ctx, layer);
+  if (layer) await markIncomplete(ctx, layer);
   dropContainerRecord(ctx, c);
-  ctx.containers.save();
+  await ctx.containers.save();
   if (layer) await removeLayer(ctx, layer);
 }
 
@@ -204,7 +213,7 @@ export async function prune(ctx: StoreContext): Promise<string[]> {
       // marked incomplete first: a crash before the image forgets it leaves a dangling entry the repair drops
       await removeLayer(ctx, layer);
       image['mapped-layers'] = image['mapped-layers']!.filter((m) => m !== id);
-      ctx.images.save();
+      await ctx.images.save();
       removed.push(id);
     }
   return removed;

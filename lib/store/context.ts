@@ -61,11 +61,11 @@ export interface StoreContext extends StoreDirs {
   mounts: MountRecords;
 }
 
-/** What a reference names: the peer's commands take a layer, image or container. */
-export type Found =
-  | { kind: 'layer'; record: LayerRecord }
-  | { kind: 'image'; record: ImageRecord }
-  | { kind: 'container'; record: ContainerRecord };
+/** What a reference names: the peer's commands take a layer, image or container (the API's `Store` gives views as the records, store.ts). */
+export type Found<L = LayerRecord, I = ImageRecord, C = ContainerRecord> =
+  | { kind: 'layer'; record: L }
+  | { kind: 'image'; record: I }
+  | { kind: 'container'; record: C };
 
 /** The store's directories for this driver, made when missing. */
 export function storeDirs(root: string, runroot: string, driverName: string): StoreDirs {
@@ -140,9 +140,9 @@ export function loadRecords(ctx: StoreContext, changed: Set<string>): void {
   if (roImages || changed.has('images')) ctx.images.setReadOnly(ctx.readOnlyStores.flatMap((s) => s.images.complete()));
 }
 
-export function saveMounts(ctx: StoreContext): void {
+export async function saveMounts(ctx: StoreContext): Promise<void> {
   ctx.locks.assertWritable('mountpoints');
-  ctx.mounts.save();
+  await ctx.mounts.save();
   ctx.locks.written('mountpoints');
 }
 

@@ -12,6 +12,7 @@ import { extractTar } from '../tar/extract.ts';
 import { joinRel, statNode, walkTree } from '../tar/tree.ts';
 import { nodeItem, writeTar, type TarItem } from '../tar/write.ts';
 import { tempFile } from './input.ts';
+import { abortError, checkAborted, type LongOperation } from './layers.ts';
 
 /** One side of a copy: a directory tree (a layer's mount, or '/' for the host) and a path in it. */
 export interface CopyEnd {
@@ -69,8 +70,16 @@ function existsBeneath(root: string, name: string): boolean {
  * target path, or goes into it when the target path ends with '/'. Owners are the source's,
  * mapped back to container ids, unless chown (container ids of the target) replaces them; the
  * target's mappings then make them host ids.
+ *
+ * op.signal is checked for each source file as the tar is written and between entries as it is
+ * extracted: an abort while writing leaves the target as it was; one while extracting leaves the
+ * entries extracted so far, as any failed copy does (docs/api.md, "Progress and cancelling").
+ * op.onProgress gets the extraction's bytes and entries of the tar, with its size and entry count.
+ * Returns the tar's size and entry count.
  */
-export async function copyPath(from: CopyEnd, to: CopyEnd, tmpDir: string, chown?: { uid: number; gid: number }): Promise<void> {
+export async function copyPath(from: CopyEnd, to: CopyEnd, tmpDir: string, chown: { uid: number; gid: number } | undefined, op: LongOperation = {}): Promise<{ bytes: number; entries: number }> {
+  const what = `copying ${from.path}`;
+  checkAborted(op.signal, what);
   const real = resolveInRoot(from.root, from.path);
   const st = fs.statSync(real);
   const mapOwner: OwnerMapper | undefined = chown ? () => [chown.uid, chown.gid] : containerMapper(from.mappings);
@@ -93,6 +102,7 @@ export async function copyPath(from: CopyEnd, to: CopyEnd, tmpDir: string, chown
     }
     walk = (function* () {
       for (const node of walkTree(real)) {
+        checkAborted(op.signal, what);
         const item = nodeItem(node, seen, mapOwner);
         if (item) yield rename(item, joinRel(dest, node.rel));
       }
@@ -107,11 +117,18 @@ export async function copyPath(from: CopyEnd, to: CopyEnd, tmpDir: string, chown
   }
   const fd = tempFile(tmpDir, 'copy');
   try {
-    await writeTar(srcRoot, (function* () {
+    const tar = await writeTar(srcRoot, (function* () {
       yield* items;
       yield* walk;
     })(), fd, { outOffset: 0 });
-    await extractTar(fd, to.root, { idMappings: to.mappings, whiteouts: 'keep' });
+    checkAborted(op.signal, what);
+    const onProgress = op.onProgress && ((bytes: number, entries: number) => op.onProgress!({ bytes, totalBytes: tar.written, entries, totalEntries: tar.entries }));
+    try {
+      await extractTar(fd, to.root, { idMappings: to.mappings, whiteouts: 'keep', signal: op.signal, onProgress });
+    } catch (err) {
+      throw op.signal?.aborted ? abortError(op.signal, what) : err;
+    }
+    return { bytes: tar.written, entries: tar.entries };
   } finally {
     fs.closeSync(fd);
   }

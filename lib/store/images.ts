@@ -35,12 +35,12 @@ export interface RemoveImageResult {
 }
 
 /** Record an image whose top layer is opts.layer (or which has none). */
-export function createImage(ctx: StoreContext, opts: CreateImageOptions): ImageRecord {
+export async function createImage(ctx: StoreContext, opts: CreateImageOptions): Promise<ImageRecord> {
   const top = opts.layer === undefined ? undefined : findLayer(ctx, opts.layer, 'top layer');
   const { id, names } = ctx.images.reserve(opts.id, opts.names);
   const image: ImageRecord = { id, digest: opts.digest, names, layer: top?.id, metadata: opts.metadata, created: rfc3339() };
   ctx.images.push(image);
-  ctx.images.save();
+  await ctx.images.save();
   return image;
 }
 
@@ -107,13 +107,13 @@ async function imageRemovalPlan(ctx: StoreContext, image: ImageRecord): Promise<
 export async function finishImageRemoval(ctx: StoreContext, image: ImageRecord, plan?: string[]): Promise<string[]> {
   if (!isIncomplete(image)) {
     image.flags = { ...image.flags, incomplete: true };
-    ctx.images.save();
+    await ctx.images.save();
     failpoint('image-marked');
   }
   const order = plan ?? (await imageRemovalPlan(ctx, image));
   const doomed = order.map((id) => ctx.layers.get(id)!);
   for (const l of doomed) l.flags = { ...l.flags, incomplete: true };
-  ctx.layers.save();
+  await ctx.layers.save();
   failpoint('image-layers-marked');
   for (const l of doomed) {
     await removeLayer(ctx, l);
@@ -121,7 +121,7 @@ export async function finishImageRemoval(ctx: StoreContext, image: ImageRecord, 
   }
   failpoint('image-layers-removed');
   dropImageRecord(ctx, image);
-  ctx.images.save();
+  await ctx.images.save();
   return order;
 }
 

@@ -41,6 +41,10 @@ export interface Progress {
   /** tar entries (files, directories, ...) done; known once the tar has been read */
   entries?: number;
   totalEntries?: number;
+  /** driver steps done, for an operation made of a few long driver calls (createContainer,
+   *  createFromTemplate: a template copy, its shift, a new layer); `bytes` is then 0 */
+  steps?: number;
+  totalSteps?: number;
 }
 
 /** What every long operation takes: a signal that stops it, and a progress callback. */
@@ -80,40 +84,40 @@ export interface DiffOptions {
 // ---- records ----
 
 /** A new layer record, its id and names reserved, saved incomplete before anything else is made for it. */
-export function recordNewLayer(ctx: StoreContext, fields: Partial<LayerRecord>): LayerRecord {
+export async function recordNewLayer(ctx: StoreContext, fields: Partial<LayerRecord>): Promise<LayerRecord> {
   const { id, names } = ctx.layers.reserve(fields.id, fields.names);
   const rec: LayerRecord = { ...fields, id, names, created: rfc3339(), flags: { incomplete: true } };
   ctx.layers.push(rec);
-  ctx.layers.save();
+  await ctx.layers.save();
   return rec;
 }
 
-export function completeLayer(ctx: StoreContext, rec: LayerRecord): void {
+export async function completeLayer(ctx: StoreContext, rec: LayerRecord): Promise<void> {
   delete rec.flags!.incomplete;
-  ctx.layers.save();
+  await ctx.layers.save();
 }
 
 /** Mark the layer incomplete (saved), unless it is already. */
-export function markIncomplete(ctx: StoreContext, rec: LayerRecord): void {
+export async function markIncomplete(ctx: StoreContext, rec: LayerRecord): Promise<void> {
   if (isIncomplete(rec)) return;
   rec.flags = { ...rec.flags, incomplete: true };
-  ctx.layers.save();
+  await ctx.layers.save();
 }
 
 /** Mark incomplete, unmount (every user), remove the data, then the record. Checks nothing: the caller decided it may go. */
 export async function removeLayer(ctx: StoreContext, r: LayerRecord): Promise<void> {
   ctx.layers.assertOwn(r, 'removed');
-  markIncomplete(ctx, r);
+  await markIncomplete(ctx, r);
   if (ctx.mounts.count(r.id) > 0) {
     await ctx.driver.unmount(r.id);
     ctx.mounts.drop(r.id);
-    saveMounts(ctx);
+    await saveMounts(ctx);
   }
   await ctx.driver.remove(r.id);
   fs.rmSync(tarSplitPath(ctx, r.id), { force: true });
   fs.rmSync(path.join(ctx.layersDir, r.id), { recursive: true, force: true });
   ctx.layers.drop(r);
-  ctx.layers.save();
+  await ctx.layers.save();
 }
 
 // ---- may this layer go ----
@@ -159,7 +163,7 @@ export async function createLayer(ctx: StoreContext, opts: CreateLayerOptions & 
   checkLayerOptions(ctx, opts.storageOpt);
   const parent = opts.parent !== undefined ? findLayer(ctx, opts.parent, 'parent layer') : undefined;
   const mappings = { uidmap: opts.uidmap ?? [], gidmap: opts.gidmap ?? [] };
-  const rec = recordNewLayer(ctx, { id: opts.id, names: opts.names, parent: parent?.id, metadata: opts.metadata, mountlabel: opts.mountLabel, ...mappings });
+  const rec = await recordNewLayer(ctx, { id: opts.id, names: opts.names, parent: parent?.id, metadata: opts.metadata, mountlabel: opts.mountLabel, ...mappings });
   try {
     await makeLayer(ctx, rec, parent, { storageOpt: opts.storageOpt });
     if (input !== undefined) await applyInto(ctx, rec, input, opts, false);
@@ -168,7 +172,7 @@ export async function createLayer(ctx: StoreContext, opts: CreateLayerOptions & 
     await removeLayer(ctx, rec).catch((e) => cleanupFailed(`removing the half-made layer ${rec.id}`, e));
     throw err;
   }
-  completeLayer(ctx, rec);
+  await completeLayer(ctx, rec);
   return rec;
 }
 
@@ -199,19 +203,19 @@ export async function applyDiff(ctx: StoreContext, ref: string, input: DiffInput
     throw new LayersError('ELAYERHASCHILDREN', `layer ${rec.id} has child layers (${users.children.join(', ')}); they would not see the change`);
   if (users.templateCopies.length > 0)
     throw new LayersError('ELAYERHASCHILDREN', `layer ${rec.id} is the template of layers made from it (${users.templateCopies.join(', ')}); they would see the change`);
-  markIncomplete(ctx, rec);
+  await markIncomplete(ctx, rec);
   try {
     await applyInto(ctx, rec, input, opts, true);
   } catch (err) {
     // input refused before anything reached the layer (not a tar, bad compression, a garbage
     // first header): the layer is as it was, and stays, as the peer's does
     if (wroteNothing(err)) {
-      completeLayer(ctx, rec);
+      await completeLayer(ctx, rec);
       throw err;
     }
     throw wrapError(`layer ${rec.id} is left incomplete and will be removed`, err);
   }
-  completeLayer(ctx, rec);
+  await completeLayer(ctx, rec);
   return rec;
 }
 
@@ -223,6 +227,28 @@ export function abortError(signal: AbortSignal, what: string): LayersError {
 /** Throw EABORTED when the signal has fired. */
 export function checkAborted(signal: AbortSignal | undefined, what: string): void {
   if (signal?.aborted) throw abortError(signal, what);
+}
+
+/**
+ * The driver steps of an operation made of a few long driver calls (docs/api.md, "Progress and
+ * cancelling"): the signal is checked before the first, and after each, once it is reported.
+ * `total` may grow until the first step is done (a mapped top layer found missing adds two).
+ */
+export class Steps {
+  private done = 0;
+  constructor(
+    private readonly op: LongOperation,
+    public total: number,
+    private readonly what: string,
+  ) {
+    checkAborted(op.signal, what);
+  }
+
+  step(): void {
+    this.done += 1;
+    this.op.onProgress?.({ bytes: 0, steps: this.done, totalSteps: this.total });
+    checkAborted(this.op.signal, this.what);
+  }
 }
 
 function checkDigest(expected: string | undefined, actual: string, which: string, what: string): void {
@@ -475,7 +501,7 @@ export async function mount(ctx: StoreContext, ref: string, opts: MountOptions):
   const volatile = ctx.containers.records.some((c) => c.layer === rec.id && c.flags?.Volatile === true);
   const p = await ctx.driver.mount(rec.id, volatile ? { ...opts, volatile } : opts);
   ctx.mounts.add(rec.id, p);
-  saveMounts(ctx);
+  await saveMounts(ctx);
   return p;
 }
 
@@ -485,7 +511,7 @@ export async function unmount(ctx: StoreContext, ref: string, force: boolean): P
   if (ctx.mounts.count(rec.id) === 0) return 0;
   const left = ctx.mounts.release(rec.id, force);
   if (left === 0) await ctx.driver.unmount(rec.id);
-  saveMounts(ctx);
+  await saveMounts(ctx);
   return left;
 }
 
@@ -497,7 +523,7 @@ export async function unmountAll(ctx: StoreContext, force: boolean): Promise<str
     await ctx.driver.unmount(m.id);
     ctx.mounts.drop(m.id);
   }
-  if (mounted.length > 0) saveMounts(ctx);
+  if (mounted.length > 0) await saveMounts(ctx);
   return mounted.map((m) => m.id);
 }
 

@@ -22,8 +22,8 @@ export class MountRecords {
     this.records = readJsonFile<MountRecord[]>(this.file, []).filter((m) => m.count > 0);
   }
 
-  save(): void {
-    writeJsonAtomic(this.file, this.records);
+  save(): Promise<void> {
+    return writeJsonAtomic(this.file, this.records);
   }
 
   get(id: string): MountRecord | undefined {

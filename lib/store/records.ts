@@ -320,3 +320,22 @@ export function toContainer(r: ContainerRecord): Container {
     flags: structuredClone(r.flags ?? {}),
   });
 }
+
+/**
+ * How records leave the store (docs/api.md, "Records"): each is a copy, so callers cannot change
+ * the tables. The API's `Store` gives the camelCase views (VIEWS); the CLI's gives the records in
+ * the peer's field order (PEER_RECORDS), as layers.json holds them and `--json` prints them.
+ */
+export interface RecordFace<L, I, C> {
+  layer(r: LayerRecord): L;
+  image(r: ImageRecord): I;
+  container(r: ContainerRecord): C;
+}
+
+export const VIEWS: RecordFace<Layer, Image, Container> = { layer: toLayer, image: toImage, container: toContainer };
+
+export const PEER_RECORDS: RecordFace<LayerRecord, ImageRecord, ContainerRecord> = {
+  layer: (r) => structuredClone(normalizeRecord(r)),
+  image: (r) => structuredClone(normalize(r, IMAGE_FIELDS)),
+  container: (r) => structuredClone(normalize(r, CONTAINER_FIELDS)),
+};

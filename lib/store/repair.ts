@@ -30,18 +30,18 @@ export async function repair(ctx: StoreContext): Promise<void> {
   try {
     for (const image of ctx.images.records.filter(isIncomplete)) await finishImageRemoval(ctx, image);
     for (const r of incompleteRemovalOrder(ctx.layers.records, ctx.images.records, isIncomplete)) await removeLayer(ctx, r);
-    dropDangling(ctx);
+    await dropDangling(ctx);
   } catch (err) {
     throw new LayersError('EDRIVER', `repairing the store after an interrupted operation: ${(err as Error).message}`, { cause: err });
   }
 }
 
 /** Containers whose layer is gone, images whose top layer is gone, and mapped layers that are gone from their images. */
-export function dropDangling(ctx: StoreContext): void {
+export async function dropDangling(ctx: StoreContext): Promise<void> {
   const exists = (id: string) => ctx.layers.get(id) !== undefined;
   const orphans = ctx.containers.records.filter((c) => !exists(c.layer));
   for (const c of orphans) dropContainerRecord(ctx, c);
-  if (orphans.length > 0) ctx.containers.save();
+  if (orphans.length > 0) await ctx.containers.save();
   let imagesChanged = false;
   for (const image of [...ctx.images.records]) {
     const mapped = image['mapped-layers']?.filter(exists);
@@ -55,5 +55,5 @@ export function dropDangling(ctx: StoreContext): void {
       imagesChanged = true;
     }
   }
-  if (imagesChanged) ctx.images.save();
+  if (imagesChanged) await ctx.images.save();
 }

@@ -39,10 +39,10 @@ import { copyPath, type CopyEnd } from './copy.ts';
 import * as images from './images.ts';
 import type { CreateImageOptions, RemoveImageOptions, RemoveImageResult } from './images.ts';
 import * as layers from './layers.ts';
-import type { CreateLayerOptions, DiffInput, DiffOptions, ImportOptions, LongOperation } from './layers.ts';
+import type { CreateLayerOptions, DiffInput, DiffOptions, ImportOptions, LongOperation, Progress } from './layers.ts';
 import type { MountRecord } from './mounts.ts';
 import type { AppendResult, TarAppender } from '../tar/sections.ts';
-import { CONTAINER_FIELDS, IMAGE_FIELDS, normalize, normalizeRecord, type AnyRecord, type ContainerRecord, type ImageRecord, type LayerRecord } from './records.ts';
+import { PEER_RECORDS, VIEWS, type AnyRecord, type Container, type ContainerRecord, type Image, type ImageRecord, type Layer, type LayerRecord, type RecordFace } from './records.ts';
 import type { RecordTable } from './table.ts';
 import { dropDangling, needsRepair, repair } from './repair.ts';
 
@@ -69,12 +69,12 @@ export interface CopySpec {
   path: string;
 }
 
-/** Records leave the store as copies in the peer's field order: callers cannot change the tables. */
-const layerOut = (r: LayerRecord) => structuredClone(normalizeRecord(r));
-const imageOut = (r: ImageRecord) => structuredClone(normalize(r, IMAGE_FIELDS));
-const containerOut = (r: ContainerRecord) => structuredClone(normalize(r, CONTAINER_FIELDS));
-
-export class Store {
+/**
+ * The store. Its records leave it as L, I and C through its face (records.ts, RecordFace): the
+ * API's store (openStore, lib/index.ts) gives camelCase views (Layer, Image, Container); the CLI's
+ * (openRecordStore) the peer's records (LayerRecord, ...), whose field names `--json` prints.
+ */
+export class Store<L = Layer, I = Image, C = Container> {
   readonly root: string;
   readonly runroot: string;
   readonly storageOpts: string[];
@@ -92,11 +92,13 @@ export class Store {
   /** the additional (read-only) image stores, from `<driver>.imagestore=PATH` options, in order */
   readonly imageStores: string[];
   private readonly ctx: StoreContext;
+  private readonly face: RecordFace<L, I, C>;
   /** calls running now (close() waits for them), and whether close() was called */
   private readonly running = new Set<Promise<unknown>>();
   private closed = false;
 
-  private constructor(opts: StoreOptions) {
+  private constructor(opts: StoreOptions, face: RecordFace<L, I, C>) {
+    this.face = face;
     this.root = path.resolve(opts.root);
     this.runroot = path.resolve(opts.runroot);
     this.storageOpts = opts.storageOpts ?? [];
@@ -124,8 +126,9 @@ export class Store {
     this.tmpDir = dirs.tmpDir;
   }
 
-  static async open(opts: StoreOptions): Promise<Store> {
-    const store = new Store(opts);
+  /** Open the store, its records given out through face (VIEWS for the API, PEER_RECORDS for the CLI). */
+  static async open<L, I, C>(opts: StoreOptions, face: RecordFace<L, I, C>): Promise<Store<L, I, C>> {
+    const store = new Store(opts, face);
     // leftovers of a writer that died: repair them under the write locks (which wait for a live writer)
     if (await store.read(needsRepair)) await store.locked(async () => undefined);
     return store;
@@ -174,13 +177,13 @@ export class Store {
   // ---- reading ----
 
   /** complete layers, in creation order */
-  async layers(): Promise<LayerRecord[]> {
-    return this.read((ctx) => structuredClone(ctx.layers.complete()));
+  async layers(): Promise<L[]> {
+    return this.read((ctx) => ctx.layers.complete().map(this.face.layer));
   }
 
   /** the layer with this id, name or unambiguous id prefix */
-  async layer(ref: string): Promise<LayerRecord> {
-    return this.read((ctx) => structuredClone(findLayer(ctx, ref)));
+  async layer(ref: string): Promise<L> {
+    return this.read((ctx) => this.face.layer(findLayer(ctx, ref)));
   }
 
   async exists(ref: string): Promise<boolean> {
@@ -188,44 +191,44 @@ export class Store {
   }
 
   /** complete images, in creation order */
-  async images(): Promise<ImageRecord[]> {
-    return this.read((ctx) => structuredClone(ctx.images.complete()));
+  async images(): Promise<I[]> {
+    return this.read((ctx) => ctx.images.complete().map(this.face.image));
   }
 
-  async image(ref: string): Promise<ImageRecord> {
-    return this.read((ctx) => structuredClone(ctx.images.find(ref)));
+  async image(ref: string): Promise<I> {
+    return this.read((ctx) => this.face.image(ctx.images.find(ref)));
   }
 
   /** images whose digest (or one of whose digests) is this one */
-  async imagesByDigest(digest: string): Promise<ImageRecord[]> {
-    return this.read((ctx) => structuredClone(images.imagesByDigest(ctx, digest)));
+  async imagesByDigest(digest: string): Promise<I[]> {
+    return this.read((ctx) => images.imagesByDigest(ctx, digest).map(this.face.image));
   }
 
   /** Complete layers whose compressed digest (of the blob as it was given) is this one: "do I have this blob?" */
-  async layersByCompressedDigest(digest: string): Promise<LayerRecord[]> {
-    return this.read((ctx) => layers.layersByDigest(ctx, 'compressed', digest).map(layerOut));
+  async layersByCompressedDigest(digest: string): Promise<L[]> {
+    return this.read((ctx) => layers.layersByDigest(ctx, 'compressed', digest).map(this.face.layer));
   }
 
   /** Complete layers whose uncompressed digest (the tar's, diff-digest) is this one. */
-  async layersByUncompressedDigest(digest: string): Promise<LayerRecord[]> {
-    return this.read((ctx) => layers.layersByDigest(ctx, 'uncompressed', digest).map(layerOut));
+  async layersByUncompressedDigest(digest: string): Promise<L[]> {
+    return this.read((ctx) => layers.layersByDigest(ctx, 'uncompressed', digest).map(this.face.layer));
   }
 
   /** Images whose top layer, or one of whose mapped top layers, is this layer. */
-  async imagesByTopLayer(ref: string): Promise<ImageRecord[]> {
-    return this.read((ctx) => images.imagesByTopLayer(ctx, findLayer(ctx, ref).id).map(imageOut));
+  async imagesByTopLayer(ref: string): Promise<I[]> {
+    return this.read((ctx) => images.imagesByTopLayer(ctx, findLayer(ctx, ref).id).map(this.face.image));
   }
 
   /** The container whose read-write layer this is; ECONTAINERUNKNOWN when none. */
-  async containerByLayer(ref: string): Promise<ContainerRecord> {
-    return this.read((ctx) => containerOut(containers.containerByLayer(ctx, findLayer(ctx, ref).id)));
+  async containerByLayer(ref: string): Promise<C> {
+    return this.read((ctx) => this.face.container(containers.containerByLayer(ctx, findLayer(ctx, ref).id)));
   }
 
   /** The id of the layer, image or container (looked for in that order) with this id, name or id prefix, as the peer's Lookup. */
   async lookup(nameOrId: string): Promise<string> {
-    const found = await this.resolve(nameOrId);
-    if (!found) throw new LayersError('ELAYERUNKNOWN', `"${nameOrId}": layer, image or container not known`);
-    return found.record.id;
+    const found = await this.read((ctx) => resolveRef(ctx, nameOrId, ['layer', 'image', 'container'])?.record.id);
+    if (found === undefined) throw new LayersError('ELAYERUNKNOWN', `"${nameOrId}": layer, image or container not known`);
+    return found;
   }
 
   /** A layer's size: its tar's size when it was applied from one, else what the driver counts (the peer's ImageSize does the same per layer). */
@@ -244,22 +247,24 @@ export class Store {
   }
 
   /** containers whose read-write layer is complete (one being made or removed is left out) */
-  async containers(): Promise<ContainerRecord[]> {
-    return this.read((ctx) => structuredClone(ctx.containers.records.filter((c) => isLive(ctx, c))));
+  async containers(): Promise<C[]> {
+    return this.read((ctx) => ctx.containers.records.filter((c) => isLive(ctx, c)).map(this.face.container));
   }
 
-  async container(ref: string): Promise<ContainerRecord> {
-    return this.read((ctx) => structuredClone(findContainer(ctx, ref)));
+  async container(ref: string): Promise<C> {
+    return this.read((ctx) => this.face.container(findContainer(ctx, ref)));
   }
 
   /**
    * What ref names, as the peer's commands that take any of the three look: an exact id or
    * name of a layer, an image, a container (in that order), then an unambiguous id prefix.
    */
-  async resolve(ref: string, kinds: Array<Found['kind']> = ['layer', 'image', 'container']): Promise<Found | undefined> {
+  async resolve(ref: string, kinds: Array<Found['kind']> = ['layer', 'image', 'container']): Promise<Found<L, I, C> | undefined> {
     return this.read((ctx) => {
       const found = resolveRef(ctx, ref, kinds);
-      return found && ({ kind: found.kind, record: structuredClone(found.record) } as Found);
+      if (found?.kind === 'layer') return { kind: found.kind, record: this.face.layer(found.record) };
+      if (found?.kind === 'image') return { kind: found.kind, record: this.face.image(found.record) };
+      return found && { kind: found.kind, record: this.face.container(found.record) };
     });
   }
 
@@ -380,8 +385,8 @@ export class Store {
   // ---- layers ----
 
   /** Create a layer (a child of opts.parent when given), and apply `input` to it when given. */
-  async createLayer(opts: CreateLayerOptions & ImportOptions = {}, input?: DiffInput): Promise<LayerRecord> {
-    return this.locked(async (ctx) => layerOut(await layers.createLayer(ctx, opts, input)));
+  async createLayer(opts: CreateLayerOptions & ImportOptions = {}, input?: DiffInput): Promise<L> {
+    return this.locked(async (ctx) => this.face.layer(await layers.createLayer(ctx, opts, input)));
   }
 
   /**
@@ -389,8 +394,8 @@ export class Store {
    * compression, an expected digest that does not match, an abort before extraction) leaves the
    * layer as it was; a failure after leaves it incomplete, removed by the next writer.
    */
-  async applyDiff(ref: string, input: DiffInput, opts: ImportOptions = {}): Promise<LayerRecord> {
-    return this.locked(async (ctx) => layerOut(await layers.applyDiff(ctx, ref, input, opts)));
+  async applyDiff(ref: string, input: DiffInput, opts: ImportOptions = {}): Promise<L> {
+    return this.locked(async (ctx) => this.face.layer(await layers.applyDiff(ctx, ref, input, opts)));
   }
 
   /** Mount a layer, or a container's layer (one more user); returns its path. */
@@ -423,10 +428,10 @@ export class Store {
       if (found.kind === 'container') await containers.removeContainer(ctx, found.record);
       else if (found.kind === 'image') {
         images.dropImageRecord(ctx, found.record);
-        ctx.images.save();
+        await ctx.images.save();
       } else {
         await layers.forceDeleteLayer(ctx, found.record);
-        dropDangling(ctx);
+        await dropDangling(ctx);
       }
       return found.kind;
     });
@@ -438,23 +443,30 @@ export class Store {
    * owners are mapped and names kept beneath the target). Each layer named is mounted for the
    * copy, one more user, and let go after, whatever happened.
    */
-  async copy(sources: CopySpec[], target: CopySpec, opts: { chown?: { uid: number; gid: number } } = {}): Promise<void> {
+  async copy(sources: CopySpec[], target: CopySpec, opts: { chown?: { uid: number; gid: number } } & LongOperation = {}): Promise<void> {
     const mounted: string[] = [];
     const end = async (spec: CopySpec): Promise<CopyEnd> => {
       // a host path is the caller's: relative to the working directory (a trailing '/' kept: it means "into")
       if (spec.layer === undefined) return { root: '/', path: path.resolve(spec.path) + (spec.path.endsWith('/') && spec.path !== '/' ? '/' : '') };
-      const rec = await this.layer(spec.layer);
-      const root = await this.mount(rec.id);
-      mounted.push(rec.id);
-      return { root, path: spec.path, mappings: mappingsOf(rec) };
+      const { id, mappings } = await this.read((ctx) => {
+        const rec = findLayer(ctx, spec.layer!);
+        return { id: rec.id, mappings: mappingsOf(rec) };
+      });
+      const root = await this.mount(id);
+      mounted.push(id);
+      return { root, path: spec.path, mappings };
     };
     const named = (spec: CopySpec) => (spec.layer === undefined ? spec.path : `${spec.layer}:${spec.path}`);
+    // progress over all the sources, each one's tar counted in the totals once it is written (copy.ts)
+    let before = { bytes: 0, entries: 0 };
+    const onProgress = opts.onProgress && ((p: Progress) => opts.onProgress!({ bytes: before.bytes + p.bytes, totalBytes: before.bytes + (p.totalBytes ?? 0), entries: before.entries + (p.entries ?? 0), totalEntries: before.entries + (p.totalEntries ?? 0) }));
     try {
       const to = await end(target);
       for (const spec of sources) {
         const from = await end(spec);
         try {
-          await copyPath(from, to, this.tmpDir, opts.chown);
+          const tar = await copyPath(from, to, this.tmpDir, opts.chown, { signal: opts.signal, onProgress });
+          before = { bytes: before.bytes + tar.bytes, entries: before.entries + tar.entries };
         } catch (err) {
           // the code stays (ETARPATH, ENOSPC, ...); the message says which copy failed
           throw wrapError(`copying ${named(spec)} to ${named(target)}`, err);
@@ -469,11 +481,11 @@ export class Store {
 
   /** Set the metadata of a layer, image or container. */
   async setMetadata(ref: string, metadata: string): Promise<void> {
-    return this.locked((ctx) => {
+    return this.locked(async (ctx) => {
       const found = findAny(ctx, ref);
       tableOf(ctx, found.kind).assertOwn(found.record);
       found.record.metadata = metadata;
-      tableOf(ctx, found.kind).save();
+      await tableOf(ctx, found.kind).save();
     });
   }
 
@@ -498,7 +510,7 @@ export class Store {
     return this.locked((ctx) => this.takeNames(findAny(ctx, ref), names));
   }
 
-  private takeNames(found: Found, names: string[]): string[] {
+  private async takeNames(found: Found, names: string[]): Promise<string[]> {
     let rec = found.record;
     // names for an image of an additional store go to a record of the same id in this store,
     // on the same top layer, as the peer's updateNames makes (the other store is never written)
@@ -508,15 +520,15 @@ export class Store {
       this.ctx.images.push(copy);
       rec = copy;
     }
-    tableOf(this.ctx, found.kind).takeNames(rec as never, names);
+    await tableOf(this.ctx, found.kind).takeNames(rec as never, names);
     return [...rec.names!];
   }
 
   // ---- images ----
 
   /** Record an image whose top layer is opts.layer. */
-  async createImage(opts: CreateImageOptions): Promise<ImageRecord> {
-    return this.locked((ctx) => imageOut(images.createImage(ctx, opts)));
+  async createImage(opts: CreateImageOptions): Promise<I> {
+    return this.locked(async (ctx) => this.face.image(await images.createImage(ctx, opts)));
   }
 
   /**
@@ -543,15 +555,17 @@ export class Store {
   /**
    * A container on the image: a read-write layer on the image's top layer, or, when the
    * container's id mappings differ from the top layer's, on the mapped top layer with its
-   * mappings (made now when the image has none yet).
+   * mappings (made now when the image has none yet). opts.signal is checked before anything is
+   * made and after each driver step (reported to opts.onProgress as steps); an abort removes the
+   * container and its layer, and a mapped top layer not finished.
    */
-  async createContainer(opts: CreateContainerOptions): Promise<ContainerRecord> {
-    return this.locked(async (ctx) => containerOut(await containers.createContainer(ctx, opts)));
+  async createContainer(opts: CreateContainerOptions & LongOperation): Promise<C> {
+    return this.locked(async (ctx) => this.face.container(await containers.createContainer(ctx, opts)));
   }
 
   /** A new layer from a template layer with other id mappings; with opts.image, one of that image's mapped top layers. */
-  async createFromTemplate(opts: CreateFromTemplateOptions): Promise<LayerRecord> {
-    return this.locked(async (ctx) => layerOut(await containers.createFromTemplate(ctx, opts)));
+  async createFromTemplate(opts: CreateFromTemplateOptions & LongOperation): Promise<L> {
+    return this.locked(async (ctx) => this.face.layer(await containers.createFromTemplate(ctx, opts)));
   }
 
   /** Delete a container and its read-write layer (unmounting it). */
@@ -571,7 +585,7 @@ export class Store {
     return this.locked(async (ctx) => {
       for (const c of [...ctx.containers.records]) await containers.removeContainer(ctx, c);
       for (const i of [...ctx.images.records]) images.dropImageRecord(ctx, i);
-      ctx.images.save();
+      await ctx.images.save();
       // newest first: children and copies made from a template were made after it
       for (const r of [...ctx.layers.records].reverse()) await layers.removeLayer(ctx, r);
     });
@@ -585,4 +599,11 @@ export class Store {
       return unmounted;
     }, MOUNT);
   }
+}
+
+/** The store as the CLI uses it: records in the peer's field names (records.ts, PEER_RECORDS). */
+export type RecordStore = Store<LayerRecord, ImageRecord, ContainerRecord>;
+
+export function openRecordStore(opts: StoreOptions): Promise<RecordStore> {
+  return Store.open(opts, PEER_RECORDS);
 }

@@ -32,9 +32,10 @@ export class RecordTable<T extends AnyRecord> {
     this.records = readJsonFile<T[]>(this.file, []);
   }
 
-  save(): void {
+  /** Replace the file with the records as they are now (awaited before the next step: lib/atomic.ts). */
+  async save(): Promise<void> {
     this.lock.assertWritable();
-    writeJsonAtomic(
+    await writeJsonAtomic(
       this.file,
       this.records.map((r) => normalize(r, this.fields)),
     );
@@ -109,12 +110,12 @@ export class RecordTable<T extends AnyRecord> {
   }
 
   /** Give rec exactly these names; a name another record has moves to rec (as the peer does). Saves. */
-  takeNames(rec: T, names: string[]): void {
+  async takeNames(rec: T, names: string[]): Promise<void> {
     this.assertOwn(rec, 'renamed');
     const wanted = [...new Set(names)];
     for (const other of this.records) if (other !== rec && other.names) other.names = other.names.filter((n) => !wanted.includes(n));
     rec.names = wanted;
-    this.save();
+    await this.save();
   }
 
   push(rec: T): void {

@@ -121,6 +121,8 @@ test('no store flag: storage.conf, as the peer reads it; STORAGE_DRIVER and STOR
   // a missing CONTAINERS_STORAGE_CONF is an error, as in the peer
   const bad = parseCommandLine(['layers'], { CONTAINERS_STORAGE_CONF: '/nonexistent/storage.conf' });
   t.is(bad.kind, 'error');
+  // but `version` reads none (docs/cli.md; its start-up, docs/performance.md)
+  t.like(parseCommandLine(['version'], { CONTAINERS_STORAGE_CONF: '/nonexistent/storage.conf' }), { kind: 'run', globals: { root: '', driver: '' } });
 });
 
 test('global flags: the peer spellings before or after the command', (t) => {

@@ -105,8 +105,9 @@ console.log(JSON.stringify({ id: created.id, record }));
   const fromJs = JSON.parse(js.stdout) as { id: string; record: Record<string, unknown> };
   t.is(fromJs.record.id, fromJs.id);
   t.deepEqual(fromJs.record.names, ['from-mjs']);
-  t.is(fromJs.record['diff-digest'], tarDigest);
-  t.is(fromJs.record['diff-size'], fs.statSync(tarFile).size);
+  t.is(fromJs.record.uncompressedDigest, tarDigest);
+  t.is(fromJs.record.uncompressedSize, fs.statSync(tarFile).size);
+  t.false('diff-digest' in fromJs.record, 'a camelCase view, not the peer record');
   t.is(await layerFile(jsRoot, fromJs.id), 'hello from a consumer\n');
 
   // strict TypeScript, type-checked against the shipped .d.ts (skipLibCheck off) by the repo's tsc
@@ -122,13 +123,18 @@ console.log(JSON.stringify({ id: created.id, record }));
   );
   fs.writeFileSync(
     path.join(app, 'import-layer.ts'),
-    `import { openStore, isLayersError, type LayerRecord, type Store } from 'layers';
+    `import { openStore, isLayersError, type Container, type Image, type Layer, type Store } from 'layers';
 const [root, runroot, tar] = process.argv.slice(2);
 if (root === undefined || runroot === undefined || tar === undefined) throw new Error('usage: root runroot tar');
 const store: Store = await openStore({ root, runroot, driver: 'vfs' });
-const created: LayerRecord = await store.createLayer({ names: ['from-ts'] }, tar);
-const record: LayerRecord = await store.layer(created.id);
-const digest: string | undefined = record['diff-digest'];
+const created: Layer = await store.createLayer({ names: ['from-ts'] }, tar);
+const record: Layer = await store.layer(created.id);
+const digest: string | undefined = record.uncompressedDigest;
+const image: Image = await store.createImage({ layer: created.id });
+const container: Container = await store.createContainer({ image: image.id });
+const [first] = await store.containers();
+const sameLayer: boolean = first?.layerId === container.layerId && (await store.layer(container.layerId)).parent === image.topLayer;
+await store.deleteContainer(container.id);
 let missing = '';
 try {
   await store.layer('no-such-layer');
@@ -136,16 +142,17 @@ try {
   if (isLayersError(err)) missing = err.code;
 }
 await store.shutdown();
-console.log(JSON.stringify({ id: created.id, names: record.names ?? [], digest, missing }));
+console.log(JSON.stringify({ id: created.id, names: record.names, digest, missing, sameLayer }));
 `,
   );
   await run(process.execPath, [path.join(packageRoot, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', app], { cwd: app, env });
   const tsRoot = path.join(dir, 'ts-store');
   const ts = await run('node', ['out/import-layer.js', tsRoot, path.join(dir, 'ts-run'), tarFile], { cwd: app, env });
-  const fromTs = JSON.parse(ts.stdout) as { id: string; names: string[]; digest: string; missing: string };
+  const fromTs = JSON.parse(ts.stdout) as { id: string; names: string[]; digest: string; missing: string; sameLayer: boolean };
   t.deepEqual(fromTs.names, ['from-ts']);
   t.is(fromTs.digest, tarDigest);
   t.is(fromTs.missing, 'ELAYERUNKNOWN');
+  t.true(fromTs.sameLayer);
   t.is(await layerFile(tsRoot, fromTs.id), 'hello from a consumer\n');
 
   // the CLI, through npx, from compiled JavaScript (no tsx is installed)

@@ -8,14 +8,14 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Store } from '../../lib/index.ts';
+import type { RecordStore } from '../../lib/store/store.ts';
 import { native } from '../../lib/native.ts';
 import { gnuTar, makeTree, tempStore, type TempStore } from '../fixtures/store.ts';
 
 const DECOMPRESS = { gzip: ['gzip', '-dc'], zstd: ['zstd', '-dc', '-q'] } as const;
 
 /** a store with `base` (imported from a GNU tar) and `child` (changed through a mount) */
-async function twoLayers(t: ExecutionContext): Promise<{ s: TempStore; store: Store }> {
+async function twoLayers(t: ExecutionContext): Promise<{ s: TempStore; store: RecordStore }> {
   const s = tempStore(t);
   const tree = path.join(s.dir, 'tree');
   fs.mkdirSync(tree);
@@ -32,7 +32,7 @@ async function twoLayers(t: ExecutionContext): Promise<{ s: TempStore; store: St
   return { s, store };
 }
 
-async function diffBytes(store: Store, file: string, layer: string, compression?: 'gzip' | 'zstd'): Promise<Buffer> {
+async function diffBytes(store: RecordStore, file: string, layer: string, compression?: 'gzip' | 'zstd'): Promise<Buffer> {
   const fd = fs.openSync(file, 'w');
   try {
     await store.diff(layer, fd, { compression });

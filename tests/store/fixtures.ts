@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { openStore, type Store } from '../../lib/index.ts';
+import { openRecordStore, type RecordStore } from '../../lib/store/store.ts';
 import { loopFs, tempDir } from '../fixtures/fs.ts';
 import { gnuTar, runCli, type CliResult } from '../fixtures/store.ts';
 import { readAll, storedBody } from '../tar/gnutar.ts';
@@ -31,7 +31,8 @@ export interface DriverStore {
   dir: string;
   root: string;
   runroot: string;
-  open(): Promise<Store>;
+  /** the store as the CLI opens it: records in the peer's names (docs/api.md, "Records") */
+  open(): Promise<RecordStore>;
   cli(args: string[], env?: Record<string, string>): Promise<CliResult>;
 }
 
@@ -44,7 +45,7 @@ export function driverStore(t: ExecutionContext, driver: DriverName): DriverStor
     dir,
     root,
     runroot,
-    open: () => openStore({ root, runroot, driver }),
+    open: () => openRecordStore({ root, runroot, driver }),
     cli: (args, env) => runCli(['-g', root, '-R', runroot, '-s', driver, ...args], { env }),
   };
 }
@@ -84,7 +85,7 @@ export function imageTars(dir: string): [string, string, string] {
 }
 
 /** [base, mid, top] layers from imageTars, each on the one before. */
-export async function threeLayers(store: Store, tars: [string, string, string], prefix = ''): Promise<[string, string, string]> {
+export async function threeLayers(store: RecordStore, tars: [string, string, string], prefix = ''): Promise<[string, string, string]> {
   const base = await store.createLayer({ names: [`${prefix}base`] }, tars[0]);
   const mid = await store.createLayer({ parent: base.id, names: [`${prefix}mid`] }, tars[1]);
   const top = await store.createLayer({ parent: mid.id, names: [`${prefix}top`] }, tars[2]);
@@ -116,7 +117,7 @@ export function tarSummary(file: string): string[] {
   });
 }
 
-export async function diffFile(store: Store, ref: string, file: string): Promise<string> {
+export async function diffFile(store: RecordStore, ref: string, file: string): Promise<string> {
   const fd = fs.openSync(file, 'w');
   try {
     await store.diff(ref, fd);

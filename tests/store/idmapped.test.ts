@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { procMapText, toHost, type IdMappings } from '../../lib/idmap.ts';
-import type { Store } from '../../lib/index.ts';
+import type { RecordStore } from '../../lib/store/store.ts';
 import { walkTree } from '../../lib/tar/tree.ts';
 import { canMount } from '../fixtures/fs.ts';
 import { readAll } from '../tar/gnutar.ts';
@@ -32,7 +32,7 @@ const NON_CONTIGUOUS: IdMappings = {
 
 
 /** ctime (ns) of every entry of the layers' directories, keyed by layer and path */
-function ctimes(store: Store, layers: string[]): Map<string, bigint> {
+function ctimes(store: RecordStore, layers: string[]): Map<string, bigint> {
   const out = new Map<string, bigint>();
   for (const id of layers) {
     const dir = store.driver.layerDir(id);
@@ -70,7 +70,7 @@ function host(m: IdMappings, uid: number, gid: number): string {
   return `${toHost(m.uidmap, uid)}:${toHost(m.gidmap, gid)}`;
 }
 
-async function checkContainer(t: ExecutionContext, s: ReturnType<typeof driverStore>, store: Store, m: IdMappings, name: string, idmapped: boolean): Promise<void> {
+async function checkContainer(t: ExecutionContext, s: ReturnType<typeof driverStore>, store: RecordStore, m: IdMappings, name: string, idmapped: boolean): Promise<void> {
   const image = await store.image('img');
   const imageLayers = [image.layer!];
   for (let l = await store.layer(image.layer!); l.parent; l = await store.layer(l.parent)) imageLayers.push(l.parent);

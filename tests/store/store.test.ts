@@ -11,12 +11,18 @@ import { gnuTar, makeTree, runCli, sha256File, tempStore } from '../fixtures/sto
 
 const code = (c: string) => ({ is: (e: unknown) => isLayersError(e, c as never) });
 
-test('writeJsonAtomic replaces the file whole and leaves no temp file', (t) => {
+test('writeJsonAtomic replaces the file whole and leaves no temp file; the event loop runs while it syncs', async (t) => {
   const dir = tempDir(t);
   const f = path.join(dir, 'x.json');
   t.deepEqual(readJsonFile(f, []), []);
-  writeJsonAtomic(f, [{ a: 1 }]);
-  writeJsonAtomic(f, [{ a: 2 }]);
+  await writeJsonAtomic(f, [{ a: 1 }]);
+  const value = [{ a: 2 }];
+  let turned = false;
+  setImmediate(() => (turned = true));
+  const writing = writeJsonAtomic(f, value);
+  value[0]!.a = 3; // the text was made at the call
+  await writing;
+  t.true(turned, 'a macrotask ran before the write ended (a synchronous write would block it)');
   t.deepEqual(readJsonFile(f, []), [{ a: 2 }]);
   t.deepEqual(fs.readdirSync(dir), ['x.json']);
   t.is(fs.statSync(f).mode & 0o777, 0o600);
@@ -117,7 +123,7 @@ test('an incomplete layer (a writer died) is removed when the store is opened, o
   // what a writer killed between saving the record and finishing leaves behind
   const recs = s.records();
   recs.push({ id: 'dead', names: ['dead'], created: '2024-01-01T00:00:00Z', flags: { incomplete: true } });
-  writeJsonAtomic(path.join(s.root, 'vfs-layers', 'layers.json'), recs);
+  await writeJsonAtomic(path.join(s.root, 'vfs-layers', 'layers.json'), recs);
   fs.mkdirSync(path.join(s.root, 'vfs', 'dir', 'dead', 'sub'), { recursive: true });
   fs.chmodSync(path.join(s.root, 'vfs', 'dir', 'dead'), 0o555);
   const again = await s.open();

@@ -5,7 +5,7 @@ import test, { type ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { openStore, type Store } from '../../lib/index.ts';
+import { openRecordStore, type RecordStore } from '../../lib/store/store.ts';
 import { extractTar } from '../../lib/tar/extract.ts';
 import { endOfArchiveOffset, TarAppender } from '../../lib/tar/sections.ts';
 import { canMount, dirOn, tempDir, type FsKind } from '../fixtures/fs.ts';
@@ -49,8 +49,8 @@ function changeTree(root: string): void {
   fs.chownSync(path.join(root, 'bin/tool'), 1002, 1003);
 }
 
-async function storeOn(t: ExecutionContext, driver: string, base: string): Promise<Store> {
-  const store = await openStore({ root: path.join(base, 'root'), runroot: path.join(base, 'run'), driver });
+async function storeOn(t: ExecutionContext, driver: string, base: string): Promise<RecordStore> {
+  const store = await openRecordStore({ root: path.join(base, 'root'), runroot: path.join(base, 'run'), driver });
   t.teardown(async () => {
     await store.shutdown(true).catch(() => undefined);
   });
@@ -58,7 +58,7 @@ async function storeOn(t: ExecutionContext, driver: string, base: string): Promi
 }
 
 /** the mounted container's tree, then unmounted */
-async function containerTree(store: Store, ref: string) {
+async function containerTree(store: RecordStore, ref: string) {
   const root = await store.mount(ref);
   try {
     return snapshotTree(root, { dirTimes: false });

@@ -1,7 +1,8 @@
 // Containers: create-container (on a mapped top layer when its id mappings differ from the
 // image's), containers, container (examine), delete-container, get-container-dir and
 // get-container-run-dir.
-import type { ContainerRecord, ImageRecord, Store } from '../../index.ts';
+import type { ContainerRecord, ImageRecord } from '../../index.ts';
+import type { RecordStore } from '../../store/store.ts';
 import { bool, list, str } from '../args.ts';
 import { eachArg, exitCode, open, spellings, succeeded, type Command } from '../command.ts';
 import { idFlag, idMaps, json, labelFlag, layerOptFlag, layerOpts, mapFlags, metadataFlags, metadataOf, nameFlag, quietIds } from '../flags.ts';
@@ -52,7 +53,7 @@ export const containers: Command = {
   },
 };
 
-async function printContainer(store: Store, c: ContainerRecord, images: ImageRecord[]): Promise<void> {
+async function printContainer(store: RecordStore, c: ContainerRecord, images: ImageRecord[]): Promise<void> {
   out(`ID: ${c.id}\n`);
   for (const n of c.names ?? []) out(`Name: ${n}\n`);
   out(`Image: ${c.image}\n`);

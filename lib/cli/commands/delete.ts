@@ -1,7 +1,7 @@
 // `delete` (a container, image or layer, without the use checks), and the one shape of the
 // peer's delete commands, which delete-layer (layers.ts) and delete-container (containers.ts)
 // share. delete-image is with rm in images.ts: it reports the layers that went.
-import type { Store } from '../../index.ts';
+import type { RecordStore } from '../../store/store.ts';
 import { eachArg, exitCode, open, type Command } from '../command.ts';
 import { json } from '../flags.ts';
 import { printJson } from '../output.ts';
@@ -10,7 +10,7 @@ import { printJson } from '../output.ts';
  * Each argument removed in turn, a failure reported and the others gone on with; `--json` prints
  * {"<arg>": "<error, or empty when it went>"}; exit 1 if any failed.
  */
-export function deleteCommand(names: string[], args: string, help: string, remove: (store: Store, ref: string) => Promise<unknown>): Command {
+export function deleteCommand(names: string[], args: string, help: string, remove: (store: RecordStore, ref: string) => Promise<unknown>): Command {
   return {
     names,
     args,

@@ -1,12 +1,11 @@
 // A layer's changes, in and out: applydiff (a tar applied to a layer), diff (the changes as a
 // tar), changes (as a list) and diffsize.
 import fs from 'node:fs';
-import { isatty } from 'node:tty';
 import { LayersError } from '../../errors.ts';
 import type { DiffOptions } from '../../index.ts';
 import { bool, str, usageError, type Parsed } from '../args.ts';
 import { open, type Command, type Globals } from '../command.ts';
-import { expectedDigestFlags, expectedDigests, json, tarFileFlag, tarInput } from '../flags.ts';
+import { expectedDigestFlags, expectedDigests, isTerminal, json, tarFileFlag, tarInput } from '../flags.ts';
 import { out, printJson, withProgress, withReportedProgress } from '../output.ts';
 import { appendFlag, appenderFor, prefixFlag, sectionFlag } from './sections.ts';
 
@@ -55,7 +54,7 @@ export const diff: Command = {
     const store = await open(g);
     const [layer, reference] = p.positionals;
     const file = str(p, 'file');
-    if (file === undefined && isatty(1)) throw usageError('refusing to write a tar to a terminal: give -f FILE or redirect stdout');
+    if (file === undefined && isTerminal(1)) throw usageError('refusing to write a tar to a terminal: give -f FILE or redirect stdout');
     let fd = 1;
     if (file !== undefined) {
       try {

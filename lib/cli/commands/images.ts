@@ -2,7 +2,7 @@
 // their removal: delete-image, ours `rm` (mapped top layers first, then the top layer and each
 // parent no one else needs) and `prune` (mapped top layers no container uses).
 // records.ts, not index.ts: a value from index.ts would load the whole library at start-up
-import type { ImageRecord, Store } from '../../index.ts';
+import type { ImageRecord } from '../../index.ts';
 import { imageDigests } from '../../store/records.ts';
 import { bool, list, str } from '../args.ts';
 import { eachArg, exitCode, open, spellings, succeeded, type Command, type Globals } from '../command.ts';

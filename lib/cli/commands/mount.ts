@@ -1,6 +1,6 @@
 // mount, unmount and mounted: a layer's or container's mount and its count of users. Each takes
 // several arguments; `--json` prints [{"id", ..., "error"}] as the peer does.
-import type { Store } from '../../index.ts';
+import type { RecordStore } from '../../store/store.ts';
 import { bool, list } from '../args.ts';
 import { eachArg, exitCode, open, type Command } from '../command.ts';
 import { json, labelFlag } from '../flags.ts';
@@ -32,7 +32,7 @@ export const mount: Command = {
 };
 
 /** unmount and mounted: `line` says what became of one argument (printed without --json). */
-function mountStateCommand(names: string[], help: string, flags: Command['flags'], line: (store: Store, ref: string, force: boolean) => Promise<string>): Command {
+function mountStateCommand(names: string[], help: string, flags: Command['flags'], line: (store: RecordStore, ref: string, force: boolean) => Promise<string>): Command {
   return {
     names,
     args: refs,

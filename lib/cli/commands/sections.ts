@@ -3,11 +3,10 @@
 // `diff --prefix` and `applydiff --section` (diff.ts) do the same for a layer's changes.
 import fs from 'node:fs';
 import path from 'node:path';
-import { isatty } from 'node:tty';
 import { LayersError } from '../../errors.ts';
 import { bool, str, usageError, type FlagSpec, type Parsed } from '../args.ts';
 import type { Command } from '../command.ts';
-import { tarFileFlag, tarInput } from '../flags.ts';
+import { isTerminal, tarFileFlag, tarInput } from '../flags.ts';
 import { withProgress } from '../output.ts';
 
 export const prefixFlag: FlagSpec = { names: ['prefix'], value: true, help: 'ours: write every entry under this name prefix (a section of the tar)' };
@@ -20,7 +19,7 @@ export async function appenderFor(p: Parsed) {
   const file = str(p, 'file');
   if (file === undefined) {
     if (bool(p, 'append')) throw usageError('--append needs -f FILE');
-    if (isatty(1)) throw usageError('refusing to write a tar to a terminal: give -f FILE or redirect stdout');
+    if (isTerminal(1)) throw usageError('refusing to write a tar to a terminal: give -f FILE or redirect stdout');
     return TarAppender.onFd(1);
   }
   return TarAppender.open(file, { append: bool(p, 'append') });

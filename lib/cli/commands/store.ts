@@ -63,6 +63,8 @@ export const version: Command = {
   min: 0,
   max: 0,
   flags: [json],
+  // no storage.conf read: unlike the peer's, `version` does not fail on a bad one
+  store: false,
   async run(g) {
     // read here, not at import: `--help` and the other commands need not read package.json
     const { version } = JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version: string };
