@@ -25,6 +25,10 @@ export type {
   ImportOptions,
   LongOperation,
   Progress,
+  PlanLayer,
+  RechunkOptions,
+  RechunkPlan,
+  RechunkResult,
 } from './store/store.ts';
 export type { LayerRecord, ImageRecord, ContainerRecord, Layer, Image, Container } from './store/records.ts';
 export { toLayer, toImage, toContainer } from './store/records.ts';

@@ -45,12 +45,14 @@ import type { AppendResult, TarAppender } from '../tar/sections.ts';
 import { CONTAINER_FIELDS, IMAGE_FIELDS, normalize, normalizeRecord, type AnyRecord, type ContainerRecord, type ImageRecord, type LayerRecord } from './records.ts';
 import type { RecordTable } from './table.ts';
 import { dropDangling, needsRepair, repair } from './repair.ts';
+import { rechunk, type RechunkOptions, type RechunkResult } from '../rechunk/rechunk.ts';
 
 export type { BigDataItem, DataOwnerKind } from './big-data.ts';
 export type { CreateContainerOptions, CreateFromTemplateOptions } from './containers.ts';
 export type { Found } from './context.ts';
 export type { CreateImageOptions, RemoveImageOptions, RemoveImageResult } from './images.ts';
 export type { CreateLayerOptions, DiffInput, DiffOptions, ImportOptions, LongOperation, Progress } from './layers.ts';
+export type { PlanLayer, RechunkOptions, RechunkPlan, RechunkResult } from '../rechunk/rechunk.ts';
 
 export interface StoreOptions {
   /** where layers and records live (containers-storage's --graph); default /var/lib/containers/storage */
@@ -525,6 +527,18 @@ export class Store {
    */
   async removeImage(ref: string, opts: RemoveImageOptions = {}): Promise<RemoveImageResult> {
     return this.locked((ctx) => images.removeImage(ctx, ref, opts));
+  }
+
+  /**
+   * A new image with the image's flattened tree regrouped into at most opts.maxLayers layers, by
+   * the heuristic, a previous image (opts.like) or an explicit plan; data reflinked where the
+   * filesystem can, tars in a fixed order (docs/rechunk.md). With opts.dryRun only the plan.
+   */
+  async rechunk(ref: string, opts: RechunkOptions): Promise<RechunkResult> {
+    return this.locked(async (ctx) => {
+      const r = await rechunk(ctx, ref, opts);
+      return { plan: r.plan, image: r.image && imageOut(r.image), layers: r.layers.map(layerOut) };
+    }, MOUNT);
   }
 
   // ---- big data ----
