@@ -170,8 +170,8 @@ function freshLayers(all: Unit[], input: HeuristicInput): PlanLayer[] {
 
 /**
  * --like: a unit found in the previous image keeps its layer index (the last layer when the
- * budget is smaller now); a new unit goes where most of its group already is, else to the
- * lightest layer.
+ * budget is smaller now); a new unit goes to the layer holding most of its package, else of the
+ * nearest directory above it with known files, else to the lightest layer.
  */
 function keepLayers(all: Unit[], input: HeuristicInput): PlanLayer[] {
   const like = input.like!;
@@ -190,19 +190,22 @@ function keepLayers(all: Unit[], input: HeuristicInput): PlanLayer[] {
     }
   }
   if (fresh.length > 0) {
-    // the groups of the new units, and where each group's known units are
-    const keyOf = (p: string) => input.owners?.get(p) ?? p.split('/').slice(0, 2).join('/');
+    // where the known units are, by package and by each directory above them
     const home = new Map<string, Map<number, number>>();
-    bins.forEach((b, i) =>
-      b.units.forEach((u) => {
-        const k = keyOf(u.paths[0]);
-        const m = home.get(k) ?? new Map<number, number>();
-        m.set(i, (m.get(i) ?? 0) + u.bytes);
-        home.set(k, m);
-      }),
-    );
+    const count = (key: string, i: number, bytes: number) => {
+      const m = home.get(key) ?? new Map<number, number>();
+      m.set(i, (m.get(i) ?? 0) + bytes);
+      home.set(key, m);
+    };
+    const keysOf = (p: string) => {
+      const keys = input.owners?.has(p) ? [`pkg:${input.owners.get(p)}`] : [];
+      for (let d = p.lastIndexOf('/'); d > 0; d = p.lastIndexOf('/', d - 1)) keys.push(p.slice(0, d));
+      return keys;
+    };
+    bins.forEach((b, i) => b.units.forEach((u) => keysOf(u.paths[0]).forEach((k) => count(k, i, u.bytes))));
     for (const u of fresh) {
-      const m = home.get(keyOf(u.paths[0]));
+      // the package, else the nearest directory with known files: the layer holding most of it
+      const m = keysOf(u.paths[0]).map((k) => home.get(k)).find((x) => x !== undefined);
       let best = -1;
       if (m) for (const [i, bytes] of [...m].sort((a, b) => a[0] - b[0])) if (best < 0 || bytes > m.get(best)!) best = i;
       if (best < 0) {
@@ -221,7 +224,7 @@ function keepLayers(all: Unit[], input: HeuristicInput): PlanLayer[] {
  * than allowed. `isDir` says whether a path of the tree is a directory (undefined: not in the tree).
  */
 export function checkPlan(plan: unknown, leaves: Leaf[], isDir: (p: string) => boolean | undefined, maxLayers: number | undefined, source: string): RechunkPlan {
-  const bad = (why: string) => new LayersError('EUSAGE', `${source}: ${why}`);
+  const bad = (why: string) => new LayersError('EINPUT', `${source}: ${why}`);
   const p = plan as RechunkPlan;
   if (typeof p !== 'object' || p === null || p.version !== 1 || !Array.isArray(p.layers)) throw bad('not a rechunk plan (want {"version": 1, "layers": [{"paths": [...]}, ...]})');
   if (p.sourceDateEpoch !== undefined && !(Number.isInteger(p.sourceDateEpoch) && p.sourceDateEpoch >= 0)) throw bad(`sourceDateEpoch ${JSON.stringify(p.sourceDateEpoch)} is not a whole number of seconds`);

@@ -1,5 +1,6 @@
 // rechunk: an image's files regrouped into new layers (docs/rechunk.md, docs/cli.md "rechunk").
 import fs from 'node:fs';
+import { LayersError } from '../../errors.ts';
 import { bool, list, str, usageError, type Parsed } from '../args.ts';
 import { open, type Command } from '../command.ts';
 import { json, nameFlag } from '../flags.ts';
@@ -18,12 +19,12 @@ function readPlan(file: string): unknown {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    throw usageError(`--plan ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new LayersError('EINPUT', `--plan ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { cause: err });
   }
   try {
     return JSON.parse(text);
   } catch (err) {
-    throw usageError(`--plan ${file}: not JSON (${(err as Error).message})`);
+    throw new LayersError('EINPUT', `--plan ${file}: not JSON (${(err as Error).message})`, { cause: err });
   }
 }
 
