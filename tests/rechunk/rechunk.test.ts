@@ -229,3 +229,24 @@ test.serial('vfs: CLI: --dry-run plan, --plan gives the same layers, a bad plan 
   t.is((await s.cli(['rechunk', 'img', '-m', '3'])).code, 2);
   t.is((await s.cli(['rechunk', 'img', '-m', '0', '-n', 'x'])).code, 2);
 });
+
+test.serial('vfs: a mapped image: new layers keep its mappings, their tars hold container ids', async (t) => {
+  if (!canMount) return t.pass('needs root');
+  const s = rechunkStore(t, 'vfs');
+  const store = await s.open();
+  t.teardown(() => store.close());
+  const m = [{ container_id: 0, host_id: 100_000, size: 65536 }];
+  const tars = sixTars(s.work, 'hello\n', 'v1').slice(1, 3);
+  let parent: string | undefined;
+  for (const tar of tars) parent = (await store.createLayer({ parent, uidmap: m, gidmap: m }, tar)).id;
+  await store.createImage({ layer: parent, names: ['mapped'] });
+  const r = await store.rechunk('mapped', { maxLayers: 4, names: ['r'] });
+  for (const l of r.layers) {
+    t.deepEqual(l.uidmap, m);
+    t.true(l.uidset!.every((u) => u < 65536), `uidset ${l.uidset}`);
+  }
+  const want = await flattened(store, 'mapped');
+  t.is((want['usr/bin/a'] as { uid: number }).uid, 100_000);
+  const clamp = (tree: Record<string, unknown>) => Object.fromEntries(Object.entries(tree).map(([k, v]) => [k, { ...(v as object), mtimeNs: '-' }]));
+  t.deepEqual(clamp(await flattened(store, 'r')), clamp(want));
+});
