@@ -16,6 +16,7 @@ import { changes, checkAborted, createLayer, mount, removeLayer, unmount } from 
 import type { ImageRecord, LayerRecord } from '../store/records.ts';
 import { tarSplitPath } from '../store/tar-split-file.ts';
 import { readTarSplit } from '../tar/tar-split.ts';
+import { fsPath } from '../tar/names.ts';
 import { inodeKey, hasLinks, statNode, walkTree, type TreeNode } from '../tar/tree.ts';
 import { parseWhiteout } from '../tar/whiteout.ts';
 import { nodeItem, writeTar, type TarItem } from '../tar/write.ts';
@@ -50,7 +51,8 @@ export interface RechunkResult {
   layers: LayerRecord[];
 }
 
-/** Tar bodies start on multiples of this, so btrfs and xfs can reflink them (write.ts, align). */
+/** Tar bodies of a block or more start on multiples of this, so btrfs and xfs can reflink them
+ *  out of the source files and into the new layer (write.ts, align). */
 const REFLINK_ALIGN = 4096;
 
 /** The flattened tree of a mounted image: every node by path, and its leaves in walk order. */
@@ -58,9 +60,11 @@ interface Inventory {
   root: string;
   nodes: Map<string, TreeNode>;
   leaves: Leaf[];
+  /** where a file's data is, absolute (see bodyFinder) */
+  bodyOf: (rel: string) => string;
 }
 
-function inventory(root: string): Inventory {
+function inventory(root: string, bodyOf: (rel: string) => string): Inventory {
   const nodes = new Map<string, TreeNode>();
   const leaves: Leaf[] = [];
   const top = statNode(root, '.')!;
@@ -80,7 +84,27 @@ function inventory(root: string): Inventory {
     last = node;
   }
   flushDir(last, undefined);
-  return { root, nodes, leaves };
+  return { root, nodes, leaves, bodyOf };
+}
+
+/**
+ * Where the data of a file of the flattened tree is. On overlay, not the merged view: overlayfs
+ * does not pass a clone on to another filesystem (FICLONE and copy_file_range from the mount to
+ * the store's filesystem fail with EXDEV, then copy), so a body is read from the diff directory of
+ * the highest layer of the image that has the file, which is the one the mount shows.
+ */
+function bodyFinder(ctx: StoreContext, chain: LayerRecord[], root: string): (rel: string) => string {
+  if (ctx.driver.name !== 'overlay') return (rel) => path.join(root, rel);
+  const dirs = chain.map((l) => ctx.driver.layerDir(l.id)).reverse();
+  return (rel) => {
+    for (const dir of dirs) {
+      const p = path.join(dir, rel);
+      const st = fs.lstatSync(fsPath(p), { throwIfNoEntry: false });
+      if (st?.isFile()) return p;
+      if (st) break; // a whiteout or another kind of node hides what is below: the merged view decides
+    }
+    return path.join(root, rel);
+  };
 }
 
 /** Which package owns each path, from dpkg's lists (var/lib/dpkg/info/<package>.list), when the image has them. */
@@ -149,6 +173,8 @@ function* layerItems(inv: Inventory, paths: string[], epoch: number | undefined,
   const item = (rel: string): TarItem | undefined => {
     done.add(rel);
     const it = nodeItem(inv.nodes.get(rel)!, seen, mapOwner);
+    // bodies by absolute path: the tar is written with / as its root
+    if (it?.bodyPath !== undefined) it.bodyPath = inv.bodyOf(rel).slice(1);
     if (it && epoch !== undefined && it.entry.mtime.sec >= epoch) it.entry = { ...it.entry, mtime: { sec: epoch, nsec: 0 } };
     return it;
   };
@@ -175,7 +201,7 @@ export async function rechunk(ctx: StoreContext, ref: string, opts: RechunkOptio
   const like = opts.like !== undefined ? await layerIndexes(ctx, ctx.images.find(opts.like)) : undefined;
   const root = await mount(ctx, top.id, { readOnly: true });
   try {
-    const inv = inventory(root);
+    const inv = inventory(root, bodyFinder(ctx, chainOf(ctx, image), root));
     const plan =
       opts.plan !== undefined
         ? checkPlan(opts.plan, inv.leaves, (p) => inv.nodes.get(p)?.st.isDirectory(), opts.maxLayers, opts.planSource ?? 'the plan')
@@ -211,7 +237,7 @@ async function makeLayers(ctx: StoreContext, inv: Inventory, plan: RechunkPlan, 
       const fd = tempFile(ctx.tmpDir, 'rechunk');
       try {
         try {
-          await writeTar(inv.root, layerItems(inv, layer.paths, plan.sourceDateEpoch, mapOwner), fd, { align: REFLINK_ALIGN });
+          await writeTar('/', layerItems(inv, layer.paths, plan.sourceDateEpoch, mapOwner), fd, { align: REFLINK_ALIGN, alignMinBody: REFLINK_ALIGN });
         } catch (err) {
           throw wrapError(`writing the tar of new layer ${i}`, err);
         }
