@@ -12,7 +12,11 @@ import { containerMapper, type OwnerMapper } from '../idmap.ts';
 import { findLayer, mappingsOf, type StoreContext } from '../store/context.ts';
 import { createImage } from '../store/images.ts';
 import { tempFile } from '../store/input.ts';
-import { changes, checkAborted, createLayer, mount, removeLayer, unmount } from '../store/layers.ts';
+import { changes, checkAborted, completeLayer, makeLayer as makeLayerDir, mount, recordNewLayer, removeLayer, unmount } from '../store/layers.ts';
+import { applyRecording } from '../store/tar-split-file.ts';
+import { copyItems } from '../../drivers/trees.ts';
+import { native } from '../native.ts';
+import { Compression } from '../store/records.ts';
 import type { ImageRecord, LayerRecord } from '../store/records.ts';
 import { tarSplitPath } from '../store/tar-split-file.ts';
 import { readTarSplit } from '../tar/tar-split.ts';
@@ -228,22 +232,14 @@ async function removeLayers(ctx: StoreContext, made: LayerRecord[]): Promise<voi
 
 /** One new layer per plan layer, each a child of the one before; on failure none is left. */
 async function makeLayers(ctx: StoreContext, inv: Inventory, plan: RechunkPlan, top: LayerRecord, opts: RechunkOptions): Promise<LayerRecord[]> {
-  const mappings = mappingsOf(top);
-  const mapOwner = containerMapper(mappings);
   const made: LayerRecord[] = [];
   try {
     for (const [i, layer] of plan.layers.entries()) {
       checkAborted(opts.signal, `rechunk of ${top.id}`);
-      const fd = tempFile(ctx.tmpDir, 'rechunk');
       try {
-        try {
-          await writeTar('/', layerItems(inv, layer.paths, plan.sourceDateEpoch, mapOwner), fd, { align: REFLINK_ALIGN, alignMinBody: REFLINK_ALIGN });
-        } catch (err) {
-          throw wrapError(`writing the tar of new layer ${i}`, err);
-        }
-        made.push(await createLayer(ctx, { parent: made[made.length - 1]?.id, uidmap: mappings.uidmap, gidmap: mappings.gidmap, signal: opts.signal }, fd));
-      } finally {
-        fs.closeSync(fd);
+        made.push(await makeLayer(ctx, inv, layer.paths, plan.sourceDateEpoch, top, made[made.length - 1]));
+      } catch (err) {
+        throw wrapError(`making new layer ${i}`, err);
       }
     }
   } catch (err) {
@@ -251,4 +247,53 @@ async function makeLayers(ctx: StoreContext, inv: Inventory, plan: RechunkPlan, 
     throw err;
   }
   return made;
+}
+
+/**
+ * One new layer: its files cloned straight from the source files into the layer's directory
+ * (the tree copy's engine: whole files, so btrfs and xfs share every block, the last one too),
+ * then its tar written to a temp file (bodies cloned out of the same files, 4 KiB-aligned) only
+ * to be hashed and recorded as the layer's tar-split, so `diff` gives back those bytes. The
+ * record gets what an import of that tar records (layers.ts, applyInto): digests, sizes, owners.
+ */
+async function makeLayer(ctx: StoreContext, inv: Inventory, paths: string[], epoch: number | undefined, top: LayerRecord, parent: LayerRecord | undefined): Promise<LayerRecord> {
+  const mappings = mappingsOf(top);
+  const rec = recordNewLayer(ctx, { parent: parent?.id, ...mappings });
+  const fd = tempFile(ctx.tmpDir, 'rechunk');
+  try {
+    await makeLayerDir(ctx, rec, parent, {});
+    // on disk: host ids, as the source has them; in the tar: container ids
+    await copyItems('/', layerItems(inv, paths, epoch, undefined), ctx.driver.layerDir(rec.id));
+    const uids = new Set<number>();
+    const gids = new Set<number>();
+    const mapOwner = containerMapper(mappings);
+    const items = function* () {
+      for (const item of layerItems(inv, paths, epoch, mapOwner)) {
+        uids.add(item.entry.uid);
+        gids.add(item.entry.gid);
+        yield item;
+      }
+    };
+    await writeTar('/', items(), fd, { align: REFLINK_ALIGN, alignMinBody: REFLINK_ALIGN });
+    const hash = native().sha256();
+    const { result } = await applyRecording(tarSplitPath(ctx, rec.id), fd, async () => {
+      const { size, bodies } = await native().hashTar(fd, hash);
+      return { size, bodyCrcs: bodies };
+    });
+    const digest = hash.digest();
+    rec['diff-digest'] = digest;
+    rec['diff-size'] = result.size;
+    rec.uidset = [...uids].sort((a, b) => a - b);
+    rec.gidset = [...gids].sort((a, b) => a - b);
+    rec['compressed-diff-digest'] = digest;
+    rec['compressed-size'] = result.size;
+    rec.compression = Compression.none;
+  } catch (err) {
+    await removeLayer(ctx, rec).catch((e) => cleanupFailed(`removing the half-made layer ${rec.id}`, e));
+    throw err;
+  } finally {
+    fs.closeSync(fd);
+  }
+  completeLayer(ctx, rec);
+  return rec;
 }
