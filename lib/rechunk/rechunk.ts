@@ -1,10 +1,9 @@
-// Rechunk an image (docs/rechunk.md): a new image whose flattened tree is the image's, regrouped
-// into at most N layers by a plan (plan.ts). Each new layer is a tar of its group written in the
-// plan's order with deterministic headers, bodies 4 KiB-aligned so that the segment writer
-// reflinks them out of the source files and the extractor reflinks them into the new layer
-// (docs/tar-engine.md, "Copy paths"): on btrfs and xfs no file data is copied, only read once
-// for the digest. The tar is applied through the normal import (createLayer), which records its
-// tar-split, so `diff` gives back exactly the bytes whose digest the layer records.
+// Rechunk an image (docs/rechunk.md, "How a layer is made"): a new image whose flattened tree is
+// the image's, regrouped into at most N layers by a plan (plan.ts). Each new layer's files are
+// cloned straight from the source files into it by the tree copy's engine (whole files, so
+// btrfs and xfs share every block), then its tar (plan order, deterministic headers, bodies
+// 4 KiB-aligned so they are clones too) is written to a temp file only to be hashed and recorded
+// as the layer's tar-split, so `diff` gives back exactly the bytes whose digest the layer records.
 import fs from 'node:fs';
 import path from 'node:path';
 import { cleanupFailed, LayersError, wrapError } from '../errors.ts';
