@@ -51,11 +51,28 @@ export interface CopyTreeResult {
  * reflink it. trusted.overlay.* attributes are not copied. Directory times are set last.
  */
 export async function copyTree(src: string, dst: string, opts: { ignoreChownErrors?: boolean } = {}): Promise<CopyTreeResult> {
+  const skipped: string[] = [];
+  const seen = new Map<string, string>();
+  function* items(): Generator<TarItem> {
+    for (const node of walkTree(src, { includeRoot: true })) {
+      const item = nodeItem(node, seen);
+      if (item) yield item;
+      else skipped.push(node.rel);
+    }
+  }
+  await copyItems(src, items(), dst, opts);
+  return { skipped };
+}
+
+/**
+ * Make the items in dst, bodies cloned or copied from the files they name under src (the tree
+ * copy's engine: copyTree, and rechunk's new layers, lib/rechunk/rechunk.ts). The item named '.'
+ * gives dst's own metadata. Directory times are set last.
+ */
+export async function copyItems(src: string, items: Iterable<TarItem>, dst: string, opts: { ignoreChownErrors?: boolean } = {}): Promise<void> {
   const givable = opts.ignoreChownErrors ? givableOwners() : undefined;
   const dstFd = fs.openSync(dst, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-  const skipped: string[] = [];
   const dirTimes: ApplyOp[] = [];
-  const seen = new Map<string, string>();
   let ops: ApplyOp[] = [];
   let fds: number[] = [];
   let pending: Promise<void> = Promise.resolve();
@@ -76,25 +93,21 @@ export async function copyTree(src: string, dst: string, opts: { ignoreChownErro
   };
   try {
     let root: TarItem | undefined;
-    for (const node of walkTree(src, { includeRoot: true })) {
-      const item = nodeItem(node, seen);
-      if (!item) {
-        skipped.push(node.rel);
-        continue;
-      }
+    for (const item of items) {
       const e = item.entry;
-      if (node.rel === '.') {
+      if (e.name === '.') {
         root = item;
         continue;
       }
       let body;
       if (e.type === 'file') {
+        const from = path.join(src, item.bodyPath ?? e.name);
         // not blocking, and still a regular file: a FIFO put where the walk saw a file would
         // otherwise block the open, and the store lock with it, for ever
-        const fd = fs.openSync(fsPath(path.join(src, node.rel)), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
+        const fd = fs.openSync(fsPath(from), fs.constants.O_RDONLY | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK);
         fds.push(fd);
         if (!fs.fstatSync(fd).isFile())
-          throw new LayersError('EINPUT', `${path.join(src, node.rel)}: not a regular file any more (changed since it was listed)`);
+          throw new LayersError('EINPUT', `${from}: not a regular file any more (changed since it was listed)`);
         body = { srcFd: fd, srcOffset: 0 };
       }
       ops.push(entryOp(e, ...(givable ? givable(e.uid, e.gid) : ([e.uid, e.gid] as const)), body));
@@ -110,7 +123,6 @@ export async function copyTree(src: string, dst: string, opts: { ignoreChownErro
     for (const fd of fds) fs.closeSync(fd);
     fs.closeSync(dstFd);
   }
-  return { skipped };
 }
 
 /** The root of a tree is the driver's directory: no op can replace it, so set its metadata directly. */

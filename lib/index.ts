@@ -26,6 +26,10 @@ export type {
   ImportOptions,
   LongOperation,
   Progress,
+  PlanLayer,
+  RechunkOptions,
+  RechunkPlan,
+  RechunkResult,
 } from './store/store.ts';
 export type { LayerRecord, ImageRecord, ContainerRecord, Layer, Image, Container, RecordFace } from './store/records.ts';
 /** What `Store.resolve` finds: its kind, and its view */

@@ -45,12 +45,14 @@ import type { AppendResult, TarAppender } from '../tar/sections.ts';
 import { PEER_RECORDS, VIEWS, type AnyRecord, type Container, type ContainerRecord, type Image, type ImageRecord, type Layer, type LayerRecord, type RecordFace } from './records.ts';
 import type { RecordTable } from './table.ts';
 import { dropDangling, needsRepair, repair } from './repair.ts';
+import { rechunk, type RechunkOptions, type RechunkResult } from '../rechunk/rechunk.ts';
 
 export type { BigDataItem, DataOwnerKind } from './big-data.ts';
 export type { CreateContainerOptions, CreateFromTemplateOptions } from './containers.ts';
 export type { Found } from './context.ts';
 export type { CreateImageOptions, RemoveImageOptions, RemoveImageResult } from './images.ts';
 export type { CreateLayerOptions, DiffInput, DiffOptions, ImportOptions, LongOperation, Progress } from './layers.ts';
+export type { PlanLayer, RechunkOptions, RechunkPlan, RechunkResult } from '../rechunk/rechunk.ts';
 
 export interface StoreOptions {
   /** where layers and records live (containers-storage's --graph); default /var/lib/containers/storage */
@@ -537,6 +539,18 @@ export class Store<L = Layer, I = Image, C = Container> {
    */
   async removeImage(ref: string, opts: RemoveImageOptions = {}): Promise<RemoveImageResult> {
     return this.locked((ctx) => images.removeImage(ctx, ref, opts));
+  }
+
+  /**
+   * A new image with the image's flattened tree regrouped into at most opts.maxLayers layers, by
+   * the heuristic, a previous image (opts.like) or an explicit plan; data reflinked where the
+   * filesystem can, tars in a fixed order (docs/rechunk.md). With opts.dryRun only the plan.
+   */
+  async rechunk(ref: string, opts: RechunkOptions): Promise<RechunkResult<L, I>> {
+    return this.locked(async (ctx) => {
+      const r = await rechunk(ctx, ref, opts);
+      return { plan: r.plan, image: r.image && this.face.image(r.image), layers: r.layers.map(this.face.layer) };
+    }, MOUNT);
   }
 
   // ---- big data ----

@@ -23,6 +23,9 @@ export interface WriteTarOptions {
    *  from a 512-aligned one. Aligned in the file: relative to outOffset when given (a section
    *  appended to a tar, lib/tar/sections.ts) */
   align?: number;
+  /** with align: the smallest body aligned (default ALIGN_MIN_BODY); rechunk aligns every body of
+   *  a block or more, as it is cloned twice and a copy would cost space (lib/rechunk/rechunk.ts) */
+  alignMinBody?: number;
   /** force a copy method (tests, benchmarks); default: picked per filesystem */
   method?: CopyRequest;
   /** offset of the tar in outFd; default: the fd's position */
@@ -176,7 +179,7 @@ export async function writeTar(root: string, items: Iterable<TarItem>, outFd: nu
         await out.addBytes(encodeHeader(entry));
         await out.addBytes(sparseMapBlock(sparse));
       } else {
-        const align = opts.align && entry.type === 'file' && entry.size >= ALIGN_MIN_BODY;
+        const align = opts.align && entry.type === 'file' && entry.size >= (opts.alignMinBody ?? ALIGN_MIN_BODY);
         await out.addBytes(encodeHeader(entry, align ? { alignTo: { offset: (opts.outOffset ?? 0) + out.planned, block: opts.align! } } : undefined));
       }
       if (entry.type === 'file' && entry.size > 0) {

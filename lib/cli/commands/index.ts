@@ -14,6 +14,7 @@ import * as metadata from './metadata.ts';
 import * as mount from './mount.ts';
 import * as names from './names.ts';
 import * as owners from './owners.ts';
+import * as rechunk from './rechunk.ts';
 import * as sections from './sections.ts';
 import * as store from './store.ts';
 
@@ -51,6 +52,7 @@ export const commands: Command[] = [
   images.deleteImage,
   images.rm,
   images.prune,
+  rechunk.rechunk,
   ...data.imageData,
   containers.createContainer,
   containers.containers,
