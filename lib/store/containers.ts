@@ -12,7 +12,7 @@ import { tarSplitPath } from './tar-split-file.ts';
 import { failpoint } from '../failpoint.ts';
 import { isIdentity, sameMappings, type IdMap, type IdMappings } from '../idmap.ts';
 import { findContainer, findLayer, isLive, mappingsOf, type StoreContext } from './context.ts';
-import { checkLayerOptions, completeLayer, layerSize, makeLayer, markIncomplete, recordNewLayer, removeLayer, usersOf } from './layers.ts';
+import { checkLayerOptions, completeLayer, idmappedChild, layerSize, makeLayer, markIncomplete, recordNewLayer, removeLayer, usersOf } from './layers.ts';
 import { isIncomplete, rfc3339, type ContainerRecord, type ImageRecord, type LayerRecord } from './records.ts';
 import { whyLayerStays } from './removal.ts';
 
@@ -96,15 +96,11 @@ export async function createContainer(ctx: StoreContext, opts: CreateContainerOp
  * as before), and the driver can mount idmapped here.
  */
 async function idmappedOnTop(ctx: StoreContext, image: ImageRecord, want: IdMappings): Promise<boolean> {
-  if (isIdentity(want) || !ctx.driver.idmappedMounts) return false;
+  if (isIdentity(want)) return false;
   const top = findLayer(ctx, image.layer!, `top layer of image ${image.id}`);
-  if (!isIdentity(mappingsOf(top))) return false;
-  // the idmapped view covers our own driver home only: a stack reaching into an additional
-  // (read-only) store takes a mapped top layer, as before (docs/images-and-containers.md)
-  for (let l: LayerRecord | undefined = top; l; l = l.parent !== undefined ? ctx.layers.get(l.parent) : undefined) if (ctx.layers.isReadOnly(l)) return false;
   const mapped = (image['mapped-layers'] ?? []).map((m) => ctx.layers.get(m));
   if (mapped.some((l) => l && !isIncomplete(l) && sameMappings(mappingsOf(l), want))) return false;
-  return (await ctx.driver.idmappedMounts()).supported;
+  return idmappedChild(ctx, top, want);
 }
 
 /** The image's top layer or mapped top layer with these mappings, made when there is none. */
