@@ -81,8 +81,39 @@ export function composeMap(disk: IdMap[], view: IdMap[]): IdMap[] {
   }
   // every id the disk side holds shows as itself (disk and view the same mappings): nothing to map
   if (merged.length > 0 && merged.every((r) => r.container_id === r.host_id)) return [];
-  // no id in common: every file shows as the overflow id; a user namespace needs one range
-  return merged.length ? merged : [{ container_id: 2 ** 32 - 2, host_id: OVERFLOW_ID, size: 1 }];
+  return completeBijection(merged);
+}
+
+/**
+ * The ranges, with every id neither side uses mapped too (the free disk ids, in order, to the
+ * free shown ids): a directory of the path to a lower (the home, l/, owned by root) must show as
+ * some id for root to pass it, since the kernel grants CAP_DAC_OVERRIDE only on an inode whose
+ * owner the mount maps.
+ */
+function completeBijection(ranges: IdMap[]): IdMap[] {
+  const free = (taken: Array<[number, number]>): Array<[number, number]> => {
+    const out: Array<[number, number]> = [];
+    let at = 0;
+    for (const [lo, hi] of taken.sort((a, b) => a[0] - b[0])) {
+      if (lo > at) out.push([at, lo]);
+      at = Math.max(at, hi);
+    }
+    if (at < IDENTITY_RANGE.size) out.push([at, IDENTITY_RANGE.size]);
+    return out;
+  };
+  const inside = free(ranges.map((r) => [r.container_id, r.container_id + r.size]));
+  const outside = free(ranges.map((r) => [r.host_id, r.host_id + r.size]));
+  const out = [...ranges];
+  let [i, o] = [0, 0];
+  while (i < inside.length && o < outside.length) {
+    const n = Math.min(inside[i][1] - inside[i][0], outside[o][1] - outside[o][0]);
+    out.push({ container_id: inside[i][0], host_id: outside[o][0], size: n });
+    inside[i][0] += n;
+    outside[o][0] += n;
+    if (inside[i][0] === inside[i][1]) i++;
+    if (outside[o][0] === outside[o][1]) o++;
+  }
+  return out.sort((x, y) => x.container_id - y.container_id);
 }
 
 /** composeMap for uids and gids; undefined when nothing needs mapping. */

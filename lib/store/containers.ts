@@ -59,10 +59,15 @@ export async function createContainer(ctx: StoreContext, opts: CreateContainerOp
   const image = opts.image === undefined ? undefined : ctx.images.find(opts.image);
   const { id, names } = ctx.containers.reserve(opts.id, opts.names);
   const want = { uidmap: opts.uidmap ?? [], gidmap: opts.gidmap ?? [] };
-  const idmapped = image?.layer !== undefined && (await idmappedOnTop(ctx, image, want));
-  const base = image?.layer === undefined ? undefined : idmapped ? findLayer(ctx, image.layer, `top layer of image ${image.id}`) : await topLayerFor(ctx, image, want);
+  // the peer's test switch: its overlay then claims to shift ids at mount time (SupportsShifting),
+  // so the container's layer gets no mappings, on the top layer itself (store.go, canUseShifting);
+  // the peer's suite asks it (idmaps-create-mapped-container-shifting, docs/sharing.md)
+  const forcedShifting = ctx.driver.name === 'overlay' && process.env._TEST_FORCE_SUPPORT_SHIFTING === 'yes-please';
+  const layerMappings = forcedShifting ? { uidmap: [], gidmap: [] } : want;
+  const idmapped = !forcedShifting && image?.layer !== undefined && (await idmappedOnTop(ctx, image, want));
+  const base = image?.layer === undefined ? undefined : idmapped || forcedShifting ? findLayer(ctx, image.layer, `top layer of image ${image.id}`) : await topLayerFor(ctx, image, want);
 
-  const layer = recordNewLayer(ctx, { parent: base?.id, mountlabel: opts.mountLabel, ...want });
+  const layer = recordNewLayer(ctx, { parent: base?.id, mountlabel: opts.mountLabel, ...layerMappings });
   failpoint('container-layer-recorded');
   const container: ContainerRecord = {
     id,
