@@ -131,8 +131,9 @@ export class OverlayDriver implements Driver {
       for (const sub of ['work', 'merged']) fs.mkdirSync(path.join(d, sub), { mode: 0o700 });
       if (lower) fs.writeFileSync(path.join(d, 'lower'), lower);
       else fs.mkdirSync(path.join(d, 'empty'), { mode: 0o700 });
-      // the ids the layer's own dirs hold, for mounts made without the store's records (IDMAP_FILE)
-      if (!isIdentity(opts.idMappings)) this.mounts.recordIdmap(id, opts.idMappings!);
+      // the ids the layer's own dirs hold, for mounts made without the store's records (IDMAP_FILE);
+      // a shifted layer has none, as the peer's: the store's records say it
+      if (opts.idmapped && !isIdentity(opts.idMappings)) this.mounts.recordIdmap(id, opts.idMappings!);
     } catch (err) {
       await this.remove(id);
       throw err;

@@ -31,8 +31,9 @@ export async function shiftLayer(
   const merged = path.join(layerDir, 'merged');
   const options = metacopy ? ['metacopy=on'] : [];
   fs.mkdirSync(merged, { recursive: true, mode: 0o700 });
-  // the stack is seen in the parent's ids (`from`), whatever the layer's own mappings say
-  await mounts.mountAt(id, merged, { options }, from);
+  // the stack is seen in the parent's ids (`from`), whatever the layer's own mappings say; a
+  // driver without the store's records knows no layer's ids, and sees them all as they are
+  await mounts.mountAt(id, merged, { options }, mounts.layerMappings ? from : mounts.idmap(id));
   let links: string[][];
   try {
     links = hardlinkGroups(merged);
