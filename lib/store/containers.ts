@@ -105,7 +105,7 @@ async function idmappedOnTop(ctx: StoreContext, image: ImageRecord, want: IdMapp
   const top = findLayer(ctx, image.layer!, `top layer of image ${image.id}`);
   const mapped = (image['mapped-layers'] ?? []).map((m) => ctx.layers.get(m));
   if (mapped.some((l) => l && !isIncomplete(l) && sameMappings(mappingsOf(l), want))) return false;
-  return idmappedChild(ctx, top, want);
+  return idmappedChild(ctx, top, want, true);
 }
 
 /** The image's top layer or mapped top layer with these mappings, made when there is none. */

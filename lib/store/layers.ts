@@ -159,7 +159,7 @@ export async function createLayer(ctx: StoreContext, opts: CreateLayerOptions & 
   checkLayerOptions(ctx, opts.storageOpt);
   const parent = opts.parent !== undefined ? findLayer(ctx, opts.parent, 'parent layer') : undefined;
   const mappings = { uidmap: opts.uidmap ?? [], gidmap: opts.gidmap ?? [] };
-  const idmapped = await idmappedChild(ctx, parent, mappings);
+  const idmapped = await idmappedChild(ctx, parent, mappings, false);
   const rec = recordNewLayer(ctx, { id: opts.id, names: opts.names, parent: parent?.id, metadata: opts.metadata, mountlabel: opts.mountLabel, ...mappings });
   try {
     await makeLayer(ctx, rec, parent, { storageOpt: opts.storageOpt, idmapped });
@@ -180,10 +180,13 @@ export async function createLayer(ctx: StoreContext, opts: CreateLayerOptions & 
  * mappings only where it says anyParent), and no layer of the chain is in an additional
  * (read-only) store, which the idmapped views do not cover.
  */
-export async function idmappedChild(ctx: StoreContext, parent: LayerRecord | undefined, want: IdMappings): Promise<boolean> {
+export async function idmappedChild(ctx: StoreContext, parent: LayerRecord | undefined, want: IdMappings, container: boolean): Promise<boolean> {
   if (!parent || sameMappings(mappingsOf(parent), want) || !ctx.driver.idmappedMounts) return false;
   for (let l: LayerRecord | undefined = parent; l; l = l.parent !== undefined ? ctx.layers.get(l.parent) : undefined) if (ctx.layers.isReadOnly(l)) return false;
   const answer = await ctx.driver.idmappedMounts();
+  // vfs and btrfs keep an idmapped layer in container ids, which only a container's layer may
+  // (a layer made to take tars holds host ids through its mappings, as ApplyDiff writes them)
+  if (!container && answer.anyParent !== true) return false;
   return answer.supported && (answer.anyParent === true || isIdentity(mappingsOf(parent)));
 }
 
