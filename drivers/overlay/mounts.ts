@@ -12,10 +12,11 @@ import type { MountOptions } from '../driver.ts';
 import type { LinkNames } from './links.ts';
 
 /**
- * <id>/idmap: the layer's mappings (JSON {uidmap, gidmap}), written when it is created with
- * mappings: its own dirs (diff, rotated uppers) hold host ids through them, and every mount of it
- * shows each lower in them, through an idmapped view of the home where the lower's own layer
- * holds other ids (docs/images-and-containers.md, "Idmapped mounts"). No file: no mappings.
+ * <id>/idmap: the layer's mappings (JSON {uidmap, gidmap}), written when it is created idmapped,
+ * for a driver used without the store's records (which say every layer's mappings): its own dirs
+ * (diff, rotated uppers) hold host ids through them, and every mount of it shows each lower in
+ * them, through an idmapped view of the home where the lower's own layer holds other ids
+ * (docs/images-and-containers.md, "Idmapped mounts").
  * <id>/mapped/<n> is where the views are attached while the overlay is mounted, as the peer's.
  */
 export const IDMAP_FILE = 'idmap';
