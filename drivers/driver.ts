@@ -15,7 +15,7 @@ export interface CreateOptions {
    * what the layer inherits from its parent stays in the parent's ids and every mount of the
    * layer shows it through idmapped mounts with idMappings (docs/images-and-containers.md,
    * "Idmapped mounts"): the store then makes no shifted copy; only for a driver whose
-   * idmappedMounts() says yes, on a parent without mappings
+   * idmappedMounts() says yes, on a parent without mappings unless it says `anyParent`
    */
   idmapped?: boolean;
 }
@@ -108,9 +108,15 @@ export interface DriverCore {
   dependents?(id: string): Promise<string[]>;
   /**
    * Whether layers can be created with CreateOptions.idmapped here (kernel and backing
-   * filesystem probed, cached under the run root), and why. Absent: never.
+   * filesystem probed, cached under the run root), and why. Absent: never. `anyParent`: also
+   * on a parent with mappings (overlay: each lower is shown through a view of its own).
    */
-  idmappedMounts?(): Promise<{ supported: boolean; why: string }>;
+  idmappedMounts?(): Promise<{ supported: boolean; why: string; anyParent?: boolean }>;
+  /**
+   * The store tells the driver where each layer's mappings are (its record): a driver that shows
+   * lowers of other layers through idmapped views (overlay) asks it which ids a lower holds.
+   */
+  useLayerMappings?(lookup: (id: string) => IdMappings | undefined): void;
   status(): Promise<Array<[string, string]>>;
   cleanup(): Promise<void>;
 }

@@ -6,7 +6,7 @@ import path from 'node:path';
 import { LayersError } from '../lib/errors.ts';
 import type { DriverName } from './driver.ts';
 
-/** Every driver takes it: where a separate image store would live. Recorded, not used yet. */
+/** Where an additional (read-only) image store is: vfs and overlay read it, btrfs refuses it. */
 export const IMAGESTORE = 'imagestore';
 
 /**
@@ -66,8 +66,3 @@ export function imageStorePaths(driver: string, options: readonly string[]): str
   });
 }
 
-/** Status lines every driver adds for the options that are recorded but not acted on. */
-export function recordedOptionsStatus(options: Readonly<Record<string, string>>): Array<[string, string]> {
-  const store = options[IMAGESTORE];
-  return store === undefined ? [] : [['Image Store', `${store} (recorded; not used yet)`]];
-}

@@ -42,7 +42,8 @@ for driver in "${drivers[@]}"; do
   tap=$work/$driver.tap
   # one namespace per driver: the loop filesystem is mounted there and gone with it
   # the 1.43 suite predates idmapped mounts: idmaps-create-mapped-image counts one mapped top
-  # layer per mapping, so containers take that path here (docs/images-and-containers.md)
+  # layer per mapping and create-layer --uidmap is expected to shift, so both take that path
+  # here (docs/sharing.md, "The peer's own test suite"; docs/images-and-containers.md)
   _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes _CONTAINERS_VFS_DISABLE_IDMAP=yes _CONTAINERS_BTRFS_DISABLE_IDMAP=yes \
   STORAGE_BINARY=$binary STORAGE_DRIVER=$driver unshare -m --propagation private -- bash -c '
     set -u

@@ -52,6 +52,79 @@ export function toContainer(map: IdMap[], id: number): number | undefined {
   return undefined;
 }
 
+/** The whole id space mapped to itself: what an empty list of ranges means. */
+const IDENTITY_RANGE: IdMap = { container_id: 0, host_id: 0, size: 2 ** 32 - 1 };
+
+/**
+ * The ranges that show ids stored on disk through `disk` (container id c stored as disk(c)) as
+ * the ids of `view` (c shown as view(c)): disk(c) -> view(c) for every c both hold, as an
+ * idmapped mount's user namespace takes them (docs/images-and-containers.md, "Idmapped mounts").
+ * An empty list when every id shows as itself (nothing to map).
+ */
+export function composeMap(disk: IdMap[], view: IdMap[]): IdMap[] {
+  const d = disk.length ? disk : [IDENTITY_RANGE];
+  const v = view.length ? view : [IDENTITY_RANGE];
+  const out: IdMap[] = [];
+  for (const a of d)
+    for (const b of v) {
+      const lo = Math.max(a.container_id, b.container_id);
+      const hi = Math.min(a.container_id + a.size, b.container_id + b.size);
+      if (lo < hi) out.push({ container_id: a.host_id + (lo - a.container_id), host_id: b.host_id + (lo - b.container_id), size: hi - lo });
+    }
+  out.sort((x, y) => x.container_id - y.container_id);
+  // merge ranges that continue each other, so an identity comes out as one range
+  const merged: IdMap[] = [];
+  for (const r of out) {
+    const last = merged[merged.length - 1];
+    if (last && last.container_id + last.size === r.container_id && last.host_id + last.size === r.host_id) last.size += r.size;
+    else merged.push({ ...r });
+  }
+  // every id the disk side holds shows as itself (disk and view the same mappings): nothing to map
+  if (merged.length > 0 && merged.every((r) => r.container_id === r.host_id)) return [];
+  return completeBijection(merged);
+}
+
+/**
+ * The ranges, with every id neither side uses mapped too (the free disk ids, in order, to the
+ * free shown ids): a directory of the path to a lower (the home, l/, owned by root) must show as
+ * some id for root to pass it, since the kernel grants CAP_DAC_OVERRIDE only on an inode whose
+ * owner the mount maps.
+ */
+function completeBijection(ranges: IdMap[]): IdMap[] {
+  const free = (taken: Array<[number, number]>): Array<[number, number]> => {
+    const out: Array<[number, number]> = [];
+    let at = 0;
+    for (const [lo, hi] of taken.sort((a, b) => a[0] - b[0])) {
+      if (lo > at) out.push([at, lo]);
+      at = Math.max(at, hi);
+    }
+    if (at < IDENTITY_RANGE.size) out.push([at, IDENTITY_RANGE.size]);
+    return out;
+  };
+  const inside = free(ranges.map((r) => [r.container_id, r.container_id + r.size]));
+  const outside = free(ranges.map((r) => [r.host_id, r.host_id + r.size]));
+  const out = [...ranges];
+  let [i, o] = [0, 0];
+  while (i < inside.length && o < outside.length) {
+    const n = Math.min(inside[i][1] - inside[i][0], outside[o][1] - outside[o][0]);
+    out.push({ container_id: inside[i][0], host_id: outside[o][0], size: n });
+    inside[i][0] += n;
+    outside[o][0] += n;
+    if (inside[i][0] === inside[i][1]) i++;
+    if (outside[o][0] === outside[o][1]) o++;
+  }
+  return out.sort((x, y) => x.container_id - y.container_id);
+}
+
+/** composeMap for uids and gids; undefined when nothing needs mapping. */
+export function composeMappings(disk: IdMappings | undefined, view: IdMappings | undefined): IdMappings | undefined {
+  const uidmap = composeMap(disk?.uidmap ?? [], view?.uidmap ?? []);
+  const gidmap = composeMap(disk?.gidmap ?? [], view?.gidmap ?? []);
+  if (uidmap.length === 0 && gidmap.length === 0) return undefined;
+  // an empty list means the identity here, as procMapText writes it
+  return { uidmap, gidmap };
+}
+
 /** A pair of functions mapping (uid, gid) for one entry; the name is used in the error. */
 export interface OwnerMapper {
   (uid: number, gid: number, name: string): [number, number];

@@ -3,6 +3,7 @@
 // identity and equality tests the drivers branch on, and the --uidmap syntax.
 import test from 'ava';
 import {
+  composeMap,
   containerMapper,
   hostMapper,
   isIdentity,
@@ -104,4 +105,36 @@ test('parseIdMap reads containerID:hostID:size lists and refuses anything else, 
   ]) {
     t.throws(() => parseIdMap(spec), { code: 'EIDMAP', message: `bad id mapping "${part}": want containerID:hostID:size[:containerID:hostID:size...]` }, spec);
   }
+});
+
+test('composeMap: disk ids through one mapping shown through another, every id paired, nothing when they agree', (t) => {
+  const M = [range(0, 100000, 6)];
+  const FULL = 2 ** 32 - 1;
+  /** every listed id is a bijection of the whole space: sizes sum to it, both sides without overlap */
+  const whole = (m: IdMap[]) => {
+    t.is(m.reduce((n, r) => n + r.size, 0), FULL);
+    for (const side of ['container_id', 'host_id'] as const) {
+      const sorted = [...m].sort((a, b) => a[side] - b[side]);
+      sorted.forEach((r, i) => i === 0 || t.is(r[side], sorted[i - 1][side] + sorted[i - 1].size));
+    }
+  };
+  const shown = (m: IdMap[], id: number) => toHost(m, id);
+  // a mapped layer shown to a plain one: its host ids back to container ids
+  const back = composeMap(M, []);
+  whole(back);
+  t.is(shown(back, 100003), 3);
+  t.not(shown(back, 0), 0, 'disk root is paired with a free id (root may pass the home through the view)');
+  // a plain layer shown to a mapped one: the mapping itself
+  const forth = composeMap([], M);
+  whole(forth);
+  t.is(shown(forth, 5), 100005);
+  // one mapping to another, across a non-contiguous one
+  const NC = [range(0, 300000, 2), range(2, 500000, 10)];
+  const across = composeMap(M, NC);
+  whole(across);
+  t.deepEqual([0, 1, 2, 5].map((c) => shown(across, 100000 + c)), [300000, 300001, 500000, 500003]);
+  // the same mappings, or the ids both hold agreeing: nothing to map
+  t.deepEqual(composeMap(M, M), []);
+  t.deepEqual(composeMap([], []), []);
+  t.deepEqual(composeMap(M, [range(0, 100000, 65536)]), []);
 });

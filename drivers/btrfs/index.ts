@@ -10,7 +10,7 @@ import { LayersError } from '../../lib/errors.ts';
 import { idmapPath, type CreateOptions, type Driver } from '../driver.ts';
 import { FS_MAGIC, fsType } from '../backing-fs.ts';
 import { FullTreeDriver } from '../full-tree.ts';
-import { driverOptions, IMAGESTORE, parseSize, recordedOptionsStatus, unsupportedOption } from '../options.ts';
+import { driverOptions, IMAGESTORE, parseSize, unsupportedOption } from '../options.ts';
 import { removeTree } from '../trees.ts';
 import { native } from '../../lib/native.ts';
 import { walkTree } from '../../lib/tar/tree.ts';
@@ -33,12 +33,15 @@ export class BtrfsDriver extends FullTreeDriver implements Driver {
   /** btrfs.size: the size= of a layer that gives none */
   private readonly defaultSize: string | undefined;
 
-  /** options: --storage-opt (btrfs.min_space, btrfs.size, btrfs.imagestore), refused before anything is made */
+  /** options: --storage-opt (btrfs.min_space, btrfs.size; btrfs.imagestore refused), refused before anything is made */
   /** runHome: <runroot>/btrfs, where the idmapped-mount probe's answer is cached */
   constructor(home: string, options: readonly string[] = [], readonly runHome?: string) {
     super();
     this.options = driverOptions('btrfs', options, ['min_space', 'size', IMAGESTORE, 'mountopt']);
     if (this.options.mountopt !== undefined) throw unsupportedOption('btrfs', 'mountopt', 'nothing is mounted (the peer refuses it too)');
+    // (the peer's btrfs has no image stores either: its suite skips them there; docs/sharing.md)
+    if (this.options[IMAGESTORE] !== undefined)
+      throw unsupportedOption('btrfs', IMAGESTORE, 'additional image stores are read by the vfs and overlay drivers only (a btrfs layer is a snapshot of its parent\'s subvolume, which a read-only store, perhaps on another filesystem, cannot give)');
     this.minSpace = this.options.min_space === undefined ? undefined : parseSize('btrfs', this.options.min_space);
     this.defaultSize = this.options.size;
     if (this.defaultSize !== undefined) this.checkedSize(this.defaultSize);
@@ -142,7 +145,6 @@ export class BtrfsDriver extends FullTreeDriver implements Driver {
       ['Id mappings', idmapPath(await this.idmappedMounts().catch((err: Error) => ({ supported: false, why: err.message })))],
       ['Space Total', String(s.blocks * s.bsize)],
       ['Space Available', String(s.bavail * s.bsize)],
-      ...recordedOptionsStatus(this.options),
     ];
   }
 

@@ -10,7 +10,7 @@
 // ApplyDiff straight into diff/ with whiteouts in overlayfs's form.
 import fs from 'node:fs';
 import path from 'node:path';
-import { toHost, type IdMappings } from '../../lib/idmap.ts';
+import { isIdentity, toContainer, toHost, type IdMappings } from '../../lib/idmap.ts';
 import { LayersError } from '../../lib/errors.ts';
 import { extractTar } from '../../lib/tar/extract.ts';
 import { idmapPath, type ApplyDiffOptions, type ApplyDiffResult, type Change, type CreateOptions, type DiffOptions, type Driver, type MountOptions } from '../driver.ts';
@@ -107,7 +107,13 @@ export class OverlayDriver implements Driver {
       // (through the idmapped lowers, in the layer's mappings: the upper holds host ids)
       const st = fs.statSync(this.existing(parent));
       [uid, gid, mode] = [st.uid, st.gid, st.mode & 0o7777];
-      if (opts.idmapped) [uid, gid] = [toHost(opts.idMappings?.uidmap ?? [], uid), toHost(opts.idMappings?.gidmap ?? [], gid)];
+      // the parent's root holds the parent's ids: through its mappings back to container ids, then to ours
+      const from = this.mounts.idmap(parent) ?? { uidmap: [], gidmap: [] };
+      if (opts.idmapped) {
+        const [cu, cg] = [toContainer(from.uidmap, uid), toContainer(from.gidmap, gid)];
+        uid = cu === undefined ? undefined : toHost(opts.idMappings?.uidmap ?? [], cu);
+        gid = cg === undefined ? undefined : toHost(opts.idMappings?.gidmap ?? [], cg);
+      }
       if (uid === undefined || gid === undefined) throw new LayersError('EUSAGE', `overlay: the id mappings of layer ${id} do not hold the owner of its parent's root`);
       lower = this.names.childLowers(parent);
     } else {
@@ -125,7 +131,9 @@ export class OverlayDriver implements Driver {
       for (const sub of ['work', 'merged']) fs.mkdirSync(path.join(d, sub), { mode: 0o700 });
       if (lower) fs.writeFileSync(path.join(d, 'lower'), lower);
       else fs.mkdirSync(path.join(d, 'empty'), { mode: 0o700 });
-      if (opts.idmapped && parent) this.mounts.recordIdmap(id, opts.idMappings ?? { uidmap: [], gidmap: [] });
+      // the ids the layer's own dirs hold, for mounts made without the store's records (IDMAP_FILE);
+      // a shifted layer has none, as the peer's: the store's records say it
+      if (opts.idmapped && !isIdentity(opts.idMappings)) this.mounts.recordIdmap(id, opts.idMappings!);
     } catch (err) {
       await this.remove(id);
       throw err;
@@ -153,10 +161,16 @@ export class OverlayDriver implements Driver {
    * Whether lowers can be mounted idmapped (features.ts, the peer's `idmapped-lower-dir` probe,
    * cached under the run root); off when _CONTAINERS_OVERLAY_DISABLE_IDMAP=yes, the peer's switch.
    */
-  async idmappedMounts(): Promise<{ supported: boolean; why: string }> {
-    if (process.env._CONTAINERS_OVERLAY_DISABLE_IDMAP === 'yes') return { supported: false, why: '_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes' };
+  async idmappedMounts(): Promise<{ supported: boolean; why: string; anyParent: boolean }> {
+    if (process.env._CONTAINERS_OVERLAY_DISABLE_IDMAP === 'yes') return { supported: false, why: '_CONTAINERS_OVERLAY_DISABLE_IDMAP=yes', anyParent: true };
     this.idmapped ??= idmappedLowersSupport(this.home, this.runHome);
-    return this.idmapped;
+    // each lower is shown through a view in its own layer's mappings (mounts.ts): any parent will do
+    return { ...(await this.idmapped), anyParent: true };
+  }
+
+  /** Lowers are shown in the mounted layer's ids through the store's records of their mappings (mounts.ts). */
+  useLayerMappings(lookup: (id: string) => IdMappings | undefined): void {
+    this.mounts.layerMappings = lookup;
   }
 
   /** Shift the owners of the layer's visible tree (shift.ts). */

@@ -6,16 +6,18 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LayersError, wrapError } from '../../lib/errors.ts';
-import { mountIdmapped, type IdMappings } from '../../lib/idmap.ts';
+import { composeMappings, mountIdmapped, type IdMappings } from '../../lib/idmap.ts';
 import { native } from '../../lib/native.ts';
 import type { MountOptions } from '../driver.ts';
 import type { LinkNames } from './links.ts';
 
 /**
- * <id>/idmap: the layer's lowers are mounted idmapped with these mappings (JSON {uidmap, gidmap}),
- * written when the layer is created with CreateOptions.idmapped (docs/images-and-containers.md,
- * "Idmapped mounts"). <id>/mapped is where the idmapped view of the home is attached while the
- * overlay is mounted, as the peer's <id>/mapped/<n>.
+ * <id>/idmap: the layer's mappings (JSON {uidmap, gidmap}), written when it is created idmapped,
+ * for a driver used without the store's records (which say every layer's mappings): its own dirs
+ * (diff, rotated uppers) hold host ids through them, and every mount of it shows each lower in
+ * them, through an idmapped view of the home where the lower's own layer holds other ids
+ * (docs/images-and-containers.md, "Idmapped mounts").
+ * <id>/mapped/<n> is where the views are attached while the overlay is mounted, as the peer's.
  */
 export const IDMAP_FILE = 'idmap';
 const MAPPED_DIR = 'mapped';
@@ -89,24 +91,36 @@ export class MountStack {
    * the link as the peer names them ('l/X/../diff1': the kernel resolves '..' after the symlink).
    * `rotated`: some layer of the stack has been id-shifted, so metacopy files may be in it.
    */
-  stack(id: string, lowers: string): { dirs: string[]; rotated: boolean } {
+  stack(id: string, lowers: string): { dirs: string[]; rotated: boolean; mappings: Array<IdMappings | undefined> } {
     const dirs = this.rotatedUppers(id).map((r) => `${this.names.mountPath(id)}/${r}`);
     let rotated = dirs.length > 0;
+    // the ids each dir holds: its layer's mappings (IDMAP_FILE); everything below a shifted layer
+    // (one with rotated uppers) counts as in that layer's, since its copies hide all of it
+    let shifted: IdMappings | undefined = rotated ? this.idmap(id) : undefined;
+    const mappings: Array<IdMappings | undefined> = dirs.map(() => this.idmap(id));
     for (const l of lowers ? lowers.split(':') : []) {
-      dirs.push(l);
-      // not a link of this home's form: a lower without rotated uppers
+      // not a link of this home's form: a lower without rotated uppers, its ids unknown
       const owner = this.names.layerOfLink(l);
+      const own = rotated ? shifted : owner === undefined ? undefined : this.idmap(owner);
+      dirs.push(l);
+      mappings.push(own);
       if (owner === undefined) continue;
       for (const r of this.rotatedUppers(owner)) {
         dirs.push(`${l}/../${r}`);
-        rotated = true;
+        mappings.push(own);
+        if (!rotated) [rotated, shifted] = [true, own];
       }
     }
-    return { dirs, rotated };
+    return { dirs, rotated, mappings };
   }
 
-  /** the mappings the layer's lowers are mounted with, when it was created idmapped */
+  /** the store's answer to which mappings a layer has (its record); without it, IDMAP_FILE */
+  layerMappings: ((id: string) => IdMappings | undefined) | undefined;
+
+  /** the layer's mappings: the ids its own dirs hold (undefined: none) */
   idmap(id: string): IdMappings | undefined {
+    const known = this.layerMappings?.(id);
+    if (known) return known;
     try {
       return JSON.parse(fs.readFileSync(path.join(this.dir(id), IDMAP_FILE), 'utf8')) as IdMappings;
     } catch (err) {
@@ -179,20 +193,38 @@ export class MountStack {
     return out;
   }
 
-  /** Mount the layer's stack at target: read-only (diff as the top lower) or with diff as the upper. */
-  async mountAt(id: string, target: string, opts: MountOptions = {}): Promise<void> {
+  /**
+   * Mount the layer's stack at target: read-only (diff as the top lower) or with diff as the upper.
+   * Each lower is shown in `viewAs` (the layer's own mappings unless given; the shift asks for its
+   * parent's): where a lower's layer holds other ids, through an idmapped view of the home.
+   */
+  async mountAt(id: string, target: string, opts: MountOptions = {}, viewAs: IdMappings | undefined = this.idmap(id)): Promise<void> {
     const lowers = this.names.checkedLowers(id);
-    const { dirs, rotated } = this.stack(id, lowers);
+    const stack = this.stack(id, lowers);
+    const { rotated } = stack;
     const self = this.names.mountPath(id);
-    const below = dirs.length ? dirs.join(':') : `${self}/empty`;
+    // the idmapped views the lowers need, one per distinct mapping: <id>/mapped/<n>
+    const views: IdMappings[] = [];
+    const viewOf = new Map<string, number>();
+    const shown = stack.dirs.map((_, i) => composeMappings(stack.mappings[i], viewAs));
+    for (const [i, m] of shown.entries()) {
+      if (m === undefined) continue;
+      // the view covers our home only: another store's lower holding other ids cannot be shown
+      if (path.isAbsolute(stack.dirs[i])) throw new LayersError('EDRIVER', `overlay: cannot mount layer ${id}: its lower ${stack.dirs[i]} (of an additional image store) holds other ids than the layer shows, and idmapped views cover ${this.names.home} only`);
+      const key = JSON.stringify(m);
+      if (!viewOf.has(key)) viewOf.set(key, views.push(m) - 1);
+    }
+    const mappedDir = path.join(this.dir(id), MAPPED_DIR);
+    // with views the mount's cwd is <id>/mapped: a view's lower is named '<n>/l/X', a plain one '../../l/X'
+    const named = (dir: string, m: IdMappings | undefined) =>
+      m !== undefined ? `${viewOf.get(JSON.stringify(m))}/${dir}` : views.length && !path.isAbsolute(dir) ? `../../${dir}` : dir;
+    const below = stack.dirs.length ? stack.dirs.map((dir, i) => named(dir, shown[i])).join(':') : named(`${self}/empty`, undefined);
     const data: string[] = [];
-    // idmapped: the lowers are named relative to an idmapped view of the home, the layer's own
-    // diff and work absolutely on the plain home (an idmapped upper is refused: overlayfs makes
-    // its work files as the mounter, whom the mapping need not hold), as the peer mounts them
-    const idmap = this.idmap(id);
-    const own = idmap ? this.dir(id) : id;
+    // the layer's own diff and work are never idmapped (an idmapped upper is refused: overlayfs
+    // makes its work files as the mounter, whom the mapping need not hold), as the peer mounts them
+    const own = views.length ? this.dir(id) : self;
     if (opts.readOnly) {
-      data.push(`lowerdir=${idmap ? this.dir(id) : self}/diff:${below}`);
+      data.push(`lowerdir=${own}/diff:${below}`);
     } else {
       fs.mkdirSync(path.join(this.dir(id), 'work'), { recursive: true, mode: 0o700 });
       data.push(`lowerdir=${below}`, `upperdir=${own}/diff`, `workdir=${own}/work`);
@@ -215,31 +247,35 @@ export class MountStack {
         `overlay: cannot mount layer ${id}: its mount data is ${bytes} bytes for ${n} lower layers, over the kernel's limit of one page (${MOUNT_DATA_LIMIT} bytes)`,
       );
     }
-    let base = this.names.home;
-    if (idmap) {
-      base = path.join(this.dir(id), MAPPED_DIR);
-      fs.mkdirSync(base, { recursive: true, mode: 0o700 });
-      try {
-        mountIdmapped(this.names.home, base, idmap);
-      } catch (err) {
-        throw wrapError(`overlay: an idmapped mount of ${this.names.home} for the lowers of layer ${id}`, err);
-      }
-    }
-    // relative lower paths are resolved against the cwd at mount(2); nothing else runs in between
+    // from here to the end nothing awaits: no other mount of this process uses <id>/mapped meanwhile
+    const attached: string[] = [];
     const cwd = process.cwd();
-    process.chdir(base);
     try {
-      native().mount('overlay', target, 'overlay', asked.flags, text);
-    } catch (err) {
-      throw wrapError(`overlay: mounting layer ${id} at ${target}`, err);
+      for (const [n, m] of views.entries()) {
+        const at = path.join(mappedDir, String(n));
+        fs.mkdirSync(at, { recursive: true, mode: 0o700 });
+        try {
+          mountIdmapped(this.names.home, at, m);
+        } catch (err) {
+          throw wrapError(`overlay: an idmapped mount of ${this.names.home} for the lowers of layer ${id}`, err);
+        }
+        attached.push(at);
+      }
+      // relative lower paths are resolved against the cwd at mount(2); nothing else runs in between
+      process.chdir(views.length ? mappedDir : this.names.home);
+      try {
+        native().mount('overlay', target, 'overlay', asked.flags, text);
+      } catch (err) {
+        throw wrapError(`overlay: mounting layer ${id} at ${target}`, err);
+      }
     } finally {
       process.chdir(cwd);
-      // overlayfs holds its own references to its lowers: the idmapped view can go at once
-      if (idmap) native().umount2(base, native().mountFlags.MNT_DETACH);
+      // overlayfs holds its own references to its lowers: the idmapped views can go at once
+      for (const at of attached) native().umount2(at, native().mountFlags.MNT_DETACH);
     }
   }
 
-  /** Record that the layer's lowers are mounted idmapped with these mappings (see IDMAP_FILE). */
+  /** Record the layer's mappings (see IDMAP_FILE). */
   recordIdmap(id: string, m: IdMappings): void {
     fs.writeFileSync(path.join(this.dir(id), IDMAP_FILE), JSON.stringify({ uidmap: m.uidmap, gidmap: m.gidmap }));
   }

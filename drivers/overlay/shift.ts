@@ -3,6 +3,10 @@
 // stay as they are), unmount, then rotate the upper: diff becomes diff1 (an older diff1 becomes
 // diff2, ...) and a fresh empty diff takes its place, so what is written into the layer afterwards
 // stays apart from what the shift copied up.
+// The mount has no index=on, as the peer's has none: the kernel refuses index=on (EBUSY) while a
+// lower is another mount's upper, i.e. while the parent is mounted read-write (the peer's suite,
+// idmaps.bats, makes children of mounted parents). Without the index, copying up one name of a
+// lower hardlink does not link the others to it: the names are linked in the upper afterwards.
 import fs from 'node:fs';
 import path from 'node:path';
 import { LayersError } from '../../lib/errors.ts';
@@ -25,20 +29,70 @@ export async function shiftLayer(
   // the upper of a live mount cannot be rotated (the peer renames it under the mount)
   if (mounts.isMounted(id)) throw new LayersError('EDRIVER', `overlay: layer ${id} is mounted; unmount it before shifting its owners`);
   const merged = path.join(layerDir, 'merged');
-  // index=on: copying up one name of a lower hardlink records the upper inode in the index,
-  // so the walk (which shifts each inode once) shifts every name, and copying up the other
-  // names links them to it instead of making copies
-  const options = ['index=on'];
-  if (metacopy) options.push('metacopy=on');
+  const options = metacopy ? ['metacopy=on'] : [];
   fs.mkdirSync(merged, { recursive: true, mode: 0o700 });
-  await mounts.mountAt(id, merged, { options });
+  // the stack is seen in the parent's ids (`from`), whatever the layer's own mappings say; a
+  // driver without the store's records knows no layer's ids, and sees them all as they are
+  await mounts.mountAt(id, merged, { options }, mounts.layerMappings ? from : mounts.idmap(id));
+  let links: string[][];
   try {
+    links = hardlinkGroups(merged);
     await chownTree(merged, from, to);
-    copyUpHardlinks(merged);
+    copyUpParents(merged, path.join(layerDir, 'diff'), links);
   } finally {
     await mounts.unmount(id);
   }
+  linkUpHardlinks(path.join(layerDir, 'diff'), links);
   rotateUpper(layerDir, mounts.rotatedUppers(id).length);
+}
+
+/** The names of each multiply linked file of the tree, grouped by inode (before anything is copied up). */
+function hardlinkGroups(merged: string): string[][] {
+  const groups = new Map<bigint, string[]>();
+  for (const node of walkTree(merged, { xattrs: false })) {
+    if (!node.st.isFile() || node.st.nlink < 2n) continue;
+    const names = groups.get(node.st.ino);
+    if (names) names.push(node.rel);
+    else groups.set(node.st.ino, [node.rel]);
+  }
+  return [...groups.values()].filter((g) => g.length > 1);
+}
+
+/**
+ * Copy up (metadata only: their times set to what they are) the directories holding the names
+ * linkUpHardlinks links, where the shift left them below (owners both mappings keep).
+ */
+function copyUpParents(merged: string, upper: string, groups: string[][]): void {
+  for (const names of groups)
+    for (const n of names)
+      for (let dir = path.dirname(n); dir !== '.' && dir !== '/' && dir !== ''; dir = path.dirname(dir)) {
+        if (fs.existsSync(fsPath(path.join(upper, dir)))) break;
+        const p = path.join(merged, dir);
+        const st = fs.lstatSync(fsPath(p), { bigint: true });
+        native().lutimes(p, timespec(st.atimeNs), timespec(st.mtimeNs));
+      }
+}
+
+/**
+ * The walk shifts an inode once, through its first name, which copies that name up (metadata
+ * only with metacopy=on); the other names of the lower inode stay below with the old owners. Each
+ * is linked in the upper to the copied-up name, so every name shows the shifted owner and the
+ * names stay one inode, as index=on would have made them.
+ */
+function linkUpHardlinks(upper: string, groups: string[][]): void {
+  for (const names of groups) {
+    const up = names.map((n) => fsPath(path.join(upper, n)));
+    const first = up.find((p) => fs.existsSync(p));
+    if (first === undefined) continue; // nothing shifted (an owner both mappings keep)
+    for (const [i, p] of up.entries()) {
+      if (p === first || fs.existsSync(p)) continue;
+      // the directory keeps the times the copy-up gave it (the lower's)
+      const dir = path.dirname(path.join(upper, names[i]));
+      const st = fs.lstatSync(fsPath(dir), { bigint: true });
+      fs.linkSync(first, p);
+      native().lutimes(dir, timespec(st.atimeNs), timespec(st.mtimeNs));
+    }
+  }
 }
 
 /**
@@ -69,21 +123,6 @@ function rotateUpper(d: string, rotated: number): void {
   fs.mkdirSync(work, { mode: 0o700 });
   fs.chmodSync(work, 0o555);
   native().lchown(work, Number(st.uid), Number(st.gid));
-}
-
-/**
- * Copy up every name of a multiply linked file: setting its times to what they are is a change
- * of metadata, so with metacopy=on nothing but metadata is copied, and with index=on it is a link
- * to the inode already copied up. Without it, later mounts without the index would show the
- * names the walk did not touch with their lower, unshifted owners.
- */
-function copyUpHardlinks(merged: string): void {
-  for (const node of walkTree(merged, { xattrs: false })) {
-    if (!node.st.isFile() || node.st.nlink < 2n) continue;
-    const p = path.join(merged, node.rel);
-    const st = fs.lstatSync(fsPath(p), { bigint: true });
-    native().lutimes(p, timespec(st.atimeNs), timespec(st.mtimeNs));
-  }
 }
 
 function timespec(ns: bigint): Timespec {

@@ -12,7 +12,7 @@ import { tarSplitPath } from './tar-split-file.ts';
 import { failpoint } from '../failpoint.ts';
 import { isIdentity, sameMappings, type IdMap, type IdMappings } from '../idmap.ts';
 import { findContainer, findLayer, isLive, mappingsOf, type StoreContext } from './context.ts';
-import { checkLayerOptions, completeLayer, layerSize, makeLayer, markIncomplete, recordNewLayer, removeLayer, Steps, usersOf, type LongOperation } from './layers.ts';
+import { checkLayerOptions, completeLayer, idmappedChild, layerSize, makeLayer, markIncomplete, recordNewLayer, removeLayer, Steps, usersOf, type LongOperation } from './layers.ts';
 import { isIncomplete, rfc3339, type ContainerRecord, type ImageRecord, type LayerRecord } from './records.ts';
 import { whyLayerStays } from './removal.ts';
 
@@ -61,10 +61,15 @@ export async function createContainer(ctx: StoreContext, opts: CreateContainerOp
   const image = opts.image === undefined ? undefined : ctx.images.find(opts.image);
   const { id, names } = ctx.containers.reserve(opts.id, opts.names);
   const want = { uidmap: opts.uidmap ?? [], gidmap: opts.gidmap ?? [] };
-  const idmapped = image?.layer !== undefined && (await idmappedOnTop(ctx, image, want));
-  const base = image?.layer === undefined ? undefined : idmapped ? findLayer(ctx, image.layer, `top layer of image ${image.id}`) : await topLayerFor(ctx, image, want, steps);
+  // the peer's test switch: its overlay then claims to shift ids at mount time (SupportsShifting),
+  // so the container's layer gets no mappings, on the top layer itself (store.go, canUseShifting);
+  // the peer's suite asks it (idmaps-create-mapped-container-shifting, docs/sharing.md)
+  const forcedShifting = ctx.driver.name === 'overlay' && process.env._TEST_FORCE_SUPPORT_SHIFTING === 'yes-please';
+  const layerMappings = forcedShifting ? { uidmap: [], gidmap: [] } : want;
+  const idmapped = !forcedShifting && image?.layer !== undefined && (await idmappedOnTop(ctx, image, want));
+  const base = image?.layer === undefined ? undefined : idmapped || forcedShifting ? findLayer(ctx, image.layer, `top layer of image ${image.id}`) : await topLayerFor(ctx, image, want, steps);
 
-  const layer = await recordNewLayer(ctx, { parent: base?.id, mountlabel: opts.mountLabel, ...want });
+  const layer = await recordNewLayer(ctx, { parent: base?.id, mountlabel: opts.mountLabel, ...layerMappings });
   failpoint('container-layer-recorded');
   const container: ContainerRecord = {
     id,
@@ -99,15 +104,11 @@ export async function createContainer(ctx: StoreContext, opts: CreateContainerOp
  * as before), and the driver can mount idmapped here.
  */
 async function idmappedOnTop(ctx: StoreContext, image: ImageRecord, want: IdMappings): Promise<boolean> {
-  if (isIdentity(want) || !ctx.driver.idmappedMounts) return false;
+  if (isIdentity(want)) return false;
   const top = findLayer(ctx, image.layer!, `top layer of image ${image.id}`);
-  if (!isIdentity(mappingsOf(top))) return false;
-  // the idmapped view covers our own driver home only: a stack reaching into an additional
-  // (read-only) store takes a mapped top layer, as before (docs/images-and-containers.md)
-  for (let l: LayerRecord | undefined = top; l; l = l.parent !== undefined ? ctx.layers.get(l.parent) : undefined) if (ctx.layers.isReadOnly(l)) return false;
   const mapped = (image['mapped-layers'] ?? []).map((m) => ctx.layers.get(m));
   if (mapped.some((l) => l && !isIncomplete(l) && sameMappings(mappingsOf(l), want))) return false;
-  return (await ctx.driver.idmappedMounts()).supported;
+  return idmappedChild(ctx, top, want, true);
 }
 
 /** The image's top layer or mapped top layer with these mappings, made when there is none. */

@@ -117,6 +117,11 @@ export function makeContext(
     containers: new RecordTable(path.join(dirs.containersDir, 'containers.json'), 'container', CONTAINER_FIELDS, 'ECONTAINERUNKNOWN', guard('containers')),
     mounts: new MountRecords(dirs.runLayersDir),
   };
+  // which ids each layer's files hold: its record's mappings (docs/images-and-containers.md)
+  driver.useLayerMappings?.((id) => {
+    const rec = ctx.layers.get(id);
+    return rec && mappingsOf(rec);
+  });
   return ctx;
 }
 

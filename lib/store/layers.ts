@@ -10,7 +10,7 @@ import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Change, MountOptions } from '../../drivers/driver.ts';
 import { cleanupFailed, LayersError, markNothingWritten, wrapError, wroteNothing } from '../errors.ts';
-import { sameMappings, toContainer, type IdMap } from '../idmap.ts';
+import { isIdentity, sameMappings, toContainer, type IdMap, type IdMappings } from '../idmap.ts';
 import { findLayer, mappingsOf, resolveRef, saveMounts, type StoreContext } from './context.ts';
 import { callerOwnsFd, compressFile, prepareInput, prepareStreamInput, tempFile, type LayerInput, type OutputCompression } from './input.ts';
 import { Compression, isIncomplete, rfc3339, type LayerRecord } from './records.ts';
@@ -163,9 +163,10 @@ export async function createLayer(ctx: StoreContext, opts: CreateLayerOptions & 
   checkLayerOptions(ctx, opts.storageOpt);
   const parent = opts.parent !== undefined ? findLayer(ctx, opts.parent, 'parent layer') : undefined;
   const mappings = { uidmap: opts.uidmap ?? [], gidmap: opts.gidmap ?? [] };
+  const idmapped = await idmappedChild(ctx, parent, mappings, false);
   const rec = await recordNewLayer(ctx, { id: opts.id, names: opts.names, parent: parent?.id, metadata: opts.metadata, mountlabel: opts.mountLabel, ...mappings });
   try {
-    await makeLayer(ctx, rec, parent, { storageOpt: opts.storageOpt });
+    await makeLayer(ctx, rec, parent, { storageOpt: opts.storageOpt, idmapped });
     if (input !== undefined) await applyInto(ctx, rec, input, opts, false);
   } catch (err) {
     // on failure the record stays incomplete; the next writer removes it if this cannot
@@ -174,6 +175,23 @@ export async function createLayer(ctx: StoreContext, opts: CreateLayerOptions & 
   }
   await completeLayer(ctx, rec);
   return rec;
+}
+
+/**
+ * Whether a layer with mappings `want` on `parent` shows what it inherits through idmapped mounts
+ * (CreateOptions.idmapped) instead of a shifted copy (docs/images-and-containers.md, "Idmapped
+ * mounts"): the mappings differ from the parent's, the driver can mount idmapped (on a parent with
+ * mappings only where it says anyParent), and no layer of the chain is in an additional
+ * (read-only) store, which the idmapped views do not cover.
+ */
+export async function idmappedChild(ctx: StoreContext, parent: LayerRecord | undefined, want: IdMappings, container: boolean): Promise<boolean> {
+  if (!parent || sameMappings(mappingsOf(parent), want) || !ctx.driver.idmappedMounts) return false;
+  for (let l: LayerRecord | undefined = parent; l; l = l.parent !== undefined ? ctx.layers.get(l.parent) : undefined) if (ctx.layers.isReadOnly(l)) return false;
+  const answer = await ctx.driver.idmappedMounts();
+  // vfs and btrfs keep an idmapped layer in container ids, which only a container's layer may
+  // (a layer made to take tars holds host ids through its mappings, as ApplyDiff writes them)
+  if (!container && answer.anyParent !== true) return false;
+  return answer.supported && (answer.anyParent === true || isIdentity(mappingsOf(parent)));
 }
 
 /** The driver's part of a new layer on parent, with the owners of what it inherits shifted to rec's mappings. */

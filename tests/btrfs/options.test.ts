@@ -44,6 +44,10 @@ test('btrfs: unknown options are refused naming the key, by the driver and by th
     t.true(err!.message.includes(`"${opt.split('=')[0]}"`), err!.message);
   }
   t.throws(() => new BtrfsDriver(path.join(mnt, 'btrfs'), ['btrfs.mountopt=nodev']), { message: /btrfs\.mountopt is not supported/ });
+  // additional image stores: vfs and overlay only, said at once (storage.conf's additionalimagestores comes this way)
+  const store = t.throws(() => new BtrfsDriver(path.join(mnt, 'btrfs'), [`btrfs.imagestore=${mnt}/shared`]));
+  t.true(isLayersError(store, 'EDRIVER'));
+  t.regex(store!.message, /btrfs\.imagestore is not supported: additional image stores are read by the vfs and overlay drivers only/);
   t.false(fs.existsSync(path.join(mnt, 'btrfs')));
   const r = await runCli(['--storage-driver', 'btrfs', '--storage-opt', 'btrfs.nosuchopt=1', '--root', path.join(mnt, 'root'), '--runroot', path.join(mnt, 'run'), 'layers']);
   t.not(r.code, 0);

@@ -137,6 +137,11 @@ test('overlay: layers of a read-only mounted additional store are parents, lower
     t.is(fs.statSync(path.join(mm, 'mid')).uid, 100007, "the copy's owners are shifted");
     t.is(fs.statSync(path.join(mm, 'hello')).uid, 100000);
     await ok([...rw, 'unmount', mapped]);
+    // the read-only image gets no mapped top layer: the container's own layer, in our store, is the shifted one
+    t.deepEqual((await ok([...rw, 'image', image])).match(/^Top Layer: .*$/gm), [`Top Layer: ${mid}`]);
+    const mappedLayer = /^Layer: (.*)$/m.exec(await ok([...rw, 'container', mapped]))![1];
+    t.regex(await ok([...rw, 'layer', mappedLayer]), new RegExp(`^Parent: ${mid}$`, 'm'));
+    t.true(fs.existsSync(path.join(base, 'rw', 'overlay', mappedLayer, 'diff1')), 'shifted in the writable store');
 
     // a shared layer is not mounted (its merged and work dirs are the other store's)
     const r = await runCli([...rw, 'mount', lower]);

@@ -156,3 +156,110 @@ for (const driver of ['overlay', 'vfs', 'btrfs'] as const) {
     });
   }
 }
+
+/** the owners a mount of the layer shows */
+async function mountedOwners(store: RecordStore, id: string): Promise<Map<string, string>> {
+  try {
+    return owners(await store.mount(id));
+  } finally {
+    await store.unmount(id, true);
+  }
+}
+
+/** each owner of `plain` (container ids) through m */
+function mapped(plain: Map<string, string>, m: IdMappings | undefined): Map<string, string> {
+  if (!m) return plain;
+  return new Map([...plain].map(([rel, own]) => [rel, host(m, ...(own.split(':').map(Number) as [number, number]))]));
+}
+
+maybe('overlay: layers with other mappings than their parents are shown through idmapped lowers, shifted nowhere, in a chain of mappings', async (t) => {
+  const s = driverStore(t, 'overlay');
+  const store = await s.open();
+  const top = (await threeLayers(store, imageTars(s.dir)))[2];
+  const imageLayers = [top];
+  for (let l = await store.layer(top); l.parent; l = await store.layer(l.parent)) imageLayers.push(l.parent);
+  // (a read-write mount of the top layer marks its upper root: taken before the count starts)
+  const plain = await mountedOwners(store, top);
+  const before = ctimes(store, imageLayers);
+
+  // a mapped layer on the plain top, a plain one on it, a non-contiguous one on that, and a child with its parent's mappings
+  const chain: Array<[string, IdMappings | undefined]> = [];
+  let parent = top;
+  for (const m of [CONTIGUOUS, undefined, NON_CONTIGUOUS, NON_CONTIGUOUS]) {
+    const layer = await store.createLayer({ parent, ...(m ?? {}) });
+    chain.push([layer.id, m]);
+    const dir = path.dirname(store.driver.layerDir(layer.id));
+    t.false(fs.existsSync(path.join(dir, 'diff1')), 'no shifted copy (no rotated upper)');
+    t.deepEqual(fs.readdirSync(store.driver.layerDir(layer.id)), [], 'nothing copied up');
+    t.deepEqual(await mountedOwners(store, layer.id), mapped(plain, m), `layer ${chain.length} shows the image's files in its own ids`);
+    parent = layer.id;
+  }
+  t.deepEqual(ctimes(store, imageLayers), before, 'no inode of the image layers changed');
+
+  // written into the non-contiguous layer by its root: Diff in container ids, its child shows it mapped
+  const [third] = chain[2];
+  const root = await store.mount(third);
+  await inUserns(NON_CONTIGUOUS, root, 'echo new > new; chown 5:1005 new; chown 7:1002 home/app/data');
+  await store.unmount(third, true);
+  const entries = readAll(await diffFile(store, third, path.join(s.dir, 'third.diff')));
+  const inDiff = new Map(entries.map((e) => [e.name, `${e.uid}:${e.gid}`]));
+  t.is(inDiff.get('new'), '5:1005', 'the new file in container ids');
+  t.is(inDiff.get('home/app/data'), '7:1002', 'the changed owner in container ids');
+  const fourth = await mountedOwners(store, chain[3][0]);
+  t.is(fourth.get('new'), host(NON_CONTIGUOUS, 5, 1005));
+  t.is(fourth.get('home/app/data'), host(NON_CONTIGUOUS, 7, 1002));
+  // and a plain child of it sees them in container ids
+  const plainChild = await store.createLayer({ parent: chain[3][0] });
+  const shown = await mountedOwners(store, plainChild.id);
+  t.is(shown.get('new'), '5:1005');
+  t.is(shown.get('home/app/data'), '7:1002');
+  t.is(shown.get('.'), plain.get('.'));
+});
+
+maybe('overlay: a child of an idmapped container layer, with its mappings, shows the image and the container files mapped', async (t) => {
+  const s = driverStore(t, 'overlay');
+  const store = await s.open();
+  await store.createImage({ layer: (await threeLayers(store, imageTars(s.dir)))[2], names: ['img'] });
+  const image = await store.image('img');
+  const plain = await mountedOwners(store, image.layer!);
+  const c = await store.createContainer({ image: 'img', ...CONTIGUOUS });
+  t.is((await store.layer(c.layer)).parent, image.layer, 'idmapped: on the top layer itself');
+  const root = await store.mount(c.id);
+  await inUserns(CONTIGUOUS, root, 'echo mine > mine; chown 3:4 mine');
+  await store.unmount(c.id, true);
+  const child = await store.createLayer({ parent: c.layer, ...CONTIGUOUS });
+  const shown = await mountedOwners(store, child.id);
+  t.is(shown.get('mine'), host(CONTIGUOUS, 3, 4));
+  shown.delete('mine');
+  t.deepEqual(shown, mapped(plain, CONTIGUOUS));
+  const entries = readAll(await diffFile(store, c.layer, path.join(s.dir, 'c.diff')));
+  t.deepEqual(entries.filter((e) => e.name === 'mine').map((e) => `${e.uid}:${e.gid}`), ['3:4'], 'the container layer\'s Diff in container ids');
+});
+
+maybe('overlay: with idmapped mounts off, a layer with mappings on a mounted parent is shifted and keeps its hardlinks', async (t) => {
+  process.env[DISABLE_IDMAP_ENV.overlay] = 'yes';
+  try {
+    const s = driverStore(t, 'overlay');
+    const store = await s.open();
+    const parent = await store.createLayer({});
+    const pm = await store.mount(parent.id);
+    fs.mkdirSync(path.join(pm, 'd'));
+    fs.writeFileSync(path.join(pm, 'd/origin'), 'body');
+    fs.chownSync(path.join(pm, 'd/origin'), 2, 3);
+    fs.linkSync(path.join(pm, 'd/origin'), path.join(pm, 'ln'));
+    // the parent stays mounted read-write: the shift mount cannot take index=on
+    const child = await store.createLayer({ parent: parent.id, ...CONTIGUOUS });
+    const dir = path.dirname(store.driver.layerDir(child.id));
+    t.true(fs.existsSync(path.join(dir, 'diff1')), 'shifted: a rotated upper');
+    const cm = await store.mount(child.id);
+    const [a, b] = ['d/origin', 'ln'].map((n) => fs.statSync(path.join(cm, n)));
+    t.is(a.ino, b.ino, 'the two names are one inode');
+    t.is(`${a.uid}:${a.gid}`, host(CONTIGUOUS, 2, 3));
+    t.is(`${b.uid}:${b.gid}`, host(CONTIGUOUS, 2, 3));
+    t.is(fs.readFileSync(path.join(cm, 'ln'), 'utf8'), 'body');
+    await store.unmount(child.id, true);
+    await store.unmount(parent.id, true);
+  } finally {
+    delete process.env[DISABLE_IDMAP_ENV.overlay];
+  }
+});
