@@ -105,6 +105,10 @@ export type ApplyOp =
       mtime?: Timespec;
       atime?: Timespec;
       xattrs?: Array<[string, Buffer]>;
+      /** the mode and times are set only if this name (the target as the tar wrote it), looked up
+       *  as in a chroot to the root without following its last component, is there and is no
+       *  symlink: the peer's os.Lstat(linkname) in its chroot (docs/tar-engine.md, K9) */
+      statTarget?: string;
     }
   | {
       op: 'mknod';

@@ -1,5 +1,6 @@
 // applyBatch / applyBatchSync: see ApplyOp in lib/native.ts for the semantics of each op.
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -32,6 +33,8 @@ struct Op {
   uint32_t major = 0, minor = 0;
   bool hasTimes = false;
   bool hasOwner = false;
+  bool hasStatTarget = false;
+  std::string statTarget;  // a hardlink's target as the tar wrote it (K9)
   struct timespec times[2] = {};  // atime, mtime
   std::vector<std::pair<std::string, std::vector<char>>> xattrs;
   int srcFd = -1;
@@ -68,6 +71,7 @@ Op Parse(Napi::Object o, std::vector<Napi::ObjectReference>& keep) {
   op.path = NameFromJs(o.Get("path"));
   if (op.path.empty() || op.path[0] == '/') throw Napi::TypeError::New(o.Env(), "applyBatch: path must be relative: '" + op.path + "'");
   if (o.Has("target")) op.target = NameFromJs(o.Get("target"));
+  if (o.Has("statTarget")) op.statTarget = NameFromJs(o.Get("statTarget")), op.hasStatTarget = true;
   if (o.Has("mode")) op.mode = U32(o, "mode");
   if (o.Has("uid")) op.uid = U32(o, "uid"), op.hasOwner = true;
   if (o.Has("gid")) op.gid = U32(o, "gid");
@@ -233,6 +237,15 @@ class Runner {
     struct stat st;
     if (fstatat(dir, base.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) Fail(errno, "fstatat", op.path);
     if (S_ISLNK(st.st_mode)) return;
+    // The peer sets them only if os.Lstat(linkname) succeeds in its chroot on the raw target
+    // name: 'b/' on a file or 'a/../b' with 'a' no directory fail there (ENOTDIR), and it skips
+    if (op.hasStatTarget) {
+      int fd = Openat2(parents_.root(), op.statTarget.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+      if (fd < 0) return;
+      bool isLink = fstat(fd, &st) == 0 && S_ISLNK(st.st_mode);
+      close(fd);
+      if (isLink) return;
+    }
     if (fchmodat(dir, base.c_str(), op.mode & 07777, 0) != 0) Fail(errno, "fchmodat", op.path);
     Times(dir, base, op);
   }

@@ -271,7 +271,7 @@ class Planner {
     const timed = times.mtime === e.mtime && times.atime === e.atime ? e : { ...e, ...times };
     const op = entryOp(timed, uid, gid, e.type === 'file' ? { srcFd: this.inFd, srcOffset: this.fromPipe ? -1 : e.dataOffset, hash: this.pipeHash } : undefined, this.keepXattr);
     // the peer sets a hardlink entry's owner, mode, xattrs and times on the linked inode (K4)
-    if (op.op === 'hardlink') Object.assign(op, { uid, gid, mode: e.mode, ...times, ...(e.xattrs ? { xattrs: [...e.xattrs].filter(([k]) => this.keepXattr(k)) } : {}) });
+    if (op.op === 'hardlink') Object.assign(op, { uid, gid, mode: e.mode, ...times, ...(e.xattrs ? { xattrs: [...e.xattrs].filter(([k]) => this.keepXattr(k)) } : {}), ...(e.linknameAsWritten !== undefined ? { statTarget: e.linknameAsWritten } : {}) });
     this.ops.push(op);
     if (op.op === 'file') this.size += e.sparse ? e.sparse.realSize : e.size;
     if (op.op === 'dir') this.dirs.set(e.name, { op, ...times });

@@ -26,24 +26,8 @@ export const PEER_SAMPLE = 20;
  * is counted as 'known' and printed with its rule, not hidden; remove a rule when its fix lands.
  */
 export const KNOWN: Array<{ id: string; what: string; explains(line: string, c: Case): boolean }> = [
-  {
-    id: 'K9',
-    what: "a hardlink whose linkname ends in '/': the peer's os.Lstat(linkname) fails (ENOTDIR), so it sets no mode or times on the linked inode; ours does",
-    explains: (l, c) => /: (mode|mtime) ours /.test(l) && hardlinkWithSlash(c.tar),
-  },
+  // none open: K9 (a hardlink's target as written that the peer cannot lstat) is fixed
 ];
-
-
-/** a hardlink header ('1') in the tar whose linkname field ends in '/' */
-function hardlinkWithSlash(tar: Buffer): boolean {
-  for (let at = 0; at + 512 <= tar.length; at += 512) {
-    if (tar[at + 156] !== 0x31 || tar.subarray(at + 257, at + 262).toString('latin1') !== 'ustar') continue;
-    const link = tar.subarray(at + 157, at + 257);
-    const end = link.indexOf(0);
-    if ((end < 0 ? link : link.subarray(0, end)).toString('latin1').endsWith('/')) return true;
-  }
-  return false;
-}
 
 export interface Outcome {
   seed: number;

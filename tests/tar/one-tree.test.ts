@@ -177,3 +177,34 @@ test('a V7 header (no ustar or GNU magic) has no device fields: 0:0, as Go and G
   t.like(readAll(p)[0], { name: 'e', type: 'char', devmajor: 0, devminor: 0 });
   t.regex(gnuTar(['--numeric-owner', '-tvf', p]), /^c[-rwx]{9} 0\/0 +0,0 /);
 });
+
+test("a hardlink's mode and mtime reach the linked inode only where the peer's lstat of the target as written succeeds (K9, found by the differential fuzzer)", async (t) => {
+  // seed 1114085508 ('a/../b' with 'a' a device) and K9 ('c/' on a file): the peer's
+  // os.Lstat(linkname) in its chroot fails with ENOTDIR, so it sets neither; 'd/../e' resolves
+  const s = tempStore(t);
+  const later = { mtime: { sec: 1700000000, nsec: 0 }, mode: 0o600 };
+  const tar = path.join(s.dir, 'links.tar');
+  fs.writeFileSync(
+    tar,
+    Buffer.concat([
+      fileEntry('a', 'not a directory'),
+      fileEntry('b', 'b'),
+      fileEntry('c', 'c'),
+      encodeHeader(base('d', 'dir')),
+      fileEntry('e', 'e'),
+      encodeHeader(base('l1', 'hardlink', { linkname: 'a/../b', ...later })),
+      encodeHeader(base('l2', 'hardlink', { linkname: 'c/', ...later })),
+      encodeHeader(base('l3', 'hardlink', { linkname: 'd/../e', ...later })),
+      END_OF_ARCHIVE,
+    ]),
+  );
+  const ours = await s.cli(['import-layer', '-f', tar]);
+  t.is(ours.code, 0, ours.stderr);
+  const peer = s.peer(['import-layer', '-f', tar]);
+  t.is(peer.code, 0, peer.stderr);
+  for (const id of [ours.stdout.split('\n')[0], peer.stdout.split('\n')[0]]) {
+    const st = (n: string) => fs.lstatSync(path.join(s.root, 'vfs', 'dir', id, n));
+    for (const n of ['b', 'c']) t.like({ mode: st(n).mode & 0o7777, mtime: st(n).mtimeMs / 1000, nlink: st(n).nlink }, { mode: 0o644, mtime: 1600000000, nlink: 2 }, `${id}: ${n}`);
+    t.like({ mode: st('e').mode & 0o7777, mtime: st('e').mtimeMs / 1000, nlink: st('e').nlink }, { mode: 0o600, mtime: 1700000000, nlink: 2 }, `${id}: e`);
+  }
+});
