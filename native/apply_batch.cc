@@ -51,6 +51,23 @@ struct Result {
   uint64_t ops = 0;
 };
 
+// applyBatch's optional third argument, [uid, gid]: the owner of the missing parents it makes
+struct ParentOwner {
+  bool set = false;
+  uint32_t uid = 0, gid = 0;
+};
+
+ParentOwner ParentOwnerOf(const Napi::CallbackInfo& info) {
+  ParentOwner o;
+  if (info.Length() > 2 && info[2].IsArray()) {
+    Napi::Array a = info[2].As<Napi::Array>();
+    o.set = true;
+    o.uid = a.Get(0u).As<Napi::Number>().Uint32Value();
+    o.gid = a.Get(1u).As<Napi::Number>().Uint32Value();
+  }
+  return o;
+}
+
 // ---- parsing on the main thread: everything is copied out of JS before the worker runs
 
 uint32_t U32(Napi::Object o, const char* k) { return o.Get(k).As<Napi::Number>().Uint32Value(); }
@@ -143,7 +160,9 @@ void SetXattrsAt(int dirfd, const std::string& base, const Op& op) {
 
 class Runner {
  public:
-  explicit Runner(int rootFd) : parents_(rootFd), targets_(rootFd) {}
+  Runner(int rootFd, const ParentOwner& owner) : parents_(rootFd), targets_(rootFd) {
+    if (owner.set) parents_.SetParentOwner(owner.uid, owner.gid);
+  }
 
   void Run(const Op& op, Result& r) {
     std::string base;
@@ -327,8 +346,8 @@ class Runner {
   std::vector<char> buf_;
 };
 
-void RunAll(int rootFd, const std::vector<Op>& ops, Result& r) {
-  Runner run(rootFd);
+void RunAll(int rootFd, const std::vector<Op>& ops, const ParentOwner& owner, Result& r) {
+  Runner run(rootFd, owner);
   for (size_t i = 0; i < ops.size(); i++) {
     try {
       CheckCancel(ops[i].path);
@@ -362,12 +381,12 @@ std::vector<Op> ParseAll(Napi::Array a, std::vector<Napi::ObjectReference>& keep
 
 class ApplyWorker : public Napi::AsyncWorker {
  public:
-  ApplyWorker(Napi::Env env, int rootFd, std::vector<Op> ops, std::vector<Napi::ObjectReference> keep)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), root_(rootFd), ops_(std::move(ops)), keep_(std::move(keep)) {}
+  ApplyWorker(Napi::Env env, int rootFd, std::vector<Op> ops, std::vector<Napi::ObjectReference> keep, ParentOwner owner)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), root_(rootFd), ops_(std::move(ops)), keep_(std::move(keep)), owner_(owner) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
     try {
-      RunAll(root_, ops_, result_);
+      RunAll(root_, ops_, owner_, result_);
     } catch (const SysError& e) {
       err_ = e;
       SetError(e.syscall);  // OnError rejects with err_, not this
@@ -381,6 +400,7 @@ class ApplyWorker : public Napi::AsyncWorker {
   int root_;
   std::vector<Op> ops_;
   std::vector<Napi::ObjectReference> keep_;  // hashes the ops feed stay alive until done
+  ParentOwner owner_;
   Result result_;
   SysError err_;
 };
@@ -388,7 +408,7 @@ class ApplyWorker : public Napi::AsyncWorker {
 Napi::Value ApplyBatch(const Napi::CallbackInfo& info) {
   std::vector<Napi::ObjectReference> keep;
   std::vector<Op> ops = ParseAll(info[1].As<Napi::Array>(), keep);
-  auto* w = new ApplyWorker(info.Env(), info[0].As<Napi::Number>().Int32Value(), std::move(ops), std::move(keep));
+  auto* w = new ApplyWorker(info.Env(), info[0].As<Napi::Number>().Int32Value(), std::move(ops), std::move(keep), ParentOwnerOf(info));
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;
@@ -399,7 +419,7 @@ Napi::Value ApplyBatchSync(const Napi::CallbackInfo& info) {
   std::vector<Op> ops = ParseAll(info[1].As<Napi::Array>(), keep);
   Result r;
   try {
-    RunAll(info[0].As<Napi::Number>().Int32Value(), ops, r);
+    RunAll(info[0].As<Napi::Number>().Int32Value(), ops, ParentOwnerOf(info), r);
   } catch (const SysError& e) {
     throw ToJsError(info.Env(), e);
   }

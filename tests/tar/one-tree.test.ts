@@ -12,6 +12,7 @@ import { END_OF_ARCHIVE, encodeHeader, padding } from '../../lib/tar/header.ts';
 import type { TarEntry } from '../../lib/tar/types.ts';
 import { tempDir } from '../fixtures/fs.ts';
 import { tempStore } from '../fixtures/store.ts';
+import { differences, snapshot } from '../fuzz/compare.ts';
 import { fixChecksum, gnuTar, paxBlocks, readAll, writeTarFile } from './gnutar.ts';
 
 const CAPABILITY = Buffer.from('0100000200200000000000000000000000000000', 'hex');
@@ -206,5 +207,39 @@ test("a hardlink's mode and mtime reach the linked inode only where the peer's l
     const st = (n: string) => fs.lstatSync(path.join(s.root, 'vfs', 'dir', id, n));
     for (const n of ['b', 'c']) t.like({ mode: st(n).mode & 0o7777, mtime: st(n).mtimeMs / 1000, nlink: st(n).nlink }, { mode: 0o644, mtime: 1600000000, nlink: 2 }, `${id}: ${n}`);
     t.like({ mode: st('e').mode & 0o7777, mtime: st('e').mtimeMs / 1000, nlink: st('e').nlink }, { mode: 0o600, mtime: 1700000000, nlink: 2 }, `${id}: e`);
+  }
+});
+
+/** import the tar with both tools; both trees, after asserting they are the same */
+async function bothTrees(t: import('ava').ExecutionContext, bytes: Buffer): Promise<string[]> {
+  const s = tempStore(t);
+  const tar = path.join(s.dir, 'x.tar');
+  fs.writeFileSync(tar, Buffer.concat([bytes, END_OF_ARCHIVE]));
+  const ours = await s.cli(['import-layer', '-f', tar]);
+  t.is(ours.code, 0, ours.stderr);
+  const peer = s.peer(['import-layer', '-f', tar]);
+  t.is(peer.code, 0, peer.stderr);
+  const dirs = [ours.stdout, peer.stdout].map((out) => path.join(s.root, 'vfs', 'dir', out.split('\n')[0]));
+  t.deepEqual(differences(snapshot(dirs[0], { times: true }), snapshot(dirs[1], { times: true })), []);
+  return dirs;
+}
+
+test("missing parents made after a tar's '.' changed the root's owner are owned as the root was (seeds 410461064, 424449953)", async (t) => {
+  const dirs = await bothTrees(t, Buffer.concat([encodeHeader(base('.', 'dir', { uid: 65535, gid: 1000, mode: 0o750 })), fileEntry('made/by/parents', 'x')]));
+  for (const d of dirs) {
+    t.like(fs.statSync(d), { uid: 65535, gid: 1000 }, `${d}: the root as the tar says`);
+    for (const p of ['made', 'made/by']) t.like(fs.statSync(path.join(d, p)), { uid: 0, gid: 0 }, `${d}: ${p}`);
+  }
+});
+
+test("names under a top-level '.wh..wh.*' (AUFS's hardlink dir) are skipped once their parents are made; deeper down one is a whiteout (seed 2799712491)", async (t) => {
+  const dirs = await bothTrees(
+    t,
+    Buffer.concat([fileEntry('.wh..wh.plnk/x', 'aufs'), encodeHeader(base('.wh..wh.meta', 'dir')), fileEntry('a/.wh.x', 'kept?'), fileEntry('a/.wh..wh.x', '')]),
+  );
+  for (const d of dirs) {
+    t.deepEqual(fs.readdirSync(d).sort(), ['.wh..wh.plnk', 'a'], d);
+    t.deepEqual(fs.readdirSync(path.join(d, '.wh..wh.plnk')), [], `${d}: made as a parent, x skipped`);
+    t.deepEqual(fs.readdirSync(path.join(d, 'a')), [], `${d}: a/.wh..wh.x removed a/.wh.x`);
   }
 });
