@@ -1,5 +1,6 @@
 // The long differential fuzz run (docs/tar-engine.md, "Differential fuzzing"): N generated tars,
-// each applied by `layers` and by `containers-storage` on vfs, trees compared. Prints progress,
+// each applied by `layers` and (where ours accepted it, or on a sample of our refusals) by
+// `containers-storage` on vfs, trees compared. SIGINT/SIGTERM end it early with the report. Prints progress,
 // the counts, the top reasons of our refusals of tars the peer accepts, and the seed of every
 // failure; `--replay SEED` runs that one case and prints everything about it. Root only:
 //   node --import tsx hack/fuzz-tar.ts [--cases 100000] [--seed 1] [--workers 4] [--replay SEED]
