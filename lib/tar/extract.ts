@@ -293,6 +293,10 @@ class Planner {
    *  chroot sees it ('/' and '..' at the top stay at the layer root) */
   globalHeader(name: string): void {
     const rel = path.posix.normalize(`/${name}`).replace(/^\/+/, '');
+    // the peer (Go's reader hands it these members too) applies one named as a whiteout as a
+    // whiteout; GNU tar ignores it: refused (found by the differential fuzzer, seed 2216113716)
+    if (this.opts.whiteouts !== 'keep' && parseWhiteout(path.posix.basename(rel)) && !(rel.startsWith(WHITEOUT_META_PREFIX) && rel !== OPAQUE_WHITEOUT))
+      throw new TarError('ETARFORMAT', `${name}: a volume label or PAX global header named as a whiteout: the peer applies it as one, other readers ignore it`, name);
     if (rel.includes('/')) this.ops.push({ op: 'parents', path: rel });
   }
 

@@ -243,3 +243,26 @@ test("names under a top-level '.wh..wh.*' (AUFS's hardlink dir) are skipped once
     t.deepEqual(fs.readdirSync(path.join(d, 'a')), [], `${d}: a/.wh..wh.x removed a/.wh.x`);
   }
 });
+
+test('a volume label named as a whiteout is refused: the peer applies it as one (seed 2216113716)', async (t) => {
+  const s = tempStore(t);
+  const label = fixChecksum(Buffer.from(encodeHeader(base('a/.wh..wh..opq', 'file'))).fill(0x56, 156, 157));
+  const tar = path.join(s.dir, 'v.tar');
+  fs.writeFileSync(tar, Buffer.concat([fileEntry('a/kept', 'x'), label, END_OF_ARCHIVE]));
+  const r = await s.cli(['import-layer', '-f', tar]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /a\/\.wh\.\.wh\.\.opq: a volume label or PAX global header named as a whiteout/);
+  t.deepEqual(s.records(), []);
+});
+
+test("a hardlink entry with the linked inode's own owner keeps its security.capability (the peer's SafeLchown; seed 2304436510)", async (t) => {
+  await bothTrees(
+    t,
+    Buffer.concat([
+      fileEntry('tool', '#!/bin/sh\n', { mode: 0o755, xattrs: new Map([['security.capability', CAPABILITY]]) }),
+      encodeHeader(base('again', 'hardlink', { linkname: 'tool', mode: 0o2755 })),
+    ]),
+  ).then((dirs) => {
+    for (const d of dirs) t.deepEqual(native().lgetxattr(path.join(d, 'tool'), 'security.capability'), CAPABILITY, d);
+  });
+});
