@@ -258,16 +258,23 @@ class Runner {
     if ((st.st_uid != op.uid || st.st_gid != op.gid) && fchownat(dir, base.c_str(), op.uid, op.gid, AT_SYMLINK_NOFOLLOW) != 0)
       Fail(errno, "fchownat", op.path);
     SetXattrsAt(dir, base, op);
-    if (S_ISLNK(st.st_mode)) return;
     // The peer sets them only if os.Lstat(linkname) succeeds in its chroot on the raw target
     // name: 'b/' on a file or 'a/../b' with 'a' no directory fail there (ENOTDIR), and it skips
+    bool targetIsLink = S_ISLNK(st.st_mode);
     if (op.hasStatTarget) {
       int fd = Openat2(parents_.root(), op.statTarget.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
       if (fd < 0) return;
-      bool isLink = fstat(fd, &st) == 0 && S_ISLNK(st.st_mode);
+      struct stat as;
+      bool isLink = fstat(fd, &as) == 0 && S_ISLNK(as.st_mode);
       close(fd);
       if (isLink) return;
+      // 'a/' where 'a' is a symlink: the peer's lstat follows it and its chmod and chtimes then
+      // change what the symlink points to (found by the fuzzer: the layer root): refused
+      if (targetIsLink)
+        FailWith("ETARFORMAT", EINVAL, "link", op.path,
+                 "a hardlink to a symlink named as a directory ('" + op.statTarget + "'): the peer would change the mode and times of what the symlink points to");
     }
+    if (targetIsLink) return;
     if (fchmodat(dir, base.c_str(), op.mode & 07777, 0) != 0) Fail(errno, "fchmodat", op.path);
     Times(dir, base, op);
   }

@@ -266,3 +266,13 @@ test("a hardlink entry with the linked inode's own owner keeps its security.capa
     for (const d of dirs) t.deepEqual(native().lgetxattr(path.join(d, 'tool'), 'security.capability'), CAPABILITY, d);
   });
 });
+
+test("a hardlink to a symlink named as a directory ('a/') is refused: the peer would chmod what the symlink points to (seed 2081642962)", async (t) => {
+  const s = tempStore(t);
+  const tar = path.join(s.dir, 'l.tar');
+  fs.writeFileSync(tar, Buffer.concat([encodeHeader(base('a', 'symlink', { linkname: '..' })), encodeHeader(base('l', 'hardlink', { linkname: 'a/', mode: 0o644 })), END_OF_ARCHIVE]));
+  const r = await s.cli(['import-layer', '-f', tar]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /l: .*ETARFORMAT: a hardlink to a symlink named as a directory \('a\/'\)/);
+  t.deepEqual(s.records(), []);
+});
