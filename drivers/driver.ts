@@ -70,7 +70,7 @@ export interface DiffOptions {
    * ids, so a layer shifted from its parent's mappings does not differ from it by owner alone
    */
   parentIdMappings?: IdMappings;
-  /** Diff only: files with holes become sparse entries (WriteTarOptions.sparse) */
+  /** Diff only: which files with holes become sparse entries (WriteTarOptions.sparse: unset, those mostly holes) */
   sparse?: boolean;
 }
 

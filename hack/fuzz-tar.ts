@@ -1,5 +1,6 @@
 // The long differential fuzz run (docs/tar-engine.md, "Differential fuzzing"): N generated tars,
-// each applied by `layers` and by `containers-storage` on vfs, trees compared. Prints progress,
+// each applied by `layers` and (where ours accepted it, or on a sample of our refusals) by
+// `containers-storage` on vfs, trees compared. SIGINT/SIGTERM end it early with the report. Prints progress,
 // the counts, the top reasons of our refusals of tars the peer accepts, and the seed of every
 // failure; `--replay SEED` runs that one case and prints everything about it. Root only:
 //   node --import tsx hack/fuzz-tar.ts [--cases 100000] [--seed 1] [--workers 4] [--replay SEED]
@@ -30,8 +31,11 @@ if (replay !== undefined) {
   await runCases([replay], 1, (o) => console.log(JSON.stringify(o, null, 2)));
 } else {
   let last = started;
+  // SIGINT or SIGTERM: no new case; the running ones end, then the report of the cases done
+  let stop = false;
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => ((stop = true), console.log(`${sig}: stopping after the running cases`)));
   const seeds = function* () {
-    for (let i = 0; i < cases; i++) yield caseSeed(runSeed, i);
+    for (let i = 0; i < cases && !stop; i++) yield caseSeed(runSeed, i);
   };
   await runCases(seeds(), workers, (o) => {
     tally.add(o);
@@ -42,7 +46,7 @@ if (replay !== undefined) {
       console.log(`${n}/${cases} cases, ${((last - started) / 1000).toFixed(0)} s, ${(n / ((last - started) / 1000)).toFixed(1)} cases/s; failures ${tally.failures.length}`);
     }
   });
-  console.log(`run seed ${runSeed}, ${cases} cases, ${workers} workers, ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  console.log(`run seed ${runSeed}, ${tally.total()} of ${cases} cases${stop ? ' (stopped)' : ''}, ${workers} workers, ${((Date.now() - started) / 1000).toFixed(0)} s`);
   console.log(tally.report(15));
   const notGnu = tally.peerRefusedCases.filter((o) => o.sameAsGnuTar === false);
   if (notGnu.length) console.log(`peer refused, ours accepted, not GNU tar's tree: ${notGnu.slice(0, 20).map((o) => `${o.seed} (${o.detail})`).join('\n  ')}`);

@@ -105,6 +105,10 @@ export type ApplyOp =
       mtime?: Timespec;
       atime?: Timespec;
       xattrs?: Array<[string, Buffer]>;
+      /** the mode and times are set only if this name (the target as the tar wrote it), looked up
+       *  as in a chroot to the root without following its last component, is there and is no
+       *  symlink: the peer's os.Lstat(linkname) in its chroot (docs/tar-engine.md, K9) */
+      statTarget?: string;
     }
   | {
       op: 'mknod';
@@ -290,9 +294,11 @@ export interface Native {
    *  SIGINT/SIGTERM handler, docs/cli.md "Signals"); a body being copied is finished first */
   cancel(): void;
   /** run an apply batch on a worker thread beneath rootFd */
-  applyBatch(rootFd: number, ops: ApplyOp[]): Promise<BatchResult>;
+  /** parentOwner [uid, gid]: the owner of the missing parent directories the ops make (default:
+   *  the root's; in a setgid directory the group stays the one the kernel gives) */
+  applyBatch(rootFd: number, ops: ApplyOp[], parentOwner?: [number, number]): Promise<BatchResult>;
   /** the same on the calling thread (used for pipe input, where each body must be read before the next header) */
-  applyBatchSync(rootFd: number, ops: ApplyOp[]): BatchResult;
+  applyBatchSync(rootFd: number, ops: ApplyOp[], parentOwner?: [number, number]): BatchResult;
   /** write segments to outFd on a worker thread; `data` holds the bytes segments */
   writeSegments(outFd: number, data: Buffer, segments: TarSegment[], opts: WriteOptions): Promise<WriteResult>;
   /** mount(2); a null source, fstype or data is passed as NULL. flags from mountFlags */

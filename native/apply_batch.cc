@@ -1,5 +1,6 @@
 // applyBatch / applyBatchSync: see ApplyOp in lib/native.ts for the semantics of each op.
 #include <fcntl.h>
+#include <linux/openat2.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -32,6 +33,8 @@ struct Op {
   uint32_t major = 0, minor = 0;
   bool hasTimes = false;
   bool hasOwner = false;
+  bool hasStatTarget = false;
+  std::string statTarget;  // a hardlink's target as the tar wrote it (K9)
   struct timespec times[2] = {};  // atime, mtime
   std::vector<std::pair<std::string, std::vector<char>>> xattrs;
   int srcFd = -1;
@@ -47,6 +50,23 @@ struct Result {
   CopyStats stats;
   uint64_t ops = 0;
 };
+
+// applyBatch's optional third argument, [uid, gid]: the owner of the missing parents it makes
+struct ParentOwner {
+  bool set = false;
+  uint32_t uid = 0, gid = 0;
+};
+
+ParentOwner ParentOwnerOf(const Napi::CallbackInfo& info) {
+  ParentOwner o;
+  if (info.Length() > 2 && info[2].IsArray()) {
+    Napi::Array a = info[2].As<Napi::Array>();
+    o.set = true;
+    o.uid = a.Get(0u).As<Napi::Number>().Uint32Value();
+    o.gid = a.Get(1u).As<Napi::Number>().Uint32Value();
+  }
+  return o;
+}
 
 // ---- parsing on the main thread: everything is copied out of JS before the worker runs
 
@@ -68,6 +88,7 @@ Op Parse(Napi::Object o, std::vector<Napi::ObjectReference>& keep) {
   op.path = NameFromJs(o.Get("path"));
   if (op.path.empty() || op.path[0] == '/') throw Napi::TypeError::New(o.Env(), "applyBatch: path must be relative: '" + op.path + "'");
   if (o.Has("target")) op.target = NameFromJs(o.Get("target"));
+  if (o.Has("statTarget")) op.statTarget = NameFromJs(o.Get("statTarget")), op.hasStatTarget = true;
   if (o.Has("mode")) op.mode = U32(o, "mode");
   if (o.Has("uid")) op.uid = U32(o, "uid"), op.hasOwner = true;
   if (o.Has("gid")) op.gid = U32(o, "gid");
@@ -139,7 +160,9 @@ void SetXattrsAt(int dirfd, const std::string& base, const Op& op) {
 
 class Runner {
  public:
-  explicit Runner(int rootFd) : parents_(rootFd), targets_(rootFd) {}
+  Runner(int rootFd, const ParentOwner& owner) : parents_(rootFd), targets_(rootFd) {
+    if (owner.set) parents_.SetParentOwner(owner.uid, owner.gid);
+  }
 
   void Run(const Op& op, Result& r) {
     std::string base;
@@ -228,11 +251,30 @@ class Runner {
   // the mode and times on the linked inode (docs/tar-engine.md, K4). Chown first: it clears setuid.
   void LinkedInode(int dir, const std::string& base, const Op& op) {
     if (!op.hasOwner) return;
-    if (fchownat(dir, base.c_str(), op.uid, op.gid, AT_SYMLINK_NOFOLLOW) != 0) Fail(errno, "fchownat", op.path);
-    SetXattrsAt(dir, base, op);
     struct stat st;
     if (fstatat(dir, base.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) Fail(errno, "fstatat", op.path);
-    if (S_ISLNK(st.st_mode)) return;
+    // only a change of owner: a chown clears security.capability, and the peer's SafeLchown
+    // skips it when the ids are already those (found by the differential fuzzer)
+    if ((st.st_uid != op.uid || st.st_gid != op.gid) && fchownat(dir, base.c_str(), op.uid, op.gid, AT_SYMLINK_NOFOLLOW) != 0)
+      Fail(errno, "fchownat", op.path);
+    SetXattrsAt(dir, base, op);
+    // The peer sets them only if os.Lstat(linkname) succeeds in its chroot on the raw target
+    // name: 'b/' on a file or 'a/../b' with 'a' no directory fail there (ENOTDIR), and it skips
+    bool targetIsLink = S_ISLNK(st.st_mode);
+    if (op.hasStatTarget) {
+      int fd = Openat2(parents_.root(), op.statTarget.c_str(), O_PATH | O_NOFOLLOW | O_CLOEXEC, 0, RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS);
+      if (fd < 0) return;
+      struct stat as;
+      bool isLink = fstat(fd, &as) == 0 && S_ISLNK(as.st_mode);
+      close(fd);
+      if (isLink) return;
+      // 'a/' where 'a' is a symlink: the peer's lstat follows it and its chmod and chtimes then
+      // change what the symlink points to (found by the fuzzer: the layer root): refused
+      if (targetIsLink)
+        FailWith("ETARFORMAT", EINVAL, "link", op.path,
+                 "a hardlink to a symlink named as a directory ('" + op.statTarget + "'): the peer would change the mode and times of what the symlink points to");
+    }
+    if (targetIsLink) return;
     if (fchmodat(dir, base.c_str(), op.mode & 07777, 0) != 0) Fail(errno, "fchmodat", op.path);
     Times(dir, base, op);
   }
@@ -314,8 +356,8 @@ class Runner {
   std::vector<char> buf_;
 };
 
-void RunAll(int rootFd, const std::vector<Op>& ops, Result& r) {
-  Runner run(rootFd);
+void RunAll(int rootFd, const std::vector<Op>& ops, const ParentOwner& owner, Result& r) {
+  Runner run(rootFd, owner);
   for (size_t i = 0; i < ops.size(); i++) {
     try {
       CheckCancel(ops[i].path);
@@ -349,12 +391,12 @@ std::vector<Op> ParseAll(Napi::Array a, std::vector<Napi::ObjectReference>& keep
 
 class ApplyWorker : public Napi::AsyncWorker {
  public:
-  ApplyWorker(Napi::Env env, int rootFd, std::vector<Op> ops, std::vector<Napi::ObjectReference> keep)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), root_(rootFd), ops_(std::move(ops)), keep_(std::move(keep)) {}
+  ApplyWorker(Napi::Env env, int rootFd, std::vector<Op> ops, std::vector<Napi::ObjectReference> keep, ParentOwner owner)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), root_(rootFd), ops_(std::move(ops)), keep_(std::move(keep)), owner_(owner) {}
   Napi::Promise Promise() { return deferred_.Promise(); }
   void Execute() override {
     try {
-      RunAll(root_, ops_, result_);
+      RunAll(root_, ops_, owner_, result_);
     } catch (const SysError& e) {
       err_ = e;
       SetError(e.syscall);  // OnError rejects with err_, not this
@@ -368,6 +410,7 @@ class ApplyWorker : public Napi::AsyncWorker {
   int root_;
   std::vector<Op> ops_;
   std::vector<Napi::ObjectReference> keep_;  // hashes the ops feed stay alive until done
+  ParentOwner owner_;
   Result result_;
   SysError err_;
 };
@@ -375,7 +418,7 @@ class ApplyWorker : public Napi::AsyncWorker {
 Napi::Value ApplyBatch(const Napi::CallbackInfo& info) {
   std::vector<Napi::ObjectReference> keep;
   std::vector<Op> ops = ParseAll(info[1].As<Napi::Array>(), keep);
-  auto* w = new ApplyWorker(info.Env(), info[0].As<Napi::Number>().Int32Value(), std::move(ops), std::move(keep));
+  auto* w = new ApplyWorker(info.Env(), info[0].As<Napi::Number>().Int32Value(), std::move(ops), std::move(keep), ParentOwnerOf(info));
   Napi::Promise p = w->Promise();
   w->Queue();
   return p;
@@ -386,7 +429,7 @@ Napi::Value ApplyBatchSync(const Napi::CallbackInfo& info) {
   std::vector<Op> ops = ParseAll(info[1].As<Napi::Array>(), keep);
   Result r;
   try {
-    RunAll(info[0].As<Napi::Number>().Int32Value(), ops, r);
+    RunAll(info[0].As<Napi::Number>().Int32Value(), ops, ParentOwnerOf(info), r);
   } catch (const SysError& e) {
     throw ToJsError(info.Env(), e);
   }

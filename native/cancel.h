@@ -1,6 +1,7 @@
 // The process-wide cancel flag: `cancel()` from JS (the CLI's SIGINT/SIGTERM handler,
 // docs/cli.md "Signals") sets it, and the long loops on worker threads (apply batch, tar
-// segment writer, owner shift) check it between files, failing with ECANCELED so that the
+// segment writer, owner shift) check it between files, and the copy engine between the chunks
+// of one body (copy.cc), failing with ECANCELED so that the
 // operation unwinds through its normal failure path (the half-made layer removed, the locks
 // released). It is never cleared: the process is about to exit. Cleanups (rm, unmount, the
 // per-directory scan) do not check it, so they still run after it is set.

@@ -79,12 +79,16 @@ int ParentCache::MakeParent(const std::string& rel, std::string& base) {
   }
   struct stat rootSt;
   if (fstat(root_, &rootSt) != 0) Fail(errno, "fstat", rel);
+  uid_t uid = ownerSet_ ? ownerUid_ : rootSt.st_uid;
+  gid_t gid = ownerSet_ ? ownerGid_ : rootSt.st_gid;
   while (have < dir.size()) {
     size_t next = dir.find('/', have);
     if (next == std::string::npos) next = dir.size();
     std::string comp = dir.substr(have, next - have);
     if (mkdirat(fd, comp.c_str(), 0755) == 0) {
-      if (fchownat(fd, comp.c_str(), rootSt.st_uid, rootSt.st_gid, AT_SYMLINK_NOFOLLOW) != 0) Fail(errno, "fchownat", rel);
+      struct stat in;
+      if (fstat(fd, &in) != 0) Fail(errno, "fstat", rel);
+      if (fchownat(fd, comp.c_str(), uid, (in.st_mode & S_ISGID) ? static_cast<gid_t>(-1) : gid, AT_SYMLINK_NOFOLLOW) != 0) Fail(errno, "fchownat", rel);
     } else if (errno != EEXIST) {
       int e = errno;
       close(fd);

@@ -19,9 +19,12 @@ class ParentCache {
   // The fd of rel's parent directory (the root itself for a top-level name); `base` gets the
   // last component. The fd stays owned by the cache. Throws SysError naming rel.
   int Parent(const std::string& rel, std::string& base);
-  // The same, making missing parent directories (0755, owned like the root), as tar does:
-  // a layer tar may name a file before, or without, its directory.
+  // The same, making missing parent directories (0755, owned like the root, or by the owner
+  // SetParentOwner gave; in a setgid directory the group is the one the kernel gives, as the
+  // peer's MkdirAll keeps it), as tar does: a layer tar may name a file before, or without, its directory.
   int MakeParent(const std::string& rel, std::string& base);
+  // The owner of the parents MakeParent makes: the layer root's before a tar's '.' changed it.
+  void SetParentOwner(unsigned uid, unsigned gid) { ownerSet_ = true, ownerUid_ = uid, ownerGid_ = gid; }
   // Forget the cached parent: its directory may have been removed or replaced.
   void Reset();
   int root() const { return root_; }
@@ -30,6 +33,8 @@ class ParentCache {
   int root_;
   std::string dir_;
   int fd_ = -1;
+  bool ownerSet_ = false;
+  unsigned ownerUid_ = 0, ownerGid_ = 0;
 };
 
 // Remove name in dir, recursively for a directory, never following a symlink.

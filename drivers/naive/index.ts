@@ -178,13 +178,14 @@ export async function treeChanges(layerDir: string, parentDir: string | undefine
   return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
-/** Bytes of file bodies that treeDiff would write, each inode counted once. */
+/** The apparent size (st_size, holes included) of every added or changed name but directories,
+ *  each inode once: the peer's archive.ChangesSize, which counts a symlink as its target's length. */
 export async function treeDiffSize(layerDir: string, parentDir: string | undefined, opts: DiffOptions = {}): Promise<number> {
   const seen = new Set<string>();
   let size = 0;
   for (const c of compareTrees(layerDir, parentDir, ownerMappings(opts))) {
     const st = c.node?.st;
-    if (!st || !st.isFile()) continue;
+    if (!st || st.isDirectory()) continue;
     const key = inodeKey(st);
     if (seen.has(key)) continue;
     seen.add(key);

@@ -77,7 +77,8 @@ export interface DiffOptions {
   reference?: string;
   /** compress the output: gzip (the peer's diff --gzip) or zstd (ours); uncompressed when unset */
   compression?: OutputCompression;
-  /** files with holes as PAX 1.0 sparse entries (ours, GNU tar's --sparse) */
+  /** files with holes as PAX 1.0 sparse entries: true, all (GNU tar's --sparse); false, none
+   *  (every byte, as the peer writes); unset, those mostly holes (WriteTarOptions.sparse) */
   sparse?: boolean;
 }
 
@@ -441,7 +442,9 @@ async function writeDiff(ctx: StoreContext, ref: string, fd: number, opts: DiffO
   const { rec, against, opts: compared } = comparison(ctx, ref, opts.reference);
   const diffOpts = { ...compared, sparse: opts.sparse };
   // against the parent, an applied layer gives back the tar it was applied from, as the peer's Diff does
-  const record = against === rec.parent && !opts.sparse ? layerTarSplit(ctx, rec.id) : undefined;
+  // (sparse entries by default where files are mostly holes: a recorded tar is given back as it
+  // was, sparse or not; only an explicit choice of sparse or dense entries writes a new one)
+  const record = against === rec.parent && opts.sparse === undefined ? layerTarSplit(ctx, rec.id) : undefined;
   const writeTar = async (out: number) => {
     if (record) await assembleLayerTar(ctx, rec.id, record, out);
     else await ctx.driver.diff(rec.id, against, out, diffOpts);

@@ -11,7 +11,7 @@ import type { ApplyOp, Sha256 } from '../native.ts';
 import { hostMapper, type IdMappings } from '../idmap.ts';
 import { readEntry, padding } from './header.ts';
 import { FileSource, PipeSource, type BlockSource } from './source.ts';
-import { overlayOpaqueXattr, overlayWhiteoutOp, parseWhiteout } from './whiteout.ts';
+import { OPAQUE_WHITEOUT, overlayOpaqueXattr, overlayWhiteoutOp, parseWhiteout, WHITEOUT_META_PREFIX, WHITEOUT_PREFIX } from './whiteout.ts';
 import { nativeToTarError } from './native-errors.ts';
 import { TarError } from './errors.ts';
 import { decodeName, fsPath } from './names.ts';
@@ -74,13 +74,16 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
   const hashed = fromFile && !section ? native().hashTar(inFd, hash) : undefined;
   hashed?.catch(() => undefined); // awaited below; a failure must not count as unhandled meanwhile
   const rootFd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
+  // missing parents are owned as the root was before the tar's '.' (K2) changed it (found by the fuzzer)
+  const rootSt = fs.fstatSync(rootFd);
+  const parentOwner: [number, number] = [rootSt.uid, rootSt.gid];
   const plan = new Planner(inFd, root, opts, section ? sectionHash : fromFile ? undefined : hash, !fromFile);
   let pending: Promise<void> = Promise.resolve();
   let wrote = false;
   const run = async (ops: ApplyOp[]) => {
     wrote ||= ops.length > 0;
     await pending; // batches depend on the ones before (parent dirs, hardlink targets)
-    pending = native().applyBatch(rootFd, ops).then(
+    pending = native().applyBatch(rootFd, ops, parentOwner).then(
       () => undefined,
       (err) => {
         throw nativeToTarError(err, ops, 'extracting');
@@ -121,7 +124,7 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
       } else if (!fromFile && e.type === 'file') {
         // the body is next in the pipe: copy it now, before the next header is read
         wrote = true;
-        runSync(rootFd, plan.take());
+        runSync(rootFd, plan.take(), parentOwner);
         section?.body(e.size);
         src.advance(e.size);
         src.skip(padding(e.size));
@@ -162,9 +165,9 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
   }
 }
 
-function runSync(rootFd: number, ops: ApplyOp[]): void {
+function runSync(rootFd: number, ops: ApplyOp[], parentOwner: [number, number]): void {
   try {
-    native().applyBatchSync(rootFd, ops);
+    native().applyBatchSync(rootFd, ops, parentOwner);
   } catch (err) {
     throw nativeToTarError(err, ops, 'extracting');
   }
@@ -257,7 +260,15 @@ class Planner {
     const dir = path.posix.dirname(e.name);
     const base = path.posix.basename(e.name);
     if (this.opts.whiteouts !== 'keep') {
-      const wh = parseWhiteout(base);
+      // AUFS bookkeeping: the peer skips every name a top-level '.wh..wh.*' starts (its hardlink
+      // dir '.wh..wh.plnk' and what is in it) once it made its parents (K3); deeper down such a
+      // name is a plain whiteout of '.wh.*' there (found by the differential fuzzer)
+      if (e.name.startsWith(WHITEOUT_META_PREFIX) && e.name !== OPAQUE_WHITEOUT) {
+        if (dir !== '.') this.ops.push({ op: 'parents', path: e.name });
+        return;
+      }
+      const parsed = parseWhiteout(base);
+      const wh = parsed?.kind === 'meta' ? { kind: 'whiteout' as const, target: base.slice(WHITEOUT_PREFIX.length) } : parsed;
       if (wh) return this.whiteout(e, dir, wh);
     }
     if (e.sparse && e.sparse.realSize > this.capacity()) {
@@ -271,7 +282,7 @@ class Planner {
     const timed = times.mtime === e.mtime && times.atime === e.atime ? e : { ...e, ...times };
     const op = entryOp(timed, uid, gid, e.type === 'file' ? { srcFd: this.inFd, srcOffset: this.fromPipe ? -1 : e.dataOffset, hash: this.pipeHash } : undefined, this.keepXattr);
     // the peer sets a hardlink entry's owner, mode, xattrs and times on the linked inode (K4)
-    if (op.op === 'hardlink') Object.assign(op, { uid, gid, mode: e.mode, ...times, ...(e.xattrs ? { xattrs: [...e.xattrs].filter(([k]) => this.keepXattr(k)) } : {}) });
+    if (op.op === 'hardlink') Object.assign(op, { uid, gid, mode: e.mode, ...times, ...(e.xattrs ? { xattrs: [...e.xattrs].filter(([k]) => this.keepXattr(k)) } : {}), ...(e.linknameAsWritten !== undefined ? { statTarget: e.linknameAsWritten } : {}) });
     this.ops.push(op);
     if (op.op === 'file') this.size += e.sparse ? e.sparse.realSize : e.size;
     if (op.op === 'dir') this.dirs.set(e.name, { op, ...times });
@@ -282,6 +293,10 @@ class Planner {
    *  chroot sees it ('/' and '..' at the top stay at the layer root) */
   globalHeader(name: string): void {
     const rel = path.posix.normalize(`/${name}`).replace(/^\/+/, '');
+    // the peer (Go's reader hands it these members too) applies one named as a whiteout as a
+    // whiteout; GNU tar ignores it: refused (found by the differential fuzzer, seed 2216113716)
+    if (this.opts.whiteouts !== 'keep' && parseWhiteout(path.posix.basename(rel)) && !(rel.startsWith(WHITEOUT_META_PREFIX) && rel !== OPAQUE_WHITEOUT))
+      throw new TarError('ETARFORMAT', `${name}: a volume label or PAX global header named as a whiteout: the peer applies it as one, other readers ignore it`, name);
     if (rel.includes('/')) this.ops.push({ op: 'parents', path: rel });
   }
 

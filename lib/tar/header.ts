@@ -466,6 +466,7 @@ function finishEntry(src: BlockSource, block: Buffer, type: number, headerSize: 
     else {
       try {
         entry.linkname = normalizeEntryName(link);
+        if (entry.linkname !== link) entry.linknameAsWritten = link;
       } catch (err) {
         if (err instanceof TarError) throw new TarError(err.code, `${name}: hardlink target ${JSON.stringify(link)}: ${pathReason(err)}`, name, at);
         throw err;

@@ -28,6 +28,9 @@ export interface TarEntry {
   ctime?: Timespec;
   /** symlink target, or the hardlink's target name */
   linkname?: string;
+  /** a hardlink's target as the tar wrote it, when normalizing changed it ('a/../b', 'b/'): the
+   *  peer stats this name (docs/tar-engine.md, "One tree", K9) */
+  linknameAsWritten?: string;
   devmajor?: number;
   devminor?: number;
   /** extended attributes with raw byte values (SCHILY.xattr.*) */

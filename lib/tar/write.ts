@@ -30,9 +30,12 @@ export interface WriteTarOptions {
   method?: CopyRequest;
   /** offset of the tar in outFd; default: the fd's position */
   outOffset?: number;
-  /** write files with holes as PAX 1.0 sparse entries (GNU tar's --sparse): only their data
-   *  ranges are stored, and extractors that know the format (GNU tar, ours, Go's) make the
-   *  holes again. Off by default: the tar of a file then does not depend on where it has holes */
+  /** which files (of SPARSE_MIN_SIZE or more) become PAX 1.0 sparse entries: only their data
+   *  ranges are stored, and extractors that know the format (GNU tar, ours, Go's) make the holes
+   *  again. true: every file with a hole (GNU tar's --sparse); false: none, every byte written
+   *  (as the peer does); unset: those whose holes are most of them (MOSTLY_HOLES), so that a
+   *  disk image of a few MiB of data in 100 GiB of holes is not written as 100 GiB of zeros
+   *  (docs/tar-engine.md, "Sparse files") */
   sparse?: boolean;
   /** false: leave out the end-of-archive blocks, for a tar more sections follow (sections.ts) */
   endOfArchive?: boolean;
@@ -57,8 +60,12 @@ export const ALIGN_MIN_BODY = 64 << 10;
  *  the few blocks a hole in them could save. */
 export const SPARSE_MIN_SIZE = 64 << 10;
 
-/** The file's data ranges when it has holes worth leaving out of the tar, else undefined. */
-function holesOf(rootFd: number, entry: TarEntry, bodyPath: string): SparseMap | undefined {
+/** By default a file becomes a sparse entry when its data is at most this share of its size. */
+export const MOSTLY_HOLES = 0.5;
+
+/** The file's data ranges when it has holes worth leaving out of the tar (any hole, or with
+ *  `mostly`, holes that are most of it), else undefined. */
+function holesOf(rootFd: number, entry: TarEntry, bodyPath: string, mostly: boolean): SparseMap | undefined {
   const flat = native().dataRanges(rootFd, bodyPath);
   const map: SparseMap['map'] = [];
   let stored = 0;
@@ -70,7 +77,8 @@ function holesOf(rootFd: number, entry: TarEntry, bodyPath: string): SparseMap |
     map.push({ offset, length });
     stored += length;
   }
-  return stored < entry.size ? { realSize: entry.size, map } : undefined;
+  const worth = mostly ? stored <= entry.size * MOSTLY_HOLES : stored < entry.size;
+  return worth ? { realSize: entry.size, map } : undefined;
 }
 
 /**
@@ -172,7 +180,7 @@ export async function writeTar(root: string, items: Iterable<TarItem>, outFd: nu
       let { entry } = item;
       const { bodyPath } = item;
       if (entry.type === 'file' && entry.size > 0 && bodyPath === undefined) throw new Error(`writeTar: entry ${entry.name} has a body but no file`);
-      const sparse = opts.sparse && entry.type === 'file' && entry.size >= SPARSE_MIN_SIZE ? holesOf(rootFd, entry, bodyPath!) : undefined;
+      const sparse = opts.sparse !== false && entry.type === 'file' && entry.size >= SPARSE_MIN_SIZE ? holesOf(rootFd, entry, bodyPath!, opts.sparse === undefined) : undefined;
       if (sparse) {
         // the header, then the PAX 1.0 map at the start of the body, then the data ranges only
         entry = { ...entry, size: sparse.map.reduce((n, r) => n + r.length, 0), sparse };

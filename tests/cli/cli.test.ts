@@ -4,7 +4,8 @@ import test from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { gnuTar, makeTree, runCli, tarNames, tempStore, type TempStore } from '../fixtures/store.ts';
+import { gnuTar, makeTree, runCli, sha256File, tarNames, tempStore, type TempStore } from '../fixtures/store.ts';
+import { readAll } from '../tar/gnutar.ts';
 
 async function withBase(t: Parameters<typeof tempStore>[0]): Promise<{ s: TempStore; tar: string; base: string }> {
   const s = tempStore(t);
@@ -104,6 +105,46 @@ test('applydiff adds to a layer; input refused at its start leaves it as it was;
   t.is(u.code, 1);
   t.regex(u.stderr, /layer "nope": layer not known/);
   t.is((await s.cli(['applydiff'])).code, 2);
+});
+
+test('diff: a file mostly holes is a sparse entry by default, --no-sparse writes every byte, a recorded tar comes back as it was; diffsize is the peer\'s', async (t) => {
+  const { s } = await withBase(t);
+  await s.cli(['create-layer', '-n', 'vm', 'base']);
+  const dir = (await s.cli(['mount', 'vm'])).stdout.trim();
+  const holey = (name: string, size: number, data: number) => {
+    const fd = fs.openSync(path.join(dir, name), 'w');
+    fs.writeSync(fd, Buffer.alloc(data, 7), 0, data, 0);
+    fs.ftruncateSync(fd, size);
+    fs.closeSync(fd);
+  };
+  holey('disk.img', 256 << 20, 64 << 10); // 64 KiB of data in 256 MiB: mostly holes
+  holey('half', 128 << 10, 96 << 10); // 96 KiB of data in 128 KiB: mostly data
+  fs.symlinkSync('disk.img', path.join(dir, 'link'));
+  await s.cli(['unmount', 'vm']);
+  const sparseOf = (tar: string) => Object.fromEntries(readAll(tar).filter((e) => e.type === 'file').map((e) => [e.name, e.sparse !== undefined]));
+
+  const out = path.join(s.dir, 'vm.tar');
+  t.is((await s.cli(['diff', '-f', out, 'vm'])).code, 0);
+  t.deepEqual(sparseOf(out), { 'disk.img': true, half: false });
+  t.true(fs.statSync(out).size < 1 << 20, `${fs.statSync(out).size} bytes`);
+  // the peer's ChangesSize: every name but directories at its apparent size, a symlink its target's length
+  const want = `${(256 << 20) + (128 << 10) + 'disk.img'.length}\n`;
+  t.is((await s.cli(['diffsize', 'vm'])).stdout, want);
+  t.is(s.peer(['diffsize', 'vm']).stdout, want);
+
+  const plain = path.join(s.dir, 'plain.tar');
+  t.is((await s.cli(['diff', '--no-sparse', '-f', plain, 'vm'])).code, 0);
+  t.deepEqual(sparseOf(plain), { 'disk.img': false, half: false });
+  t.true(fs.statSync(plain).size > 256 << 20);
+  t.is((await s.cli(['diff', '-S', '--no-sparse', 'vm'])).code, 2);
+  // applied from that tar, the layer has a tar-split record: its diff is that tar, byte for byte
+  const again = await s.cli(['import-layer', '-n', 'again', '-f', plain, 'base']);
+  t.is(again.code, 0, again.stderr);
+  const back = path.join(s.dir, 'back.tar');
+  t.is((await s.cli(['diff', '-f', back, 'again'])).code, 0);
+  t.is(await sha256File(back), await sha256File(plain));
+  t.is((await s.cli(['diffsize', 'again'])).stdout, want);
+  t.is(s.peer(['diffsize', 'again']).stdout, want);
 });
 
 test('diff --sparse leaves the holes of a VM disk image out of the tar; applying it makes them again', async (t) => {

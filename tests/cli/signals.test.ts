@@ -8,6 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { LockFile } from '../../lib/lockfile.ts';
+import { END_OF_ARCHIVE, encodeHeader, padding } from '../../lib/tar/header.ts';
+import { loopFs } from '../fixtures/fs.ts';
 import { BIN, gnuTar, tempStore, type TempStore } from '../fixtures/store.ts';
 import { makeBulkTree } from '../fixtures/tree.ts';
 
@@ -30,7 +32,13 @@ const layerDir = (s: TempStore, id: string) => path.join(s.root, 'vfs', 'dir', i
  * Start `layers ARGS`, wait until it is writing files into a new (incomplete) layer, send
  * `signal`, and resolve with how the process ended and the id of the layer it was making.
  */
-async function interrupt(s: TempStore, args: string[], signal: NodeJS.Signals, waitForFiles = true): Promise<{ status: number; stderr: string; id: string }> {
+async function interrupt(
+  s: TempStore,
+  args: string[],
+  signal: NodeJS.Signals,
+  waitForFiles: boolean | ((layerDir: string) => boolean) = true,
+): Promise<{ status: number; stderr: string; id: string }> {
+  const ready = typeof waitForFiles === 'function' ? waitForFiles : (dir: string) => !waitForFiles || fs.existsSync(path.join(dir, 'd0'));
   const child = spawn(process.execPath, [BIN, '-g', s.root, '-R', s.runroot, '-s', 'vfs', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr!.setEncoding('utf8').on('data', (d) => (stderr += d));
@@ -43,7 +51,7 @@ async function interrupt(s: TempStore, args: string[], signal: NodeJS.Signals, w
   // the layer's first directory of files (d0) exists: its data is being written (or, without
   // waitForFiles, its record is: the cancel flag stays set, so the first file the native loop
   // reaches stops it; an apply of a fast machine's tar may finish before d0 is seen)
-  while (!exited && !(id !== undefined && (!waitForFiles || fs.existsSync(path.join(layerDir(s, id), 'd0'))))) {
+  while (!exited && !(id !== undefined && ready(layerDir(s, id)))) {
     await new Promise((r) => setTimeout(r, 5));
     try {
       id = (s.records() as Array<{ id: string; flags?: { incomplete?: boolean } }>).find((r) => r.flags?.incomplete)?.id;
@@ -113,4 +121,59 @@ test.serial('SIGTERM while a zstd input is decompressed (before any tar is read)
   t.deepEqual(s.records(), []);
   t.false(fs.existsSync(layerDir(s, r.id)));
   t.true(layersLockFree(s));
+});
+
+/** a tar on the store's filesystem: 'big' (1 GiB of data, no holes), then 'small' */
+function bigBodyTar(s: TempStore): string {
+  const BIG = 1 << 30;
+  const tar = path.join(s.dir, 'big-body.tar');
+  const fd = fs.openSync(tar, 'w');
+  try {
+    const mtime = { sec: 1600000000, nsec: 0 };
+    fs.writeSync(fd, encodeHeader({ name: 'big', type: 'file', mode: 0o644, uid: 0, gid: 0, size: BIG, mtime }));
+    const chunk = Buffer.alloc(1 << 20, 'layers ');
+    for (let n = 0; n < BIG; n += chunk.length) fs.writeSync(fd, chunk);
+    fs.writeSync(fd, Buffer.concat([encodeHeader({ name: 'small', type: 'file', mode: 0o644, uid: 0, gid: 0, size: 5, mtime }), Buffer.from('small'), Buffer.alloc(padding(5)), END_OF_ARCHIVE]));
+  } finally {
+    fs.closeSync(fd);
+  }
+  return tar;
+}
+
+/** the layer's 'big' has 64 MiB or more of its 1 GiB: its body copy is under way */
+const copying = (dir: string) => {
+  try {
+    return fs.statSync(path.join(dir, 'big')).size >= 64 << 20;
+  } catch {
+    return false;
+  }
+};
+
+test.serial('SIGTERM inside the body copy of a 1 GiB file: the copy stops at its next chunk (the error names that file, not the next), no layer is left, the lock is free', async (t) => {
+  // on a loop fs of its own: a copy that did not stop would fill it, not the machine's disk
+  const s = tempStore(t, loopFs(t, 'ext4', 3 * 2 ** 30));
+  const tar = bigBodyTar(s);
+  const r = await interrupt(s, ['import-layer', '-f', tar], 'SIGTERM', copying);
+  t.is(r.status, 143, r.stderr);
+  t.regex(r.stderr, /ECANCELED.*'big'/);
+  t.not(r.id, '');
+  t.deepEqual(s.records(), []);
+  t.false(fs.existsSync(layerDir(s, r.id)));
+  t.true(layersLockFree(s));
+});
+
+test.serial('SIGINT inside the copy of a 1 GiB file into a child layer: the copy stops at its next chunk, the child is gone, the parent intact', async (t) => {
+  const s = tempStore(t, loopFs(t, 'ext4', 4 * 2 ** 30));
+  const tar = bigBodyTar(s);
+  const base = await s.cli(['import-layer', '-f', tar]);
+  t.is(base.code, 0, base.stderr);
+  fs.rmSync(tar);
+  const baseId = base.stdout.slice(0, 64);
+  const r = await interrupt(s, ['create-layer', baseId], 'SIGINT', copying);
+  t.is(r.status, 130, r.stderr);
+  t.regex(r.stderr, /ECANCELED.*'big'/);
+  t.deepEqual(s.records().map((rec) => rec.id), [baseId]);
+  t.false(fs.existsSync(layerDir(s, r.id)));
+  t.true(layersLockFree(s));
+  t.is(fs.statSync(path.join(layerDir(s, baseId), 'big')).size, 1 << 30);
 });

@@ -12,6 +12,7 @@ import { FileSource } from '../../lib/tar/source.ts';
 import type { TarEntry } from '../../lib/tar/types.ts';
 import { dirOn, loopFs, tempDir, type FsKind } from '../fixtures/fs.ts';
 import { makeRichTree, snapshotTree, CAPABILITY, LONG_NAME } from '../fixtures/tree.ts';
+import { readAll } from './gnutar.ts';
 
 const GNU_X = ['--xattrs', '--xattrs-include=*', '--numeric-owner', '-p'];
 const GNU_C = ['--format=pax', '--xattrs', '--xattrs-include=*', '--numeric-owner'];
@@ -472,12 +473,34 @@ for (const kind of ['ext4', 'btrfs', 'xfs'] as const satisfies readonly FsKind[]
         t.true(fs.statSync(b).blocks * 512 <= fs.statSync(a).blocks * 512 + (1 << 20), `${who}: ${name} keeps its holes (${fs.statSync(b).blocks} blocks)`);
       }
     }
-    // without the option a file with holes is a plain entry: every byte stored (the 64 MiB file
-    // alone here: with the others it would not fit on this filesystem as a plain tar)
+    // sparse: false, a file with holes is a plain entry: every byte stored, as the peer writes
+    // (the 64 MiB file alone here: with the others it would not fit on this filesystem as a plain tar)
+    const tailOnly = () => [...treeItems(src)].filter((i) => i.entry.name === 'tail-hole');
     const plain = path.join(mnt, 'plain.tar');
-    const out = fs.openSync(plain, 'w');
-    await writeTar(src, [...treeItems(src)].filter((i) => i.entry.name === 'tail-hole'), out, { outOffset: 0 });
+    let out = fs.openSync(plain, 'w');
+    await writeTar(src, tailOnly(), out, { outOffset: 0, sparse: false });
     fs.closeSync(out);
     t.true(fs.statSync(plain).size > 64 << 20, 'a plain entry stores the hole as zeros');
+    // unset (the default): sparse where the holes are most of the file, plain where they are not
+    const half = path.join(mnt, 'half');
+    fs.mkdirSync(half);
+    fd = fs.openSync(path.join(half, 'mostly-data'), 'w'); // 320 KiB of data, a 64 KiB hole at the end
+    fs.writeSync(fd, Buffer.alloc(320 << 10, 5), 0, 320 << 10, 0);
+    fs.ftruncateSync(fd, 384 << 10);
+    fs.closeSync(fd);
+    for (const [dir, items, opts, sparse] of [
+      [src, tailOnly, {}, true],
+      [half, () => treeItems(half), {}, false],
+      [half, () => treeItems(half), { sparse: true }, true],
+    ] as const) {
+      const p = path.join(mnt, 'default.tar');
+      out = fs.openSync(p, 'w');
+      await writeTar(dir, items(), out, { outOffset: 0, ...opts });
+      fs.closeSync(out);
+      const listed = execFileSync('tar', ['-tvf', p], { encoding: 'utf8' });
+      const entries = readAll(p).filter((e) => e.type === 'file');
+      t.is(entries.length, 1, listed);
+      t.is(entries[0].sparse !== undefined, sparse, `${entries[0].name} with ${JSON.stringify(opts)}: ${listed}`);
+    }
   });
 }

@@ -12,6 +12,7 @@ import { END_OF_ARCHIVE, encodeHeader, padding } from '../../lib/tar/header.ts';
 import type { TarEntry } from '../../lib/tar/types.ts';
 import { tempDir } from '../fixtures/fs.ts';
 import { tempStore } from '../fixtures/store.ts';
+import { differences, snapshot } from '../fuzz/compare.ts';
 import { fixChecksum, gnuTar, paxBlocks, readAll, writeTarFile } from './gnutar.ts';
 
 const CAPABILITY = Buffer.from('0100000200200000000000000000000000000000', 'hex');
@@ -176,4 +177,102 @@ test('a V7 header (no ustar or GNU magic) has no device fields: 0:0, as Go and G
   fs.writeFileSync(p, Buffer.concat([fixChecksum(h), END_OF_ARCHIVE]));
   t.like(readAll(p)[0], { name: 'e', type: 'char', devmajor: 0, devminor: 0 });
   t.regex(gnuTar(['--numeric-owner', '-tvf', p]), /^c[-rwx]{9} 0\/0 +0,0 /);
+});
+
+test("a hardlink's mode and mtime reach the linked inode only where the peer's lstat of the target as written succeeds (K9, found by the differential fuzzer)", async (t) => {
+  // seed 1114085508 ('a/../b' with 'a' a device) and K9 ('c/' on a file): the peer's
+  // os.Lstat(linkname) in its chroot fails with ENOTDIR, so it sets neither; 'd/../e' resolves
+  const s = tempStore(t);
+  const later = { mtime: { sec: 1700000000, nsec: 0 }, mode: 0o600 };
+  const tar = path.join(s.dir, 'links.tar');
+  fs.writeFileSync(
+    tar,
+    Buffer.concat([
+      fileEntry('a', 'not a directory'),
+      fileEntry('b', 'b'),
+      fileEntry('c', 'c'),
+      encodeHeader(base('d', 'dir')),
+      fileEntry('e', 'e'),
+      encodeHeader(base('l1', 'hardlink', { linkname: 'a/../b', ...later })),
+      encodeHeader(base('l2', 'hardlink', { linkname: 'c/', ...later })),
+      encodeHeader(base('l3', 'hardlink', { linkname: 'd/../e', ...later })),
+      END_OF_ARCHIVE,
+    ]),
+  );
+  const ours = await s.cli(['import-layer', '-f', tar]);
+  t.is(ours.code, 0, ours.stderr);
+  const peer = s.peer(['import-layer', '-f', tar]);
+  t.is(peer.code, 0, peer.stderr);
+  for (const id of [ours.stdout.split('\n')[0], peer.stdout.split('\n')[0]]) {
+    const st = (n: string) => fs.lstatSync(path.join(s.root, 'vfs', 'dir', id, n));
+    for (const n of ['b', 'c']) t.like({ mode: st(n).mode & 0o7777, mtime: st(n).mtimeMs / 1000, nlink: st(n).nlink }, { mode: 0o644, mtime: 1600000000, nlink: 2 }, `${id}: ${n}`);
+    t.like({ mode: st('e').mode & 0o7777, mtime: st('e').mtimeMs / 1000, nlink: st('e').nlink }, { mode: 0o600, mtime: 1700000000, nlink: 2 }, `${id}: e`);
+  }
+});
+
+/** import the tar with both tools; both trees, after asserting they are the same */
+async function bothTrees(t: import('ava').ExecutionContext, bytes: Buffer): Promise<string[]> {
+  const s = tempStore(t);
+  const tar = path.join(s.dir, 'x.tar');
+  fs.writeFileSync(tar, Buffer.concat([bytes, END_OF_ARCHIVE]));
+  const ours = await s.cli(['import-layer', '-f', tar]);
+  t.is(ours.code, 0, ours.stderr);
+  const peer = s.peer(['import-layer', '-f', tar]);
+  t.is(peer.code, 0, peer.stderr);
+  const dirs = [ours.stdout, peer.stdout].map((out) => path.join(s.root, 'vfs', 'dir', out.split('\n')[0]));
+  t.deepEqual(differences(snapshot(dirs[0], { times: true }), snapshot(dirs[1], { times: true })), []);
+  return dirs;
+}
+
+test("missing parents made after a tar's '.' changed the root's owner are owned as the root was (seeds 410461064, 424449953)", async (t) => {
+  const dirs = await bothTrees(t, Buffer.concat([encodeHeader(base('.', 'dir', { uid: 65535, gid: 1000, mode: 0o750 })), fileEntry('made/by/parents', 'x')]));
+  for (const d of dirs) {
+    t.like(fs.statSync(d), { uid: 65535, gid: 1000 }, `${d}: the root as the tar says`);
+    for (const p of ['made', 'made/by']) t.like(fs.statSync(path.join(d, p)), { uid: 0, gid: 0 }, `${d}: ${p}`);
+  }
+});
+
+test("names under a top-level '.wh..wh.*' (AUFS's hardlink dir) are skipped once their parents are made; deeper down one is a whiteout (seed 2799712491)", async (t) => {
+  const dirs = await bothTrees(
+    t,
+    Buffer.concat([fileEntry('.wh..wh.plnk/x', 'aufs'), encodeHeader(base('.wh..wh.meta', 'dir')), fileEntry('a/.wh.x', 'kept?'), fileEntry('a/.wh..wh.x', '')]),
+  );
+  for (const d of dirs) {
+    t.deepEqual(fs.readdirSync(d).sort(), ['.wh..wh.plnk', 'a'], d);
+    t.deepEqual(fs.readdirSync(path.join(d, '.wh..wh.plnk')), [], `${d}: made as a parent, x skipped`);
+    t.deepEqual(fs.readdirSync(path.join(d, 'a')), [], `${d}: a/.wh..wh.x removed a/.wh.x`);
+  }
+});
+
+test('a volume label named as a whiteout is refused: the peer applies it as one (seed 2216113716)', async (t) => {
+  const s = tempStore(t);
+  const label = fixChecksum(Buffer.from(encodeHeader(base('a/.wh..wh..opq', 'file'))).fill(0x56, 156, 157));
+  const tar = path.join(s.dir, 'v.tar');
+  fs.writeFileSync(tar, Buffer.concat([fileEntry('a/kept', 'x'), label, END_OF_ARCHIVE]));
+  const r = await s.cli(['import-layer', '-f', tar]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /a\/\.wh\.\.wh\.\.opq: a volume label or PAX global header named as a whiteout/);
+  t.deepEqual(s.records(), []);
+});
+
+test("a hardlink entry with the linked inode's own owner keeps its security.capability (the peer's SafeLchown; seed 2304436510)", async (t) => {
+  await bothTrees(
+    t,
+    Buffer.concat([
+      fileEntry('tool', '#!/bin/sh\n', { mode: 0o755, xattrs: new Map([['security.capability', CAPABILITY]]) }),
+      encodeHeader(base('again', 'hardlink', { linkname: 'tool', mode: 0o2755 })),
+    ]),
+  ).then((dirs) => {
+    for (const d of dirs) t.deepEqual(native().lgetxattr(path.join(d, 'tool'), 'security.capability'), CAPABILITY, d);
+  });
+});
+
+test("a hardlink to a symlink named as a directory ('a/') is refused: the peer would chmod what the symlink points to (seed 2081642962)", async (t) => {
+  const s = tempStore(t);
+  const tar = path.join(s.dir, 'l.tar');
+  fs.writeFileSync(tar, Buffer.concat([encodeHeader(base('a', 'symlink', { linkname: '..' })), encodeHeader(base('l', 'hardlink', { linkname: 'a/', mode: 0o644 })), END_OF_ARCHIVE]));
+  const r = await s.cli(['import-layer', '-f', tar]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /l: .*ETARFORMAT: a hardlink to a symlink named as a directory \('a\/'\)/);
+  t.deepEqual(s.records(), []);
 });

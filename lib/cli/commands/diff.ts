@@ -42,7 +42,8 @@ export const diff: Command = {
     { names: ['uncompressed', 'u'], help: 'no compression (the default)' },
     { names: ['bzip2', 'bz2', 'b'], help: 'compress with bzip2 (not supported)' },
     { names: ['xz', 'x'], help: 'compress with xz (not supported)' },
-    { names: ['sparse', 'S'], help: "ours: files with holes as sparse entries, holes left out (GNU tar's --sparse)" },
+    { names: ['sparse', 'S'], help: "ours: every file with holes as a sparse entry, holes left out (GNU tar's --sparse); by default only files mostly holes" },
+    { names: ['no-sparse'], help: 'ours: no sparse entries, every byte of every file written (as the peer does)' },
     { ...prefixFlag, help: "ours: the changes under this name prefix, as a section of a tar; the layer may be a container's" },
     appendFlag,
   ],
@@ -51,6 +52,7 @@ export const diff: Command = {
     if (bool(p, 'append')) throw usageError('--append adds a section: give --prefix P');
     if (bool(p, 'bzip2') || bool(p, 'xz')) throw usageError(`${bool(p, 'xz') ? 'xz' : 'bzip2'} compression is not supported; use --gzip, --zstd or none`);
     const compression = outputCompression(p);
+    const sparse = sparseChoice(p);
     const store = await open(g);
     const [layer, reference] = p.positionals;
     const file = str(p, 'file');
@@ -66,7 +68,7 @@ export const diff: Command = {
     try {
       // fd 1 itself goes to the driver: the tar engine sends bodies into a pipe with sendfile
       const written = () => (fs.fstatSync(fd).isFile() ? fs.fstatSync(fd).size : undefined);
-      await withProgress(`writing the diff of ${layer}`, store.diff(layer, fd, { reference, compression, sparse: bool(p, 'sparse') }), written);
+      await withProgress(`writing the diff of ${layer}`, store.diff(layer, fd, { reference, compression, sparse }), written);
     } finally {
       if (fd !== 1) fs.closeSync(fd);
     }
@@ -92,6 +94,12 @@ function outputCompression(p: Parsed): OutputCompression | undefined {
   return bool(p, 'uncompressed') || kind === undefined || kind === 'none' ? undefined : (kind as OutputCompression);
 }
 
+/** -S: every file with holes sparse; --no-sparse: none; neither: those mostly holes (DiffOptions.sparse) */
+function sparseChoice(p: Parsed): boolean | undefined {
+  if (bool(p, 'sparse') && bool(p, 'no-sparse')) throw usageError('--sparse and --no-sparse contradict each other');
+  return bool(p, 'sparse') ? true : bool(p, 'no-sparse') ? false : undefined;
+}
+
 /** diff --prefix P [--append]: the changes as a section of a tar (lib/tar/sections.ts) */
 async function diffSection(g: Globals, p: Parsed): Promise<number> {
   if (outputCompression(p) !== undefined || bool(p, 'bzip2') || bool(p, 'xz')) throw usageError('--prefix writes an uncompressed section');
@@ -99,7 +107,7 @@ async function diffSection(g: Globals, p: Parsed): Promise<number> {
   const store = await open(g);
   const output = await appenderFor(p);
   try {
-    await withProgress(`writing the diff of ${p.positionals[0]}`, store.diffSection(p.positionals[0], output, str(p, 'prefix')!, { sparse: bool(p, 'sparse') }));
+    await withProgress(`writing the diff of ${p.positionals[0]}`, store.diffSection(p.positionals[0], output, str(p, 'prefix')!, { sparse: sparseChoice(p) }));
     await output.close();
   } catch (err) {
     output.abort();
