@@ -452,3 +452,111 @@ console.log(JSON.stringify({ before, peak, files: r.files }));
   // holding the record or the tar would take well over 100 MiB
   t.true(growth < 80, `rss grew by ${growth.toFixed(1)} MiB`);
 });
+
+// ------------------------------------------------------------------ the native record
+
+/** the record hashTar makes in the read that hashes the tar (native/tar-split.cc) */
+async function nativeRecord(tar: string): Promise<{ gz?: Buffer; declined?: string; entries?: number; digest: string }> {
+  const fd = fs.openSync(tar, 'r');
+  try {
+    const hash = native().sha256();
+    const r = await native().hashTar(fd, hash);
+    t_size(r.size, tar);
+    return { gz: r.tarSplit, declined: r.declined, entries: r.entries, digest: hash.digest() };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+function t_size(size: number, tar: string): void {
+  if (size !== fs.statSync(tar).size) throw new Error(`hashTar read ${size} bytes of ${tar}`);
+}
+
+/** names that exercise Go's rules: JSON escapes, U+2028, a control character, bytes that are not UTF-8 */
+function makeOddNames(dir: string): void {
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'a<b>&c "q" \\ \u2028\u2029 \u0001 ünï'), 'odd\n');
+  fs.writeFileSync(Buffer.concat([Buffer.from(dir + '/raw-'), Buffer.from([0xff, 0xfe, 0xc0, 0xaf, 0xed, 0xa0, 0x80])]), 'not utf-8\n');
+  fs.mkdirSync(Buffer.concat([Buffer.from(dir + '/dir-'), Buffer.from([0x80])]));
+  fs.writeFileSync(path.join(dir, 'n'.repeat(200)), 'long\n');
+}
+
+test('hashTar makes the record disassembleTar writes, byte for byte: GNU, posix, ustar, bsdtar, odd names, trailing bytes, no end blocks, a volume label', async (t) => {
+  const dir = tempDir(t);
+  const full = path.join(dir, 'full');
+  fs.mkdirSync(full);
+  makeTree(full, { xattrs: true });
+  const odd = path.join(dir, 'odd');
+  makeOddNames(odd);
+  const small = path.join(dir, 'small');
+  fs.mkdirSync(path.join(small, 'p'.repeat(70), 'q'.repeat(70)), { recursive: true });
+  fs.writeFileSync(path.join(small, 'p'.repeat(70), 'q'.repeat(70), 'b'.repeat(90)), 'prefix + name\n');
+  fs.writeFileSync(path.join(small, 'file'), 'x'.repeat(1000));
+
+  const tars: Record<string, string> = {};
+  const make = (name: string, cmd: string, args: string[], from: string) => {
+    tars[name] = path.join(dir, `${name}.tar`);
+    execFileSync(cmd, [...args, '-C', from, '-cf', tars[name], '.']);
+  };
+  for (const [tree, from] of [['full', full], ['odd', odd]] as const) {
+    make(`${tree}-gnu`, 'tar', ['--format=gnu'], from);
+    make(`${tree}-posix`, 'tar', ['--format=posix', '--xattrs', '--xattrs-include=user.*'], from);
+    make(`${tree}-global`, 'tar', ['--format=posix', '--pax-option=comment=made-by-a-test'], from);
+    make(`${tree}-bsdtar`, 'bsdtar', [], from);
+    make(`${tree}-bsdtar-gnu`, 'bsdtar', ['--format=gnutar'], from);
+  }
+  make('ustar-b1', 'tar', ['--format=ustar', '-b', '1'], small);
+  make('label', 'tar', ['--format=gnu', '-V', 'a volume label'], small);
+  // bytes after the end blocks: more than one 1 MiB segment of them
+  tars.trailing = path.join(dir, 'trailing.tar');
+  fs.copyFileSync(tars['full-gnu'], tars.trailing);
+  fs.appendFileSync(tars.trailing, randomBytes((2 << 20) + 4321));
+  // no end blocks at all, and one end block only
+  const cut = (name: string, drop: number) => {
+    tars[name] = path.join(dir, `${name}.tar`);
+    const b = fs.readFileSync(tars['ustar-b1']);
+    fs.writeFileSync(tars[name], b.subarray(0, b.length - drop));
+  };
+  cut('no-end-blocks', 1024);
+  cut('one-end-block', 512);
+
+  for (const [name, tar] of Object.entries(tars)) {
+    const js = path.join(dir, `${name}.js.tar-split.gz`);
+    await disassembleToFile(tar, js);
+    const mine = await nativeRecord(tar);
+    t.is(mine.declined, undefined, `${name}: not declined`);
+    t.is(mine.digest, `sha256:${sha256(tar)}`, `${name}: digest`);
+    const [ours, ref] = [zlib.gunzipSync(mine.gz!), zlib.gunzipSync(fs.readFileSync(js))];
+    const [a, b] = [ours.toString('latin1').split('\n'), ref.toString('latin1').split('\n')];
+    const differ = a.findIndex((line, i) => line !== b[i]);
+    t.is(differ, -1, differ < 0 ? name : `${name}: line ${differ + 1} differs:\n native: ${a[differ].slice(0, 300)}\n js:     ${b[differ]?.slice(0, 300)}`);
+    t.true(ours.equals(ref), `${name}: the same bytes`);
+    t.is(mine.entries, b.length - 1, `${name}: entries`);
+  }
+  // the odd names did reach the record as Go writes them
+  const oddLines = zlib.gunzipSync((await nativeRecord(tars['odd-gnu'])).gz!).toString('utf8');
+  t.regex(oddLines, /"name":"\.\/a\\u003cb\\u003e\\u0026c \\"q\\" \\\\ \\u2028\\u2029 \\u0001 ünï"/);
+  t.regex(oddLines, /"name_raw":"/);
+});
+
+test('hashTar declines what disassembleTar refuses or reads its own way: a sparse member, a name twice', async (t) => {
+  const dir = tempDir(t);
+  const src = path.join(dir, 'src');
+  fs.mkdirSync(src);
+  const fd = fs.openSync(path.join(src, 'sparse'), 'w');
+  fs.writeSync(fd, 'data', 0, 'utf8');
+  fs.ftruncateSync(fd, 4 << 20);
+  fs.closeSync(fd);
+  for (const format of ['posix', 'gnu']) {
+    const tar = path.join(dir, `sparse-${format}.tar`);
+    execFileSync('tar', [`--format=${format}`, '--sparse', '-C', src, '-cf', tar, '.']);
+    t.regex((await nativeRecord(tar)).declined ?? '', /sparse|member type/, format);
+  }
+  const twice = path.join(dir, 'twice.tar');
+  fs.writeFileSync(path.join(dir, 'f'), 'one');
+  execFileSync('tar', ['--format=gnu', '-C', dir, '-cf', twice, 'f']);
+  execFileSync('tar', ['--format=gnu', '-C', dir, '-rf', twice, 'f']);
+  const r = await nativeRecord(twice);
+  t.regex(r.declined ?? '', /second entry/);
+  t.is(r.gz, undefined);
+});
