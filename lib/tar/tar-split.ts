@@ -7,7 +7,10 @@
 // native side (writeSegments), never through JS.
 //
 // Here: the record's codec (readTarSplit, TarSplitWriter), the split of an existing tar file
-// into a record (disassembleTar), and the reassembly (assembleTar).
+// into a record (disassembleTar), and the reassembly (assembleTar). An import's record is made
+// natively in the read that hashes the tar (native/tar-split.cc, the same rules);
+// disassembleTar is the reference it is tested against and the fallback for the tars that walk
+// declines (lib/store/tar-split-file.ts).
 import fs from 'node:fs';
 import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
