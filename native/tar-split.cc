@@ -264,6 +264,8 @@ void TarSplitRecorder::OnHeader() {
   const char* block = seg_.data() + blockStart_;
   if (std::all_of(block, block + kBlock, [](char c) { return c == 0; })) {
     if (inMember_) return Decline("end block after an extension header");
+    // disassembleTar's walk would keep a last global header in the end's segment
+    if (globalLast_) return Decline("a global header or volume label is the last member");
     state_ = kEndBlock;
     left_ = kBlock;
     return;
@@ -291,7 +293,7 @@ void TarSplitRecorder::OnHeader() {
   if (headerOnly && size != 0) return Decline("header-only member with a size");
   // Go: a GNU long name wins over a PAX path, which wins over the header's fields
   std::string name = hasLongName_ && !longName_.empty() ? longName_ : hasPaxPath_ ? paxPath_ : GoHeaderName(block);
-  inMember_ = hasLongName_ = hasPaxPath_ = hasPaxSize_ = false;
+  inMember_ = hasLongName_ = hasPaxPath_ = hasPaxSize_ = globalLast_ = false;
   EmitSegment(seg_.data(), seg_.size());
   seg_.clear();
   blockStart_ = 0;
@@ -343,6 +345,7 @@ void TarSplitRecorder::OnExtData() {
     inMember_ = hasLongName_ = hasPaxPath_ = hasPaxSize_ = false;
     EmitFile(GoHeaderName(extHeader_), 0, false, 0);
     if (state_ == kDeclined) return;
+    globalLast_ = true;
   }
   left_ = Pad(extSize_);
   state_ = left_ > 0 ? kPad : kHeader;
@@ -421,6 +424,7 @@ void TarSplitRecorder::Finish() {
       // the tar may end right after a member, without end blocks; not inside a header
       if (seg_.size() != blockStart_) return Decline("cut header");
       if (inMember_) return Decline("extension header without its member");
+      if (globalLast_) return Decline("a global header or volume label is the last member");
       break;
     case kEndBlock:
     case kTrailing:

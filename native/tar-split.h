@@ -42,6 +42,7 @@ class TarSplitRecorder {
   uint64_t left_ = 0;      // bytes left of the current body, extension data or padding
   // the member being read: its extension headers
   bool inMember_ = false;
+  bool globalLast_ = false;  // the last member was a global header or a volume label
   char extType_ = 0;
   uint64_t extSize_ = 0;
   char extHeader_[512];

@@ -581,4 +581,10 @@ test('hashTar declines what disassembleTar refuses or reads its own way: a spars
   const r = await nativeRecord(twice);
   t.regex(r.declined ?? '', /second entry/);
   t.is(r.gz, undefined);
+  // a global header as the last member: disassembleTar's walk keeps it in the end's segment
+  const globalOnly = path.join(dir, 'global-only.tar');
+  fs.mkdirSync(path.join(dir, 'none'));
+  execFileSync('tar', ['--format=posix', '--pax-option=comment=x', '-C', path.join(dir, 'none'), '-cf', globalOnly, '--files-from', '/dev/null']);
+  t.true(fs.readFileSync(globalOnly).subarray(156, 157).equals(Buffer.from('g')), 'the tar holds a global header only');
+  t.regex((await nativeRecord(globalOnly)).declined ?? '', /last member/);
 });
