@@ -483,14 +483,15 @@ async function nativeRecord(tar: string): Promise<{ gz?: Buffer; declined?: stri
   try {
     const hash = native().sha256();
     const r = await native().hashTar(fd, hash);
-    t_size(r.size, tar);
+    readWhole(r.size, tar);
     return { gz: r.tarSplit, declined: r.declined, entries: r.entries, digest: hash.digest() };
   } finally {
     fs.closeSync(fd);
   }
 }
 
-function t_size(size: number, tar: string): void {
+/** hashTar read the whole file */
+function readWhole(size: number, tar: string): void {
   if (size !== fs.statSync(tar).size) throw new Error(`hashTar read ${size} bytes of ${tar}`);
 }
 
