@@ -14,6 +14,7 @@
         "native/mount.cc",
         "native/idmap.cc",
         "native/hash.cc",
+        "native/tar-split.cc",
         "native/crc64.cc",
         "native/scan.cc",
         "native/shift.cc",

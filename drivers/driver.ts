@@ -53,8 +53,8 @@ export interface ApplyDiffResult {
   /** bytes of uncompressed tar read, and its 'sha256:<hex>' (the layer's diff-size and diff-digest) */
   tarSize: number;
   digest: string;
-  /** the CRC-64 of each member body, computed on the way when the tar was a file (lib/tar/extract.ts) */
-  bodyCrcs?: Buffer;
+  /** the tar's tar-split record (gzip), made on the way when the tar was a file (lib/tar/extract.ts) */
+  tarSplit?: Buffer;
   /** distinct owners written (host ids), sorted */
   uids: number[];
   gids: number[];

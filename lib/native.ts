@@ -214,12 +214,13 @@ export interface Native {
   /** feed `length` bytes of fd from `offset` to hash on a worker thread (length -1: to EOF); resolves to the bytes hashed */
   hashRange(fd: number, offset: number, length: number, hash: Sha256): Promise<number>;
   /**
-   * hashRange of a whole tar file, and on the way the CRC-64/ISO of each member body (what a
-   * tar-split record holds): `bodies` is pairs of u64 little-endian (body offset, CRC value as
-   * Crc64 keeps it), in order. The walk stops at the end blocks or at a header it cannot read;
-   * bodies it did not see are simply absent (docs/tar-engine.md, "tar-split records").
+   * hashRange of a whole tar file, and on the way the tar's tar-split record (native/tar-split.cc;
+   * docs/tar-engine.md, "tar-split records"): `tarSplit` is the gzipped record, the bytes
+   * disassembleTar would write, and `entries` its lines; or `declined` says what that walk left to
+   * disassembleTar (sparse members, a name twice, a cut tar, ...). The record is held in memory
+   * until written: its gzip, some 10 to 40 bytes per member.
    */
-  hashTar(fd: number, hash: Sha256): Promise<{ size: number; bodies: Buffer }>;
+  hashTar(fd: number, hash: Sha256): Promise<{ size: number; tarSplit?: Buffer; entries?: number; declined?: string }>;
   /** a new running CRC-64/ISO; not to be updated from JS while a crc64Range is feeding it */
   crc64(): Crc64;
   /** feed `length` bytes of fd from `offset` to crc on a worker thread (length -1: to EOF); resolves to the bytes read */

@@ -2,6 +2,10 @@
 
 #include <cstring>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+
 namespace layers {
 
 namespace {
@@ -28,12 +32,9 @@ const Tables& T() {
   return tables;
 }
 
-}  // namespace
-
-uint64_t Crc64Update(uint64_t crc, const void* data, size_t len) {
+// the table walk on the CRC register (no inversions), 8 bytes a step
+uint64_t TableUpdate(uint64_t crc, const unsigned char* p, size_t len) {
   const Tables& tb = T();
-  const auto* p = static_cast<const unsigned char*>(data);
-  crc = ~crc;
   while (len >= 8) {
     uint64_t v;
     std::memcpy(&v, p, 8);  // little-endian load (x86-64, aarch64 as we build them)
@@ -44,7 +45,83 @@ uint64_t Crc64Update(uint64_t crc, const void* data, size_t len) {
     len -= 8;
   }
   while (len--) crc = tb.t[0][(crc ^ *p++) & 0xff] ^ (crc >> 8);
-  return ~crc;
+  return crc;
+}
+
+#if defined(__x86_64__)
+// Carry-less multiplication (PCLMULQDQ) folds 16 bytes a step: the CRC-64 of a tar's bodies
+// is most of the CPU its tar-split record costs at import (docs/performance.md), and the table
+// walk does ~1.7 GB/s. The bytes so far, as a polynomial A of the 128 bits in `acc` (reflected:
+// the low qword holds the higher-degree half L, the high qword H), are kept congruent mod P;
+// the next 16 bytes D make acc = L*x^192 + H*x^128 + D (mod P), each product a 64x64
+// multiplication by a constant. The register is then the CRC of acc's 16 bytes from 0.
+
+// x^n mod P, P = x^64 + x^4 + x^3 + x + 1 (not reflected)
+uint64_t XPowModP(unsigned n) {
+  uint64_t r = 1;
+  for (unsigned i = 0; i < n; i++) r = (r << 1) ^ ((r >> 63) ? 0x1BULL : 0);
+  return r;
+}
+
+uint64_t Reflect64(uint64_t v) {
+  uint64_t r = 0;
+  for (int i = 0; i < 64; i++)
+    if ((v >> i) & 1) r |= 1ULL << (63 - i);
+  return r;
+}
+
+// a reflected 64x64 product lands one bit short of the 128-bit reflected form, so the
+// constants are x^191 and x^127 (the product carries the missing factor x)
+struct FoldConstants {
+  uint64_t k192 = Reflect64(XPowModP(191)), k128 = Reflect64(XPowModP(127));
+  // four lanes of 16 bytes, each advanced 64 bytes a step: independent multiplications, so
+  // the loop is not bound by one multiplication's latency
+  uint64_t k576 = Reflect64(XPowModP(575)), k512 = Reflect64(XPowModP(511));
+};
+
+__attribute__((target("pclmul,sse2"))) inline __m128i Fold(__m128i acc, __m128i k, __m128i d) {
+  return _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(acc, k, 0x00), _mm_clmulepi64_si128(acc, k, 0x11)), d);
+}
+
+__attribute__((target("pclmul,sse2"))) inline __m128i Load(const unsigned char* p) { return _mm_loadu_si128(reinterpret_cast<const __m128i*>(p)); }
+
+__attribute__((target("pclmul,sse2"))) uint64_t FoldUpdate(uint64_t crc, const unsigned char*& p, size_t& len) {
+  static const FoldConstants c;
+  const __m128i k = _mm_set_epi64x(static_cast<long long>(c.k128), static_cast<long long>(c.k192));
+  const __m128i k4 = _mm_set_epi64x(static_cast<long long>(c.k512), static_cast<long long>(c.k576));
+  // len >= 64: the stream is acc0*x^384 + acc1*x^256 + acc2*x^128 + acc3
+  __m128i acc = _mm_xor_si128(Load(p), _mm_cvtsi64_si128(static_cast<long long>(crc)));
+  __m128i acc1 = Load(p + 16), acc2 = Load(p + 32), acc3 = Load(p + 48);
+  p += 64;
+  len -= 64;
+  for (; len >= 64; p += 64, len -= 64) {
+    acc = Fold(acc, k4, Load(p));
+    acc1 = Fold(acc1, k4, Load(p + 16));
+    acc2 = Fold(acc2, k4, Load(p + 32));
+    acc3 = Fold(acc3, k4, Load(p + 48));
+  }
+  acc = Fold(Fold(Fold(acc, k, acc1), k, acc2), k, acc3);
+  for (; len >= 16; p += 16, len -= 16) acc = Fold(acc, k, Load(p));
+  unsigned char rest[16];
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(rest), acc);
+  return TableUpdate(0, rest, 16);
+}
+
+bool HaveClmul() {
+  static const bool have = __builtin_cpu_supports("pclmul");
+  return have;
+}
+#endif
+
+}  // namespace
+
+uint64_t Crc64Update(uint64_t crc, const void* data, size_t len) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  crc = ~crc;
+#if defined(__x86_64__)
+  if (len >= 64 && HaveClmul()) crc = FoldUpdate(crc, p, len);
+#endif
+  return ~TableUpdate(crc, p, len);
 }
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "Crc64Update's 8-byte step assumes a little-endian host");
 

@@ -10,6 +10,7 @@
 
 #include "crc64.h"
 #include "errors.h"
+#include "tar-split.h"
 
 namespace layers {
 
@@ -62,124 +63,21 @@ Napi::Value Sha256::JsDigest(const Napi::CallbackInfo& info) {
 
 namespace {
 
-// Follows the tar headers in the bytes that pass (a tar from offset 0) and computes the CRC-64 of
-// every member body, as tar-split records them (docs/tar-engine.md, "tar-split records"): a body
-// is the `size` bytes after a header, except for Go's header-only types ('1'..'6'); PAX ('x',
-// 'g') and GNU long-name ('L', 'K') data are not bodies. It stops at the first zero block (the
-// end) or at a header it cannot read; the caller checks each CRC against its own header scan and
-// computes what is missing itself, so a tar this walk misreads (GNU sparse 'S' with extension
-// blocks) costs time, never a wrong record.
-class TarBodyCrcs {
- public:
-  void Feed(const char* data, size_t len) {
-    while (len > 0 && state_ != kDone) {
-      if (state_ == kHeader) {
-        size_t n = std::min(len, kBlock - filled_);
-        memcpy(header_ + filled_, data, n);
-        filled_ += n;
-        pos_ += n;
-        data += n;
-        len -= n;
-        if (filled_ == kBlock) Header();
-      } else {
-        size_t n = static_cast<size_t>(std::min<uint64_t>(len, left_));
-        if (state_ == kBody) crc_ = Crc64Update(crc_, data, n);
-        left_ -= n;
-        pos_ += n;
-        data += n;
-        len -= n;
-        if (left_ == 0) EndOfData();
-      }
-    }
-  }
-  // pairs of (body offset, CRC-64 value), both little-endian u64
-  const std::vector<uint64_t>& Bodies() const { return out_; }
-
- private:
-  static constexpr size_t kBlock = 512;
-  enum State { kHeader, kBody, kSkip, kDone };
-
-  static uint64_t Pad(uint64_t n) { return (kBlock - n % kBlock) % kBlock; }
-
-  bool Size(uint64_t* v) const {
-    const unsigned char* f = reinterpret_cast<const unsigned char*>(header_) + 124;
-    uint64_t n = 0;
-    if (f[0] & 0x80) {  // base-256
-      for (int i = 1; i < 12; i++) {
-        if (n >> 55) return false;
-        n = (n << 8) | f[i];
-      }
-      *v = n;
-      return true;
-    }
-    int i = 0;
-    while (i < 12 && (f[i] == ' ' || f[i] == 0)) i++;
-    for (; i < 12 && f[i] >= '0' && f[i] <= '7'; i++) n = n * 8 + (f[i] - '0');
-    *v = n;
-    return true;
-  }
-
-  void Header() {
-    filled_ = 0;
-    bool zero = true;
-    for (size_t i = 0; i < kBlock && zero; i++) zero = header_[i] == 0;
-    uint64_t size = 0;
-    if (zero || !Size(&size)) {
-      state_ = kDone;
-      return;
-    }
-    char type = header_[156];
-    bool ext = type == 'x' || type == 'g' || type == 'L' || type == 'K';
-    bool headerOnly = type >= '1' && type <= '6';
-    if (headerOnly) size = 0;
-    if (size == 0) return;  // next header follows
-    left_ = size;
-    if (ext) {
-      state_ = kSkip;
-      left_ += Pad(size);
-      return;
-    }
-    state_ = kBody;
-    start_ = pos_;
-    pad_ = Pad(size);
-    crc_ = 0;
-  }
-
-  void EndOfData() {
-    if (state_ == kBody) {
-      out_.push_back(start_);
-      out_.push_back(crc_);
-      if (pad_ > 0) {
-        state_ = kSkip;
-        left_ = pad_;
-        return;
-      }
-    }
-    state_ = kHeader;
-  }
-
-  State state_ = kHeader;
-  char header_[kBlock];
-  size_t filled_ = 0;
-  uint64_t pos_ = 0, left_ = 0, start_ = 0, pad_ = 0, crc_ = 0;
-  std::vector<uint64_t> out_;
-};
-
 // The one worker that reads a file range and feeds what it reads to each digest asked for:
-// the sha256 (hashRange), the CRC-64 (crc64Range), or both and the body CRCs of a tar
-// (hashTar), so every byte is read once whatever is computed from it.
+// the sha256 (hashRange), the CRC-64 (crc64Range), or the sha256 and the tar-split record of a
+// tar (hashTar, tar-split.cc), so every byte is read once whatever is computed from it.
 class RangeWorker : public Napi::AsyncWorker {
  public:
   struct Sinks {
     Sha256* hash = nullptr;
     Crc64* crc = nullptr;
-    bool tarBodies = false;
+    bool tarSplit = false;
   };
   // owner: the JS object of the digest, kept alive while the worker runs
   RangeWorker(Napi::Env env, int fd, int64_t off, int64_t len, Napi::Object owner, Sinks sinks)
       : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), fd_(fd), off_(off), len_(len), sinks_(sinks) {
     ref_ = Napi::Persistent(owner);
-    if (sinks.tarBodies) bodies_ = std::make_unique<TarBodyCrcs>();
+    if (sinks.tarSplit) record_ = std::make_unique<TarSplitRecorder>();
   }
   Napi::Promise Promise() { return deferred_.Promise(); }
 
@@ -204,18 +102,23 @@ class RangeWorker : public Napi::AsyncWorker {
       if (n == 0) break;
       if (sinks_.hash) sinks_.hash->Update(buf.data(), static_cast<size_t>(n));
       if (sinks_.crc) sinks_.crc->Update(buf.data(), static_cast<size_t>(n));
-      if (bodies_) bodies_->Feed(buf.data(), static_cast<size_t>(n));
+      if (record_) record_->Feed(buf.data(), static_cast<size_t>(n));
       pos += n;
       done_ += n;
     }
+    if (record_) record_->Finish();
   }
   void OnOK() override {
     ref_.Reset();
-    if (!bodies_) return deferred_.Resolve(Napi::Number::New(Env(), static_cast<double>(done_)));
-    const auto& b = bodies_->Bodies();
+    if (!record_) return deferred_.Resolve(Napi::Number::New(Env(), static_cast<double>(done_)));
     Napi::Object r = Napi::Object::New(Env());
     r.Set("size", Napi::Number::New(Env(), static_cast<double>(done_)));
-    r.Set("bodies", Napi::Buffer<uint8_t>::Copy(Env(), reinterpret_cast<const uint8_t*>(b.data()), b.size() * sizeof(uint64_t)));
+    if (record_->Declined().empty()) {
+      const std::string& gz = record_->Gzip();
+      r.Set("tarSplit", Napi::Buffer<uint8_t>::Copy(Env(), reinterpret_cast<const uint8_t*>(gz.data()), gz.size()));
+      r.Set("entries", Napi::Number::New(Env(), static_cast<double>(record_->Entries())));
+    } else r.Set("declined", Napi::String::New(Env(), record_->Declined()));
+    record_.reset();
     deferred_.Resolve(r);
   }
   void OnError(const Napi::Error&) override {
@@ -229,7 +132,7 @@ class RangeWorker : public Napi::AsyncWorker {
   int fd_;
   int64_t off_, len_, done_ = 0;
   Sinks sinks_;
-  std::unique_ptr<TarBodyCrcs> bodies_;
+  std::unique_ptr<TarSplitRecorder> record_;
   SysError err_;
 };
 
@@ -260,7 +163,7 @@ Napi::Value Crc64Range(const Napi::CallbackInfo& info) {
                                info[2].As<Napi::Number>().Int64Value(), info[3].As<Napi::Object>(), {nullptr, c, false}));
 }
 
-// hashTar(fd, hash): hashRange of the whole file, and the CRC-64 of each member body on the way
+// hashTar(fd, hash): hashRange of the whole file, and the tar's tar-split record made on the way
 Napi::Value HashTar(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Sha256* h = Sha256::Unwrap(info[1]);

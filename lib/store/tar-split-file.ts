@@ -3,6 +3,7 @@
 // the exact tar, removed with the layer (removeLayer).
 import fs from 'node:fs';
 import path from 'node:path';
+import { writeFileAtomic } from '../atomic.ts';
 import { TarError } from '../tar/errors.ts';
 import { TarSplitWriter, assembleTar, disassembleTar, type AssembleResult } from '../tar/tar-split.ts';
 import type { StoreContext } from './context.ts';
@@ -12,21 +13,27 @@ export function tarSplitPath(ctx: StoreContext, id: string): string {
 }
 
 /**
- * Run `apply` (the driver's ApplyDiff of the tar in tarFd, a regular file), then make the
- * layer's record (`file`, tarSplitPath) from the same file: the body CRC-64s come with the
- * apply's result (computed in the read that hashes the tar, lib/tar/extract.ts), so only the
- * headers are read again (a small part of a tar). The old record goes first (the layer is
- * incomplete meanwhile; a record describes one applied tar); the new one is renamed into place
- * only when both succeed, before the caller marks the layer complete. A tar the peer's format cannot hold
- * (sparse members, a name twice) gets no record: diff then takes the driver's way, as the peer
- * does for a layer without one.
+ * Run `apply` (the driver's ApplyDiff of the tar in tarFd, a regular file) and write the layer's
+ * record (`file`, tarSplitPath). The record comes with the apply's result, made natively in the
+ * read that hashes the tar (lib/tar/extract.ts, native/tar-split.cc): no second walk. Only a
+ * tar that walk declines (sparse members, a name twice, a tar cut short, member types it leaves
+ * alone) is read again here by disassembleTar, the JS reference, which makes the record or finds
+ * that the peer's format cannot hold it. The old record goes first (the layer is incomplete
+ * meanwhile; a record describes one applied tar); the new one is renamed into place only when
+ * both succeed, before the caller marks the layer complete. A tar the peer's format cannot hold
+ * gets no record: diff then takes the driver's way, as the peer does for a layer without one.
  */
-export async function applyRecording<T extends { bodyCrcs?: Buffer }>(file: string, tarFd: number, apply: () => Promise<T>): Promise<{ result: T; recorded: boolean }> {
+export async function applyRecording<T extends { tarSplit?: Buffer }>(file: string, tarFd: number, apply: () => Promise<T>): Promise<{ result: T; recorded: boolean }> {
   fs.rmSync(file, { force: true });
   const result = await apply();
+  if (result.tarSplit) {
+    writeFileAtomic(file, result.tarSplit);
+    delete result.tarSplit; // the caller keeps the result; the record is written
+    return { result, recorded: true };
+  }
   const writer = await TarSplitWriter.create(file);
   try {
-    await disassembleTar(tarFd, writer, { bodyCrcs: result.bodyCrcs });
+    await disassembleTar(tarFd, writer);
   } catch (err) {
     await writer.abort();
     // the extractor took this tar: what the record's format cannot hold is no reason to refuse it

@@ -36,7 +36,7 @@ export interface ExtractOptions {
   onProgress?: (tarBytes: number, entries: number) => void;
   /** extract only the entries under this name prefix, the prefix removed; the rest is skipped
    *  (bodies never read from a file). digest and tarSize are then the section's as a tar of its
-   *  own (SectionView, lib/tar/sections.ts) and bodyCrcs is not given */
+   *  own (SectionView, lib/tar/sections.ts) and tarSplit is not given */
   section?: string;
   /** false: the section's digest is not wanted ('' is returned), so bodies are copied as from any
    *  file (copy_file_range, batched) instead of read through the hash one by one (host directories) */
@@ -50,8 +50,9 @@ export interface ExtractResult {
   tarSize: number;
   /** 'sha256:<hex>' of the tar bytes read */
   digest: string;
-  /** from a file: the CRC-64 of each member body, as native().hashTar gives them (disassembleTar takes them) */
-  bodyCrcs?: Buffer;
+  /** from a file: the tar's tar-split record (gzip), made by native().hashTar in the read that
+   *  hashes the tar; absent when that walk declined it (lib/store/tar-split-file.ts) */
+  tarSplit?: Buffer;
   entries: number;
   /** distinct owners seen (host ids after mapping), sorted */
   uids: number[];
@@ -70,7 +71,7 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
   const section = opts.section !== undefined ? new SectionView(opts.section, { digest: opts.sectionDigest !== false }) : undefined;
   const sectionHash = section?.digesting ? section.hash : undefined;
   const src: BlockSource = fromFile ? new FileSource(inFd, 0) : new PipeSource(inFd, { onBytes: section ? undefined : (b) => hash.update(b) });
-  // from a file the same read also gives each body's CRC-64, for the layer's tar-split record
+  // from a file the same read also makes the layer's tar-split record
   const hashed = fromFile && !section ? native().hashTar(inFd, hash) : undefined;
   hashed?.catch(() => undefined); // awaited below; a failure must not count as unhandled meanwhile
   const rootFd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
@@ -140,15 +141,15 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
     if (plan.rootOpaque) native().lsetxattr(root, ...overlayOpaqueXattr());
     opts.onProgress?.(src.position, plan.entries);
     let tarSize: number;
-    let bodyCrcs: Buffer | undefined;
+    let tarSplit: Buffer | undefined;
     let digest: string | undefined;
-    if (hashed) ({ size: tarSize, bodies: bodyCrcs } = await hashed);
+    if (hashed) ({ size: tarSize, tarSplit } = await hashed);
     else tarSize = src.position + (fromFile ? 0 : drainPipe(inFd, hash));
     if (section) ({ tarSize, digest } = section.end());
     return {
       size: plan.size,
       tarSize,
-      bodyCrcs,
+      tarSplit,
       digest: digest ?? hash.digest(),
       entries: plan.entries,
       uids: [...plan.uids].sort((a, b) => a - b),

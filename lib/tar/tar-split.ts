@@ -7,7 +7,10 @@
 // native side (writeSegments), never through JS.
 //
 // Here: the record's codec (readTarSplit, TarSplitWriter), the split of an existing tar file
-// into a record (disassembleTar), and the reassembly (assembleTar).
+// into a record (disassembleTar), and the reassembly (assembleTar). An import's record is made
+// natively in the read that hashes the tar (native/tar-split.cc, the same rules);
+// disassembleTar is the reference it is tested against and the fallback for the tars that walk
+// declines (lib/store/tar-split-file.ts).
 import fs from 'node:fs';
 import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
@@ -422,24 +425,6 @@ function octal(b: Buffer, off: number, len: number): number {
   return v;
 }
 
-/**
- * Lookups, in increasing offset order, of the body CRCs native().hashTar computed while the tar
- * was read for its digest: (offset, value) u64 LE pairs in order. A body it did not see gives
- * undefined, and is checksummed here.
- */
-function knownCrcs(pairs: Buffer | undefined): (offset: number) => Buffer | undefined {
-  let i = 0;
-  const n = pairs ? pairs.length / 16 : 0;
-  return (offset) => {
-    const want = BigInt(offset);
-    while (i < n && pairs!.readBigUInt64LE(i * 16) < want) i++;
-    if (i >= n || pairs!.readBigUInt64LE(i * 16) !== want) return undefined;
-    const sum = Buffer.allocUnsafe(8);
-    sum.writeBigUInt64BE(pairs!.readBigUInt64LE(i * 16 + 8));
-    return sum;
-  };
-}
-
 /** the 'path' value of PAX records (empty: none), as bytes */
 function paxPath(data: Buffer): Buffer | undefined {
   let found: Buffer | undefined;
@@ -491,12 +476,11 @@ export interface DisassembleResult {
  * records hold the expanded content and do not give back the sparse tar (the peer's `diff` of
  * such a layer is a different tar; docs/tar-engine.md).
  */
-export async function disassembleTar(tarFd: number, writer: TarSplitWriter, opts: { bodyCrcs?: Buffer } = {}): Promise<DisassembleResult> {
+export async function disassembleTar(tarFd: number, writer: TarSplitWriter): Promise<DisassembleResult> {
   // one window serves the headers (readEntry) and the raw bytes between bodies (range): 256 KiB
   // holds the headers of many small members, so most members cost no read of their own
   const src = new FileSource(tarFd, 0, READ_WINDOW);
   const crc = native().crc64();
-  const known = knownCrcs(opts.bodyCrcs);
   const result: DisassembleResult = { entries: 0, files: 0, size: src.size };
   let segStart = 0; // first byte not yet in a segment or a body
   for (;;) {
@@ -546,11 +530,9 @@ export async function disassembleTar(tarFd: number, writer: TarSplitWriter, opts
     if (e.size > 0) {
       // Go checksums what it reads of the body: nothing for a header-only type
       crc.reset();
-      const given = body > 0 ? known(e.dataOffset) : undefined;
-      if (given) sum = given;
-      else if (body > SMALL_BODY) await native().crc64Range(tarFd, e.dataOffset, body, crc);
+      if (body > SMALL_BODY) await native().crc64Range(tarFd, e.dataOffset, body, crc);
       else if (body > 0) crc.update(src.range(e.dataOffset, e.dataOffset + body));
-      sum ??= crc.sum();
+      sum = crc.sum();
       result.files++;
     }
     await writer.addFile(name, e.size, sum);

@@ -138,6 +138,28 @@ test('crc64 matches Go\'s CRC-64/ISO: the check value, the empty input, every le
   t.is(crcOf(big), pyCrc(big));
 });
 
+test('crc64 of every length up to 1 100 and at every alignment matches Go\'s (the carry-less fold takes 64 bytes and more)', (t) => {
+  const data = randomBytes(1100);
+  // one Python run: the CRC of every prefix, and of the 1 000 bytes from each offset 0..63
+  const script = PY_CRC.replace(/crc = 0xFFFF[\s\S]*$/, `
+data = sys.stdin.buffer.read()
+def crc(b):
+    c = 0xFFFFFFFFFFFFFFFF
+    for x in b:
+        c = tab[(c ^ x) & 0xFF] ^ (c >> 8)
+    return '%016x' % (c ^ 0xFFFFFFFFFFFFFFFF)
+for n in range(len(data) + 1):
+    print(crc(data[:n]))
+for o in range(64):
+    print(crc(data[o:o + 1000]))
+`);
+  const want = execFileSync('python3', ['-c', script], { input: data, encoding: 'utf8', maxBuffer: 1 << 20 }).trim().split('\n');
+  const got = [...Array.from({ length: data.length + 1 }, (_, n) => crcOf(data.subarray(0, n))), ...Array.from({ length: 64 }, (_, o) => crcOf(data.subarray(o, o + 1000)))];
+  t.is(got.length, want.length);
+  const differ = got.findIndex((g, i) => g !== want[i]);
+  t.is(differ, -1, `first difference at ${differ}`);
+});
+
 test('crc64 fed in pieces equals crc64 of the whole; reset starts over; crc64Range of a file equals update', async (t) => {
   const dir = tempDir(t);
   const data = randomBytes(3 << 20);
@@ -451,4 +473,119 @@ console.log(JSON.stringify({ before, peak, files: r.files }));
   // two 4 MiB batch buffers, the segments' objects and what V8 lets pile up before collecting;
   // holding the record or the tar would take well over 100 MiB
   t.true(growth < 80, `rss grew by ${growth.toFixed(1)} MiB`);
+});
+
+// ------------------------------------------------------------------ the native record
+
+/** the record hashTar makes in the read that hashes the tar (native/tar-split.cc) */
+async function nativeRecord(tar: string): Promise<{ gz?: Buffer; declined?: string; entries?: number; digest: string }> {
+  const fd = fs.openSync(tar, 'r');
+  try {
+    const hash = native().sha256();
+    const r = await native().hashTar(fd, hash);
+    readWhole(r.size, tar);
+    return { gz: r.tarSplit, declined: r.declined, entries: r.entries, digest: hash.digest() };
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** hashTar read the whole file */
+function readWhole(size: number, tar: string): void {
+  if (size !== fs.statSync(tar).size) throw new Error(`hashTar read ${size} bytes of ${tar}`);
+}
+
+/** names that exercise Go's rules: JSON escapes, U+2028, a control character, bytes that are not UTF-8 */
+function makeOddNames(dir: string): void {
+  fs.mkdirSync(dir);
+  fs.writeFileSync(path.join(dir, 'a<b>&c "q" \\ \u2028\u2029 \u0001 ünï'), 'odd\n');
+  fs.writeFileSync(Buffer.concat([Buffer.from(dir + '/raw-'), Buffer.from([0xff, 0xfe, 0xc0, 0xaf, 0xed, 0xa0, 0x80])]), 'not utf-8\n');
+  fs.mkdirSync(Buffer.concat([Buffer.from(dir + '/dir-'), Buffer.from([0x80])]));
+  fs.writeFileSync(path.join(dir, 'n'.repeat(200)), 'long\n');
+}
+
+test('hashTar makes the record disassembleTar writes, byte for byte: GNU, posix, ustar, bsdtar, odd names, trailing bytes, no end blocks, a volume label', async (t) => {
+  const dir = tempDir(t);
+  const full = path.join(dir, 'full');
+  fs.mkdirSync(full);
+  makeTree(full, { xattrs: true });
+  const odd = path.join(dir, 'odd');
+  makeOddNames(odd);
+  const small = path.join(dir, 'small');
+  fs.mkdirSync(path.join(small, 'p'.repeat(70), 'q'.repeat(70)), { recursive: true });
+  fs.writeFileSync(path.join(small, 'p'.repeat(70), 'q'.repeat(70), 'b'.repeat(90)), 'prefix + name\n');
+  fs.writeFileSync(path.join(small, 'file'), 'x'.repeat(1000));
+
+  const tars: Record<string, string> = {};
+  const make = (name: string, cmd: string, args: string[], from: string) => {
+    tars[name] = path.join(dir, `${name}.tar`);
+    execFileSync(cmd, [...args, '-C', from, '-cf', tars[name], '.']);
+  };
+  for (const [tree, from] of [['full', full], ['odd', odd]] as const) {
+    make(`${tree}-gnu`, 'tar', ['--format=gnu'], from);
+    make(`${tree}-posix`, 'tar', ['--format=posix', '--xattrs', '--xattrs-include=user.*'], from);
+    make(`${tree}-global`, 'tar', ['--format=posix', '--pax-option=comment=made-by-a-test'], from);
+    make(`${tree}-bsdtar`, 'bsdtar', [], from);
+    make(`${tree}-bsdtar-gnu`, 'bsdtar', ['--format=gnutar'], from);
+  }
+  make('ustar-b1', 'tar', ['--format=ustar', '-b', '1'], small);
+  make('label', 'tar', ['--format=gnu', '-V', 'a volume label'], small);
+  // bytes after the end blocks: more than one 1 MiB segment of them
+  tars.trailing = path.join(dir, 'trailing.tar');
+  fs.copyFileSync(tars['full-gnu'], tars.trailing);
+  fs.appendFileSync(tars.trailing, randomBytes((2 << 20) + 4321));
+  // no end blocks at all, and one end block only
+  const cut = (name: string, drop: number) => {
+    tars[name] = path.join(dir, `${name}.tar`);
+    const b = fs.readFileSync(tars['ustar-b1']);
+    fs.writeFileSync(tars[name], b.subarray(0, b.length - drop));
+  };
+  cut('no-end-blocks', 1024);
+  cut('one-end-block', 512);
+
+  for (const [name, tar] of Object.entries(tars)) {
+    const js = path.join(dir, `${name}.js.tar-split.gz`);
+    await disassembleToFile(tar, js);
+    const mine = await nativeRecord(tar);
+    t.is(mine.declined, undefined, `${name}: not declined`);
+    t.is(mine.digest, `sha256:${sha256(tar)}`, `${name}: digest`);
+    const [ours, ref] = [zlib.gunzipSync(mine.gz!), zlib.gunzipSync(fs.readFileSync(js))];
+    const [a, b] = [ours.toString('latin1').split('\n'), ref.toString('latin1').split('\n')];
+    const differ = a.findIndex((line, i) => line !== b[i]);
+    t.is(differ, -1, differ < 0 ? name : `${name}: line ${differ + 1} differs:\n native: ${a[differ].slice(0, 300)}\n js:     ${b[differ]?.slice(0, 300)}`);
+    t.true(ours.equals(ref), `${name}: the same bytes`);
+    t.is(mine.entries, b.length - 1, `${name}: entries`);
+  }
+  // the odd names did reach the record as Go writes them
+  const oddLines = zlib.gunzipSync((await nativeRecord(tars['odd-gnu'])).gz!).toString('utf8');
+  t.regex(oddLines, /"name":"\.\/a\\u003cb\\u003e\\u0026c \\"q\\" \\\\ \\u2028\\u2029 \\u0001 ünï"/);
+  t.regex(oddLines, /"name_raw":"/);
+});
+
+test('hashTar declines what disassembleTar refuses or reads its own way: a sparse member, a name twice', async (t) => {
+  const dir = tempDir(t);
+  const src = path.join(dir, 'src');
+  fs.mkdirSync(src);
+  const fd = fs.openSync(path.join(src, 'sparse'), 'w');
+  fs.writeSync(fd, 'data', 0, 'utf8');
+  fs.ftruncateSync(fd, 4 << 20);
+  fs.closeSync(fd);
+  for (const format of ['posix', 'gnu']) {
+    const tar = path.join(dir, `sparse-${format}.tar`);
+    execFileSync('tar', [`--format=${format}`, '--sparse', '-C', src, '-cf', tar, '.']);
+    t.regex((await nativeRecord(tar)).declined ?? '', /sparse|member type/, format);
+  }
+  const twice = path.join(dir, 'twice.tar');
+  fs.writeFileSync(path.join(dir, 'f'), 'one');
+  execFileSync('tar', ['--format=gnu', '-C', dir, '-cf', twice, 'f']);
+  execFileSync('tar', ['--format=gnu', '-C', dir, '-rf', twice, 'f']);
+  const r = await nativeRecord(twice);
+  t.regex(r.declined ?? '', /second entry/);
+  t.is(r.gz, undefined);
+  // a global header as the last member: disassembleTar's walk keeps it in the end's segment
+  const globalOnly = path.join(dir, 'global-only.tar');
+  fs.mkdirSync(path.join(dir, 'none'));
+  execFileSync('tar', ['--format=posix', '--pax-option=comment=x', '-C', path.join(dir, 'none'), '-cf', globalOnly, '--files-from', '/dev/null']);
+  t.true(fs.readFileSync(globalOnly).subarray(156, 157).equals(Buffer.from('g')), 'the tar holds a global header only');
+  t.regex((await nativeRecord(globalOnly)).declined ?? '', /last member/);
 });
