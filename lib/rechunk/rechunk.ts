@@ -275,10 +275,7 @@ async function makeLayer(ctx: StoreContext, inv: Inventory, paths: string[], epo
     };
     await writeTar('/', items(), fd, { align: REFLINK_ALIGN, alignMinBody: REFLINK_ALIGN });
     const hash = native().sha256();
-    const { result } = await applyRecording(tarSplitPath(ctx, rec.id), fd, async () => {
-      const { size, bodies } = await native().hashTar(fd, hash);
-      return { size, bodyCrcs: bodies };
-    });
+    const { result } = await applyRecording(tarSplitPath(ctx, rec.id), fd, () => native().hashTar(fd, hash));
     const digest = hash.digest();
     rec['diff-digest'] = digest;
     rec['diff-size'] = result.size;

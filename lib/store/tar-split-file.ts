@@ -27,7 +27,7 @@ export async function applyRecording<T extends { tarSplit?: Buffer }>(file: stri
   fs.rmSync(file, { force: true });
   const result = await apply();
   if (result.tarSplit) {
-    writeFileAtomic(file, result.tarSplit);
+    await writeFileAtomic(file, result.tarSplit);
     delete result.tarSplit; // the caller keeps the result; the record is written
     return { result, recorded: true };
   }
