@@ -273,7 +273,9 @@ async function makeLayer(ctx: StoreContext, inv: Inventory, paths: string[], epo
         yield item;
       }
     };
-    await writeTar('/', items(), fd, { align: REFLINK_ALIGN, alignMinBody: REFLINK_ALIGN });
+    // never sparse: a sparse entry depends on where the filesystem keeps holes, and the layer's
+    // digest must depend only on the tree (docs/rechunk.md, "The tar of a layer")
+    await writeTar('/', items(), fd, { align: REFLINK_ALIGN, alignMinBody: REFLINK_ALIGN, sparse: false });
     const hash = native().sha256();
     const { result } = await applyRecording(tarSplitPath(ctx, rec.id), fd, () => native().hashTar(fd, hash));
     const digest = hash.digest();

@@ -117,10 +117,12 @@ export async function copyPath(from: CopyEnd, to: CopyEnd, tmpDir: string, chown
   }
   const fd = tempFile(tmpDir, 'copy');
   try {
+    // whole files, never sparse entries: the copy engine keeps their holes in the temp tar and in
+    // the target, and the extractor refuses a sparse entry larger than the target's filesystem
     const tar = await writeTar(srcRoot, (function* () {
       yield* items;
       yield* walk;
-    })(), fd, { outOffset: 0 });
+    })(), fd, { outOffset: 0, sparse: false });
     checkAborted(op.signal, what);
     const onProgress = op.onProgress && ((bytes: number, entries: number) => op.onProgress!({ bytes, totalBytes: tar.written, entries, totalEntries: tar.entries }));
     try {

@@ -289,8 +289,8 @@ test('a tar with bytes after its end blocks: the record keeps them, and the tar 
   }
 });
 
-test('sparse members are refused by disassembleTar: a tar-split record cannot give their tar back', async (t) => {
-  const dir = tempDir(t);
+/** dir/src holding 'sparse': 4 MiB, data only at its start and end (GNU tar --sparse makes it a sparse member) */
+function sparseSource(dir: string): string {
   const src = path.join(dir, 'src');
   fs.mkdirSync(src);
   const fd = fs.openSync(path.join(src, 'sparse'), 'w');
@@ -298,6 +298,12 @@ test('sparse members are refused by disassembleTar: a tar-split record cannot gi
   fs.ftruncateSync(fd, 4 << 20);
   fs.writeSync(fd, 'end', (4 << 20) - 3, 'utf8');
   fs.closeSync(fd);
+  return src;
+}
+
+test('sparse members are refused by disassembleTar: a tar-split record cannot give their tar back', async (t) => {
+  const dir = tempDir(t);
+  const src = sparseSource(dir);
   const tar = path.join(dir, 't.tar');
   execFileSync('tar', ['--format=posix', '--sparse', '-C', src, '-cf', tar, '.']);
   const record = path.join(dir, 'r.tar-split.gz');
@@ -564,12 +570,7 @@ test('hashTar makes the record disassembleTar writes, byte for byte: GNU, posix,
 
 test('hashTar declines what disassembleTar refuses or reads its own way: a sparse member, a name twice', async (t) => {
   const dir = tempDir(t);
-  const src = path.join(dir, 'src');
-  fs.mkdirSync(src);
-  const fd = fs.openSync(path.join(src, 'sparse'), 'w');
-  fs.writeSync(fd, 'data', 0, 'utf8');
-  fs.ftruncateSync(fd, 4 << 20);
-  fs.closeSync(fd);
+  const src = sparseSource(dir);
   for (const format of ['posix', 'gnu']) {
     const tar = path.join(dir, `sparse-${format}.tar`);
     execFileSync('tar', [`--format=${format}`, '--sparse', '-C', src, '-cf', tar, '.']);
