@@ -1,6 +1,8 @@
 // applyBatch / applyBatchSync: see ApplyOp in lib/native.ts for the semantics of each op.
 #include <fcntl.h>
+#include <linux/fs.h>
 #include <linux/openat2.h>
+#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
@@ -283,6 +285,17 @@ class Runner {
     if (op.hasTimes && utimensat(dir, base.c_str(), op.times, AT_SYMLINK_NOFOLLOW) != 0) Fail(errno, "utimensat", op.path);
   }
 
+  // A body that is the whole of a regular file (the tree copy's, drivers/trees.ts copyItems) is
+  // cloned whole, as cp --reflink does, whatever its size: CopyRange copies bodies under
+  // kMinCloneBtrfs on btrfs (a clone there pays for the destination's writeback, which a new
+  // empty file does not have), and that put every 2-64 KiB file of a rechunked image into new
+  // data extents again (docs/performance.md, "Rechunk"). false (nothing moved): copy it.
+  static bool CloneWholeFile(int src, int dst, uint64_t size) {
+    struct stat st;
+    if (fstat(src, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) != size) return false;
+    return ioctl(dst, FICLONE, src) == 0;
+  }
+
   void File(int dir, const std::string& base, const Op& op, Result& r) {
     int fd = -1;
     // Made with its final permission bits, so that where the umask, the parent's default ACL
@@ -305,6 +318,8 @@ class Runner {
           if (got < len) Truncated(op, consumed + got, op.size);
           consumed += len;
         }
+      } else if (op.size > 0 && op.srcOffset == 0 && !op.hash && CloneWholeFile(op.srcFd, fd, op.size)) {
+        r.stats.bytes[kFiclone] += op.size;
       } else if (op.size > 0) {
         uint64_t got = CopyRange(op.srcFd, op.srcOffset, fd, 0, op.size, kAuto, tgt_, buf_, r.stats, op.hash);
         if (got < op.size) Truncated(op, got, op.size);
