@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import { openRecordStore, type RecordStore } from '../../lib/store/store.ts';
 import { canMount, loopFs, tempDir } from '../fixtures/fs.ts';
 import { runCli, sha256File } from '../fixtures/store.ts';
-import { makeRichTree, snapshotTree } from '../fixtures/tree.ts';
+import { makeRichTree, snapshotTree, writeFileAt } from '../fixtures/tree.ts';
 
 const DRIVERS = ['vfs', 'overlay', 'btrfs'] as const;
 type DriverName = (typeof DRIVERS)[number];
@@ -43,13 +43,7 @@ function rechunkStore(t: ExecutionContext, driver: DriverName): RechunkStore {
   };
 }
 
-const write = (dir: string, rel: string, data: string | Buffer, mode = 0o644) => {
-  const p = path.join(dir, rel);
-  fs.mkdirSync(path.dirname(p), { recursive: true });
-  fs.writeFileSync(p, data, { mode });
-  fs.chmodSync(p, mode);
-  return p;
-};
+const write = writeFileAt;
 
 /** Bytes that are not all the same (so a reflink and a copy are told apart by nothing but space). */
 const pattern = (n: number, seed: number) => {

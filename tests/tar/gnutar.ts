@@ -1,5 +1,6 @@
 // Helpers for the header codec tests: GNU tar as an independent writer and reader, getfattr
 // for xattr bytes, and small tools to list a tar with our reader and to forge bad headers.
+import type { ExecutionContext } from 'ava';
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -8,6 +9,8 @@ import tarStream from 'tar-stream';
 import { END_OF_ARCHIVE, encodeHeader, padding, readEntry, sparseMapBlock } from '../../lib/tar/header.ts';
 import { FileSource, type BlockSource } from '../../lib/tar/source.ts';
 import type { ReadEntry, TarEntry } from '../../lib/tar/types.ts';
+import { tempStore } from '../fixtures/store.ts';
+import { differences, snapshot } from '../fuzz/compare.ts';
 
 export function run(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -186,4 +189,18 @@ export function listTree(dir: string): string[] {
   };
   walk('');
   return out;
+}
+
+/** import the tar with both tools; both trees, after asserting they are the same */
+export async function bothTrees(t: ExecutionContext, bytes: Buffer): Promise<string[]> {
+  const s = tempStore(t);
+  const tar = path.join(s.dir, 'x.tar');
+  fs.writeFileSync(tar, Buffer.concat([bytes, END_OF_ARCHIVE]));
+  const ours = await s.cli(['import-layer', '-f', tar]);
+  t.is(ours.code, 0, ours.stderr);
+  const peer = s.peer(['import-layer', '-f', tar]);
+  t.is(peer.code, 0, peer.stderr);
+  const dirs = [ours.stdout, peer.stdout].map((out) => path.join(s.root, 'vfs', 'dir', out.split('\n')[0]));
+  t.deepEqual(differences(snapshot(dirs[0], { times: true }), snapshot(dirs[1], { times: true })), []);
+  return dirs;
 }

@@ -12,8 +12,7 @@ import { END_OF_ARCHIVE, encodeHeader, padding } from '../../lib/tar/header.ts';
 import type { TarEntry } from '../../lib/tar/types.ts';
 import { tempDir } from '../fixtures/fs.ts';
 import { tempStore } from '../fixtures/store.ts';
-import { differences, snapshot } from '../fuzz/compare.ts';
-import { fixChecksum, gnuTar, paxBlocks, readAll, writeTarFile } from './gnutar.ts';
+import { bothTrees, fixChecksum, gnuTar, paxBlocks, readAll, writeTarFile } from './gnutar.ts';
 
 const CAPABILITY = Buffer.from('0100000200200000000000000000000000000000', 'hex');
 const ZERO = Buffer.alloc(512);
@@ -210,19 +209,6 @@ test("a hardlink's mode and mtime reach the linked inode only where the peer's l
   }
 });
 
-/** import the tar with both tools; both trees, after asserting they are the same */
-async function bothTrees(t: import('ava').ExecutionContext, bytes: Buffer): Promise<string[]> {
-  const s = tempStore(t);
-  const tar = path.join(s.dir, 'x.tar');
-  fs.writeFileSync(tar, Buffer.concat([bytes, END_OF_ARCHIVE]));
-  const ours = await s.cli(['import-layer', '-f', tar]);
-  t.is(ours.code, 0, ours.stderr);
-  const peer = s.peer(['import-layer', '-f', tar]);
-  t.is(peer.code, 0, peer.stderr);
-  const dirs = [ours.stdout, peer.stdout].map((out) => path.join(s.root, 'vfs', 'dir', out.split('\n')[0]));
-  t.deepEqual(differences(snapshot(dirs[0], { times: true }), snapshot(dirs[1], { times: true })), []);
-  return dirs;
-}
 
 test("missing parents made after a tar's '.' changed the root's owner are owned as the root was (seeds 410461064, 424449953)", async (t) => {
   const dirs = await bothTrees(t, Buffer.concat([encodeHeader(base('.', 'dir', { uid: 65535, gid: 1000, mode: 0o750 })), fileEntry('made/by/parents', 'x')]));
