@@ -45,6 +45,8 @@ export interface ApplyDiffOptions {
   onProgress?: (tarBytes: number, entries: number) => void;
   /** apply only the entries under this name prefix of the stream, the prefix removed (lib/tar/sections.ts) */
   section?: string;
+  /** write the tar's tar-split record here as it is read (lib/tar/extract.ts, ExtractOptions) */
+  tarSplitFd?: number;
 }
 
 export interface ApplyDiffResult {
@@ -53,8 +55,8 @@ export interface ApplyDiffResult {
   /** bytes of uncompressed tar read, and its 'sha256:<hex>' (the layer's diff-size and diff-digest) */
   tarSize: number;
   digest: string;
-  /** the tar's tar-split record (gzip), made on the way when the tar was a file (lib/tar/extract.ts) */
-  tarSplit?: Buffer;
+  /** true when the tar's tar-split record is whole in opts.tarSplitFd (lib/tar/extract.ts) */
+  tarSplit?: boolean;
   /** distinct owners written (host ids), sorted */
   uids: number[];
   gids: number[];

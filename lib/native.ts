@@ -214,13 +214,14 @@ export interface Native {
   /** feed `length` bytes of fd from `offset` to hash on a worker thread (length -1: to EOF); resolves to the bytes hashed */
   hashRange(fd: number, offset: number, length: number, hash: Sha256): Promise<number>;
   /**
-   * hashRange of a whole tar file, and on the way the tar's tar-split record (native/tar-split.cc;
-   * docs/tar-engine.md, "tar-split records"): `tarSplit` is the gzipped record, the bytes
-   * disassembleTar would write, and `entries` its lines; or `declined` says what that walk left to
-   * disassembleTar (sparse members, a name twice, a cut tar, ...). The record is held in memory
-   * until written: its gzip, some 10 to 40 bytes per member.
+   * hashRange of a whole tar file, and with recordFd, on the way, the tar's tar-split record
+   * (native/tar-split.cc; docs/tar-engine.md, "tar-split records"), written gzipped to recordFd
+   * from offset 0 as it is made (memory stays flat): `tarSplit` true when it is whole there, the
+   * bytes disassembleTar would write (`tarSplitSize` of them, `entries` lines); or `declined`
+   * says what that walk left to disassembleTar (sparse members, a name twice, a cut tar, a failed
+   * write, ...), and what it wrote is to be dropped.
    */
-  hashTar(fd: number, hash: Sha256): Promise<{ size: number; tarSplit?: Buffer; entries?: number; declined?: string }>;
+  hashTar(fd: number, hash: Sha256, recordFd?: number): Promise<{ size: number; tarSplit?: boolean; tarSplitSize?: number; entries?: number; declined?: string }>;
   /** a new running CRC-64/ISO; not to be updated from JS while a crc64Range is feeding it */
   crc64(): Crc64;
   /** feed `length` bytes of fd from `offset` to crc on a worker thread (length -1: to EOF); resolves to the bytes read */

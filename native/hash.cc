@@ -71,13 +71,14 @@ class RangeWorker : public Napi::AsyncWorker {
   struct Sinks {
     Sha256* hash = nullptr;
     Crc64* crc = nullptr;
-    bool tarSplit = false;
+    bool tarResult = false;  // hashTar: resolves { size, ... } rather than the size
+    int tarSplitFd = -1;     // hashTar: the tar-split record is made and written here
   };
   // owner: the JS object of the digest, kept alive while the worker runs
   RangeWorker(Napi::Env env, int fd, int64_t off, int64_t len, Napi::Object owner, Sinks sinks)
       : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), fd_(fd), off_(off), len_(len), sinks_(sinks) {
     ref_ = Napi::Persistent(owner);
-    if (sinks.tarSplit) record_ = std::make_unique<TarSplitRecorder>();
+    if (sinks.tarSplitFd >= 0) record_ = std::make_unique<TarSplitRecorder>(sinks.tarSplitFd);
   }
   Napi::Promise Promise() { return deferred_.Promise(); }
 
@@ -110,12 +111,13 @@ class RangeWorker : public Napi::AsyncWorker {
   }
   void OnOK() override {
     ref_.Reset();
-    if (!record_) return deferred_.Resolve(Napi::Number::New(Env(), static_cast<double>(done_)));
+    if (!sinks_.tarResult) return deferred_.Resolve(Napi::Number::New(Env(), static_cast<double>(done_)));
     Napi::Object r = Napi::Object::New(Env());
     r.Set("size", Napi::Number::New(Env(), static_cast<double>(done_)));
+    if (!record_) return deferred_.Resolve(r);
     if (record_->Declined().empty()) {
-      const std::string& gz = record_->Gzip();
-      r.Set("tarSplit", Napi::Buffer<uint8_t>::Copy(Env(), reinterpret_cast<const uint8_t*>(gz.data()), gz.size()));
+      r.Set("tarSplit", Napi::Boolean::New(Env(), true));
+      r.Set("tarSplitSize", Napi::Number::New(Env(), static_cast<double>(record_->Written())));
       r.Set("entries", Napi::Number::New(Env(), static_cast<double>(record_->Entries())));
     } else r.Set("declined", Napi::String::New(Env(), record_->Declined()));
     record_.reset();
@@ -151,7 +153,7 @@ Napi::Value HashRange(const Napi::CallbackInfo& info) {
   Sha256* h = Sha256::Unwrap(info[3]);
   if (!h) throw Napi::TypeError::New(env, "hashRange(fd, offset, length, hash): hash must come from sha256()");
   return Queue(new RangeWorker(env, info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int64Value(),
-                               info[2].As<Napi::Number>().Int64Value(), info[3].As<Napi::Object>(), {h, nullptr, false}));
+                               info[2].As<Napi::Number>().Int64Value(), info[3].As<Napi::Object>(), {h, nullptr}));
 }
 
 // crc64Range(fd, offset, length, crc): the same read, into a CRC-64 (crc64.cc)
@@ -160,15 +162,17 @@ Napi::Value Crc64Range(const Napi::CallbackInfo& info) {
   Crc64* c = Crc64::Unwrap(info[3]);
   if (!c) throw Napi::TypeError::New(env, "crc64Range(fd, offset, length, crc): crc must come from crc64()");
   return Queue(new RangeWorker(env, info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int64Value(),
-                               info[2].As<Napi::Number>().Int64Value(), info[3].As<Napi::Object>(), {nullptr, c, false}));
+                               info[2].As<Napi::Number>().Int64Value(), info[3].As<Napi::Object>(), {nullptr, c}));
 }
 
-// hashTar(fd, hash): hashRange of the whole file, and the tar's tar-split record made on the way
+// hashTar(fd, hash[, recordFd]): hashRange of the whole file, and with recordFd the tar's
+// tar-split record made on the way and written (gzip) to recordFd as it goes
 Napi::Value HashTar(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Sha256* h = Sha256::Unwrap(info[1]);
-  if (!h) throw Napi::TypeError::New(env, "hashTar(fd, hash): hash must come from sha256()");
-  return Queue(new RangeWorker(env, info[0].As<Napi::Number>().Int32Value(), 0, -1, info[1].As<Napi::Object>(), {h, nullptr, true}));
+  if (!h) throw Napi::TypeError::New(env, "hashTar(fd, hash, recordFd?): hash must come from sha256()");
+  int recordFd = info.Length() > 2 && info[2].IsNumber() ? info[2].As<Napi::Number>().Int32Value() : -1;
+  return Queue(new RangeWorker(env, info[0].As<Napi::Number>().Int32Value(), 0, -1, info[1].As<Napi::Object>(), {h, nullptr, true, recordFd}));
 }
 
 void Sha256::Init(Napi::Env env, Napi::Object exports) {

@@ -16,6 +16,8 @@
 #include <cstring>
 #include <vector>
 
+#include "copy.h"
+#include "errors.h"
 #include "crc64.h"
 
 namespace layers {
@@ -187,7 +189,7 @@ std::string CleanName(const std::string& name) {
 
 }  // namespace
 
-TarSplitRecorder::TarSplitRecorder() {
+TarSplitRecorder::TarSplitRecorder(int outFd) : out_(outFd) {
   // gzip at level 1, as the peer's pgzip BestSpeed and TarSplitWriter's Node zlib stream
   if (deflateInit2(&z_, 1, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY) == Z_OK) zInit_ = true;
   else Decline("cannot initialize zlib");
@@ -203,7 +205,6 @@ void TarSplitRecorder::Decline(const char* why) {
   declined_ = why;
   std::string().swap(seg_);
   std::string().swap(lines_);
-  std::string().swap(gz_);
   std::unordered_set<std::string>().swap(seen_);
 }
 
@@ -411,7 +412,15 @@ void TarSplitRecorder::Deflate(int flush) {
     z_.avail_out = sizeof(buf);
     rc = deflate(&z_, flush);
     if (rc == Z_STREAM_ERROR) return Decline("zlib");
-    gz_.append(buf, sizeof(buf) - z_.avail_out);
+    size_t n = sizeof(buf) - z_.avail_out;
+    try {
+      WriteFull(out_, static_cast<int64_t>(written_), buf, n);
+    } catch (const SysError& e) {
+      // the caller's fallback writes the record again and meets the same error, with its name
+      why_ = std::string("writing the record: ") + strerror(e.err);
+      return Decline(why_.c_str());
+    }
+    written_ += n;
   } while (z_.avail_out == 0 || (flush == Z_FINISH && rc != Z_STREAM_END));
   lines_.clear();
 }

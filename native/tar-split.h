@@ -11,7 +11,8 @@ namespace layers {
 
 class TarSplitRecorder {
  public:
-  TarSplitRecorder();
+  // the gzipped record is written to outFd as it is made (memory stays flat whatever the tar)
+  explicit TarSplitRecorder(int outFd);
   ~TarSplitRecorder();
   TarSplitRecorder(const TarSplitRecorder&) = delete;
   TarSplitRecorder& operator=(const TarSplitRecorder&) = delete;
@@ -21,8 +22,8 @@ class TarSplitRecorder {
   void Finish();
   // empty when the record was made; else why this walk leaves the tar to disassembleTar
   const std::string& Declined() const { return declined_; }
-  // the record: gzip of the JSON lines (valid after Finish when not declined)
-  const std::string& Gzip() const { return gz_; }
+  // bytes of gzip written to outFd (the whole record after Finish when not declined)
+  uint64_t Written() const { return written_; }
   uint64_t Entries() const { return position_; }
 
  private:
@@ -59,7 +60,10 @@ class TarSplitRecorder {
   uint64_t trailingFill_ = 0;
   uint64_t position_ = 0;
   std::unordered_set<std::string> seen_;
-  std::string line_, lines_, gz_;
+  std::string line_, lines_;
+  int out_;
+  uint64_t written_ = 0;
+  std::string why_;  // the text of a decline that is not a constant
   z_stream z_{};
   bool zInit_ = false;
   std::string declined_;

@@ -74,7 +74,7 @@ export class NaiveDiffer implements Differ {
 
   /** Returns the whole ExtractResult (digest, tar size, owners), which the store records. */
   applyDiff(id: string, _parent: string | undefined, fd: number, opts: ApplyDiffOptions = {}): Promise<ApplyDiffResult> {
-    return this.trees.write(id, (dir) => extractTar(fd, dir, { whiteouts: 'delete', idMappings: opts.idMappings, signal: opts.signal, onProgress: opts.onProgress, section: opts.section, ...this.applyOpts }));
+    return this.trees.write(id, (dir) => extractTar(fd, dir, { whiteouts: 'delete', idMappings: opts.idMappings, signal: opts.signal, onProgress: opts.onProgress, section: opts.section, tarSplitFd: opts.tarSplitFd, ...this.applyOpts }));
   }
 
   changes(id: string, parent: string | undefined, opts: DiffOptions = {}): Promise<Change[]> {

@@ -229,7 +229,7 @@ export class OverlayDriver implements Driver {
 
   /** Straight into diff/, whiteouts converted to overlayfs's form (lib/tar/whiteout.ts). */
   async applyDiff(id: string, _parent: string | undefined, fd: number, opts: ApplyDiffOptions = {}): Promise<ApplyDiffResult> {
-    return extractTar(fd, this.existing(id), { whiteouts: 'overlay', idMappings: opts.idMappings, ignoreChownErrors: this.ignoreChownErrors, signal: opts.signal, onProgress: opts.onProgress, section: opts.section });
+    return extractTar(fd, this.existing(id), { whiteouts: 'overlay', idMappings: opts.idMappings, ignoreChownErrors: this.ignoreChownErrors, signal: opts.signal, onProgress: opts.onProgress, section: opts.section, tarSplitFd: opts.tarSplitFd });
   }
 
   async changes(id: string, parent: string | undefined, opts: DiffOptions = {}): Promise<Change[]> {

@@ -277,7 +277,7 @@ async function makeLayer(ctx: StoreContext, inv: Inventory, paths: string[], epo
     // digest must depend only on the tree (docs/rechunk.md, "The tar of a layer")
     await writeTar('/', items(), fd, { align: REFLINK_ALIGN, alignMinBody: REFLINK_ALIGN, sparse: false });
     const hash = native().sha256();
-    const { result } = await applyRecording(tarSplitPath(ctx, rec.id), fd, () => native().hashTar(fd, hash));
+    const { result } = await applyRecording(tarSplitPath(ctx, rec.id), fd, (recordFd) => native().hashTar(fd, hash, recordFd));
     const digest = hash.digest();
     rec['diff-digest'] = digest;
     rec['diff-size'] = result.size;

@@ -368,7 +368,7 @@ async function applyInto(ctx: StoreContext, rec: LayerRecord, input: DiffInput, 
     let result;
     try {
       const applyOpts = { idMappings: mappings, signal, onProgress: onProgress && onTar, section: opts.section };
-      const apply = () => ctx.driver.applyDiff(rec.id, rec.parent, prepared.fd, applyOpts);
+      const apply = (tarSplitFd?: number) => ctx.driver.applyDiff(rec.id, rec.parent, prepared.fd, { ...applyOpts, tarSplitFd });
       // a section has no tar-split record: the stream's bytes are not the section's own tar
       // (docs/tar-engine.md, "Sections"); diff then writes it from the layer's files
       if (opts.section !== undefined) fs.rmSync(tarSplitPath(ctx, rec.id), { force: true });

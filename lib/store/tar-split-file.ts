@@ -3,7 +3,7 @@
 // the exact tar, removed with the layer (removeLayer).
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic } from '../atomic.ts';
+import { AtomicFile } from '../atomic.ts';
 import { TarError } from '../tar/errors.ts';
 import { TarSplitWriter, assembleTar, disassembleTar, type AssembleResult } from '../tar/tar-split.ts';
 import type { StoreContext } from './context.ts';
@@ -15,7 +15,8 @@ export function tarSplitPath(ctx: StoreContext, id: string): string {
 /**
  * Run `apply` (the driver's ApplyDiff of the tar in tarFd, a regular file) and write the layer's
  * record (`file`, tarSplitPath). The record comes with the apply's result, made natively in the
- * read that hashes the tar (lib/tar/extract.ts, native/tar-split.cc): no second walk. Only a
+ * read that hashes the tar (lib/tar/extract.ts, native/tar-split.cc), written to the record's
+ * temp file as it is made (memory stays flat): no second walk. Only a
  * tar that walk declines (sparse members, a name twice, a tar cut short, member types it leaves
  * alone) is read again here by disassembleTar, the JS reference, which makes the record or finds
  * that the peer's format cannot hold it. The old record goes first (the layer is incomplete
@@ -23,14 +24,22 @@ export function tarSplitPath(ctx: StoreContext, id: string): string {
  * both succeed, before the caller marks the layer complete. A tar the peer's format cannot hold
  * gets no record: diff then takes the driver's way, as the peer does for a layer without one.
  */
-export async function applyRecording<T extends { tarSplit?: Buffer }>(file: string, tarFd: number, apply: () => Promise<T>): Promise<{ result: T; recorded: boolean }> {
+export async function applyRecording<T extends { tarSplit?: boolean }>(file: string, tarFd: number, apply: (recordFd: number) => Promise<T>): Promise<{ result: T; recorded: boolean }> {
   fs.rmSync(file, { force: true });
-  const result = await apply();
+  const record = await AtomicFile.create(file);
+  let result: T;
+  try {
+    result = await apply(record.fd);
+  } catch (err) {
+    await record.abort();
+    throw err;
+  }
   if (result.tarSplit) {
-    await writeFileAtomic(file, result.tarSplit);
     delete result.tarSplit; // the caller keeps the result; the record is written
+    await record.commit();
     return { result, recorded: true };
   }
+  await record.abort();
   const writer = await TarSplitWriter.create(file);
   try {
     await disassembleTar(tarFd, writer);

@@ -36,8 +36,11 @@ export interface ExtractOptions {
   onProgress?: (tarBytes: number, entries: number) => void;
   /** extract only the entries under this name prefix, the prefix removed; the rest is skipped
    *  (bodies never read from a file). digest and tarSize are then the section's as a tar of its
-   *  own (SectionView, lib/tar/sections.ts) and tarSplit is not given */
+   *  own (SectionView, lib/tar/sections.ts) and no tar-split record is made */
   section?: string;
+  /** from a file: make the tar's tar-split record in the read that hashes it and write it here
+   *  (gzip, from offset 0; lib/store/tar-split-file.ts) */
+  tarSplitFd?: number;
   /** false: the section's digest is not wanted ('' is returned), so bodies are copied as from any
    *  file (copy_file_range, batched) instead of read through the hash one by one (host directories) */
   sectionDigest?: boolean;
@@ -50,9 +53,9 @@ export interface ExtractResult {
   tarSize: number;
   /** 'sha256:<hex>' of the tar bytes read */
   digest: string;
-  /** from a file: the tar's tar-split record (gzip), made by native().hashTar in the read that
-   *  hashes the tar; absent when that walk declined it (lib/store/tar-split-file.ts) */
-  tarSplit?: Buffer;
+  /** true when the tar's tar-split record is whole in opts.tarSplitFd (made by native().hashTar
+   *  in the read that hashes the tar); else that walk declined it or none was asked for */
+  tarSplit?: boolean;
   entries: number;
   /** distinct owners seen (host ids after mapping), sorted */
   uids: number[];
@@ -72,7 +75,7 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
   const sectionHash = section?.digesting ? section.hash : undefined;
   const src: BlockSource = fromFile ? new FileSource(inFd, 0) : new PipeSource(inFd, { onBytes: section ? undefined : (b) => hash.update(b) });
   // from a file the same read also makes the layer's tar-split record
-  const hashed = fromFile && !section ? native().hashTar(inFd, hash) : undefined;
+  const hashed = fromFile && !section ? native().hashTar(inFd, hash, opts.tarSplitFd) : undefined;
   hashed?.catch(() => undefined); // awaited below; a failure must not count as unhandled meanwhile
   const rootFd = fs.openSync(root, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
   // missing parents are owned as the root was before the tar's '.' (K2) changed it (found by the fuzzer)
@@ -141,7 +144,7 @@ export async function extractTar(inFd: number, root: string, opts: ExtractOption
     if (plan.rootOpaque) native().lsetxattr(root, ...overlayOpaqueXattr());
     opts.onProgress?.(src.position, plan.entries);
     let tarSize: number;
-    let tarSplit: Buffer | undefined;
+    let tarSplit: boolean | undefined;
     let digest: string | undefined;
     if (hashed) ({ size: tarSize, tarSplit } = await hashed);
     else tarSize = src.position + (fromFile ? 0 : drainPipe(inFd, hash));

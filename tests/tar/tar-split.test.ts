@@ -483,16 +483,27 @@ console.log(JSON.stringify({ before, peak, files: r.files }));
 
 // ------------------------------------------------------------------ the native record
 
-/** the record hashTar makes in the read that hashes the tar (native/tar-split.cc) */
+/** a check outside a test's context (nativeRecord has none): throws, failing the test that called it */
+function expectSize(actual: number, expected: number, what: string): void {
+  if (actual !== expected) throw new Error(`${what}: ${actual} !== ${expected}`);
+}
+
+/** the record hashTar makes in the read that hashes the tar (native/tar-split.cc), written to a file as it goes */
 async function nativeRecord(tar: string): Promise<{ gz?: Buffer; declined?: string; entries?: number; digest: string }> {
   const fd = fs.openSync(tar, 'r');
+  const out = `${tar}.record.gz`;
+  const recordFd = fs.openSync(out, 'w+');
   try {
     const hash = native().sha256();
-    const r = await native().hashTar(fd, hash);
+    const r = await native().hashTar(fd, hash, recordFd);
     readWhole(r.size, tar);
-    return { gz: r.tarSplit, declined: r.declined, entries: r.entries, digest: hash.digest() };
+    const gz = r.tarSplit ? fs.readFileSync(out) : undefined;
+    if (gz) expectSize(gz.length, r.tarSplitSize!, 'tarSplitSize counts what was written');
+    return { gz, declined: r.declined, entries: r.entries, digest: hash.digest() };
   } finally {
     fs.closeSync(fd);
+    fs.closeSync(recordFd);
+    fs.rmSync(out, { force: true });
   }
 }
 
