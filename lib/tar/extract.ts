@@ -302,6 +302,12 @@ class Planner {
     if (this.opts.whiteouts !== 'keep' && parseWhiteout(path.posix.basename(rel)) && !(rel.startsWith(WHITEOUT_META_PREFIX) && rel !== OPAQUE_WHITEOUT))
       throw new TarError('ETARFORMAT', `${name}: a volume label or PAX global header named as a whiteout: the peer applies it as one, other readers ignore it`, name);
     if (rel.includes('/')) this.ops.push({ op: 'parents', path: rel });
+    if (this.opts.whiteouts === 'keep') return;
+    // the peer's UnpackLayer removes what is at a member's name unless both are directories, and
+    // only then ignores a global header or label: what the tar made there goes (fuzzer seed
+    // 3973979510); at the layer root it fails, so that is refused here
+    if (rel === '') throw new TarError('ETARFORMAT', `${name}: a volume label or PAX global header named as the layer root: the peer tries to remove the root`, name);
+    this.ops.push({ op: 'remove', path: rel });
   }
 
   /** K2: the tar's '.' on the layer root, chown before chmod (chown clears setuid and setgid) */

@@ -241,6 +241,18 @@ test('a volume label named as a whiteout is refused: the peer applies it as one 
   t.deepEqual(s.records(), []);
 });
 
+test('a PAX global header named like a path removes what is there, as the peer does, and names the layer root only to be refused (seed 3973979510)', async (t) => {
+  const dirs = await bothTrees(t, Buffer.concat([fileEntry('a/c', 'x'), fileEntry('b', 'kept'), paxBlocks([['comment', 'c']], 'g', 'a')]));
+  for (const d of dirs) t.deepEqual(fs.readdirSync(d).sort(), ['b'], d);
+  const s = tempStore(t);
+  const tar = path.join(s.dir, 'root.tar');
+  fs.writeFileSync(tar, Buffer.concat([fileEntry('b', 'x'), paxBlocks([['comment', 'c']], 'g', './'), END_OF_ARCHIVE]));
+  const r = await s.cli(['import-layer', '-f', tar]);
+  t.is(r.code, 1);
+  t.regex(r.stderr, /PAX global header named as the layer root/);
+  t.deepEqual(s.records(), []);
+});
+
 test("a hardlink entry with the linked inode's own owner keeps its security.capability (the peer's SafeLchown; seed 2304436510)", async (t) => {
   await bothTrees(
     t,
