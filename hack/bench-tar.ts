@@ -19,7 +19,7 @@ const runs = (g: number[], o: number[]) => `runs ${g.map((x, i) => `${x.toFixed(
 
 function ours(a: string[]): { ms: number; bytes: Record<string, number>; maxRSS: number } {
   // the time is measured inside the process: Node and tsx start-up (~0.3 s) are not the engine's
-  const out = execFileSync(process.execPath, ['--import', 'tsx', path.join(here, 'tar.ts'), ...a], { encoding: 'utf8' });
+  const out = execFileSync(process.execPath, ['--import', 'tsx', path.join(here, 'tar.mjs'), ...a], { encoding: 'utf8', env: { ...process.env, LAYERS_SOURCES: '1' } });
   return JSON.parse(out.trim().split('\n').pop()!);
 }
 /** Read what the next run reads, so both tools start from a warm page cache. Without it the

@@ -391,8 +391,8 @@ test('modes and owners come out as the tar says whatever the umask or a setgid p
     ['owned', 0o644, 4242, 4343],
   ];
   const tarPath = hostileTar(dir, files.map(([name, mode, uid, gid]) => ({ e: { name, mode, uid, gid }, body })));
-  const tool = path.join(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'hack', 'tar.ts');
-  execFileSync('sh', ['-c', 'umask 077 && exec "$0" --import tsx "$1" extract "$2" "$3"', process.execPath, tool, tarPath, out]);
+  const tool = path.join(path.dirname(new URL(import.meta.url).pathname), '..', '..', 'hack', 'tar.mjs');
+  execFileSync('sh', ['-c', 'umask 077 && exec "$0" --import tsx "$1" extract "$2" "$3"', process.execPath, tool, tarPath, out], { env: { ...process.env, LAYERS_SOURCES: '1' } });
   for (const [name, mode, uid, gid] of files) {
     const st = fs.statSync(path.join(out, name));
     t.deepEqual([name, (st.mode & 0o7777).toString(8), st.uid, st.gid], [name, mode.toString(8), uid, gid]);
