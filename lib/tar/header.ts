@@ -175,6 +175,8 @@ interface Extensions {
   sparse00?: number[];
   longName?: string;
   longLink?: string;
+  /** a global header's own `path` record: its name as Go reads it */
+  globalPath?: string;
   bytes: number;
   /** the extension headers seen for this entry: type flag -> header offset */
   kinds: Map<number, number>;
@@ -217,7 +219,10 @@ function parsePax(data: Buffer, ext: Extensions, global: boolean, what: string, 
       throw new TarError(key === 'linkpath' ? 'ETARPATH' : 'ETARFORMAT', `${what}: NUL byte in PAX ${key} (header at byte ${at}); readers would cut the value there`, what, at);
     if (global) {
       // parsed for its format only: containers/storage (Go's archive/tar) applies no global
-      // record to later entries, so neither do we (docs/tar-engine.md, "One tree")
+      // record to later entries, so neither do we (docs/tar-engine.md, "One tree"); but Go
+      // merges them into the global header's own name, which the peer then acts on (fuzzer
+      // seed 1735709091)
+      if (key === 'path') ext.globalPath = decodeValue(value);
     } else if (key === 'GNU.sparse.offset' || key === 'GNU.sparse.numbytes') {
       const n = decimal(value);
       if (Number.isNaN(n)) throw new TarError('ETARFORMAT', `${what}: PAX ${key} is not a number`, what, at);
@@ -303,7 +308,7 @@ export function readEntry(src: BlockSource, onGlobal?: (name: string) => void): 
         if (type === 0x78) parsePax(data, ext, false, what, at);
         else if (type === 0x67) {
           parsePax(data, ext, true, what, at);
-          onGlobal?.(what);
+          onGlobal?.(ext.globalPath ?? what);
           // a global header is an archive member of its own, not part of the next entry
           ext = undefined;
           headerOffset = src.position;

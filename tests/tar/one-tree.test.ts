@@ -241,9 +241,12 @@ test('a volume label named as a whiteout is refused: the peer applies it as one 
   t.deepEqual(s.records(), []);
 });
 
-test('a PAX global header named like a path removes what is there, as the peer does, and names the layer root only to be refused (seed 3973979510)', async (t) => {
+test('a PAX global header named like a path removes what is there, as the peer does (its own path record naming it), and names the layer root only to be refused (seeds 3973979510, 1735709091)', async (t) => {
   const dirs = await bothTrees(t, Buffer.concat([fileEntry('a/c', 'x'), fileEntry('b', 'kept'), paxBlocks([['comment', 'c']], 'g', 'a')]));
   for (const d of dirs) t.deepEqual(fs.readdirSync(d).sort(), ['b'], d);
+  // its own `path` record is its name as Go reads it (seed 1735709091)
+  const byPath = await bothTrees(t, Buffer.concat([fileEntry('a/c', 'x'), fileEntry('b', 'kept'), paxBlocks([['path', 'a']], 'g', 'PaxHeaders.0/other')]));
+  for (const d of byPath) t.deepEqual(fs.readdirSync(d).sort(), ['b'], d);
   const s = tempStore(t);
   const tar = path.join(s.dir, 'root.tar');
   fs.writeFileSync(tar, Buffer.concat([fileEntry('b', 'x'), paxBlocks([['comment', 'c']], 'g', './'), END_OF_ARCHIVE]));
