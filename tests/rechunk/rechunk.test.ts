@@ -8,10 +8,11 @@ import test, { type ExecutionContext } from 'ava';
 import fs from 'node:fs';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { openRecordStore, type RecordStore } from '../../lib/store/store.ts';
-import { canMount, loopFs, tempDir } from '../fixtures/fs.ts';
-import { runCli, sha256File } from '../fixtures/store.ts';
+import type { RecordStore } from '../../lib/store/store.ts';
+import { canMount, tempDir } from '../fixtures/fs.ts';
+import { sha256File } from '../fixtures/store.ts';
 import { makeRichTree, snapshotTree, writeFileAt } from '../fixtures/tree.ts';
+import { driverStore, type DriverStore } from '../store/fixtures.ts';
 
 const DRIVERS = ['vfs', 'overlay', 'btrfs'] as const;
 type DriverName = (typeof DRIVERS)[number];
@@ -19,28 +20,14 @@ type DriverName = (typeof DRIVERS)[number];
 /** mtimes later than this are clamped; every file the tests make now is later */
 const EPOCH = 1_700_000_000;
 
-interface RechunkStore {
-  root: string;
-  runroot: string;
-  driver: DriverName;
+interface RechunkStore extends DriverStore {
+  /** inputs (tars, plans), outside the store's filesystem */
   work: string;
-  open(): Promise<RecordStore>;
-  cli(args: string[]): ReturnType<typeof runCli>;
 }
 
+/** overlay on xfs, where files can be cloned (rechunk reflinks their data) */
 function rechunkStore(t: ExecutionContext, driver: DriverName): RechunkStore {
-  const dir = driver === 'vfs' ? tempDir(t) : loopFs(t, driver === 'btrfs' ? 'btrfs' : 'xfs', 512 << 20);
-  const root = path.join(dir, 'root');
-  const runroot = path.join(dir, 'run');
-  const work = tempDir(t);
-  return {
-    root,
-    runroot,
-    driver,
-    work,
-    open: () => openRecordStore({ root, runroot, driver }),
-    cli: (args) => runCli(['-g', root, '-R', runroot, '-s', driver, ...args]),
-  };
+  return { ...driverStore(t, driver, 'xfs'), work: tempDir(t) };
 }
 
 const write = writeFileAt;

@@ -36,8 +36,9 @@ export interface DriverStore {
   cli(args: string[], env?: Record<string, string>): Promise<CliResult>;
 }
 
-export function driverStore(t: ExecutionContext, driver: DriverName): DriverStore {
-  const dir = driver === 'vfs' ? tempDir(t) : loopFs(t, driver === 'btrfs' ? 'btrfs' : 'ext4', 512 << 20);
+/** A store of its own: vfs in a temp dir, btrfs on a loop btrfs, overlay on a loop `overlayFs` (ext4 unless said). */
+export function driverStore(t: ExecutionContext, driver: DriverName, overlayFs: 'ext4' | 'xfs' = 'ext4'): DriverStore {
+  const dir = driver === 'vfs' ? tempDir(t) : loopFs(t, driver === 'btrfs' ? 'btrfs' : overlayFs, 512 << 20);
   const root = path.join(dir, 'root');
   const runroot = path.join(dir, 'run');
   return {
