@@ -16,8 +16,8 @@ import path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import zlib from 'node:zlib';
 import { isUtf8 } from 'node:buffer';
-import { randomBytes } from 'node:crypto';
-import { LayersError, cleanupFailed } from '../errors.ts';
+import { LayersError } from '../errors.ts';
+import { AtomicFile } from '../atomic.ts';
 import { native } from '../native.ts';
 import type { CopyMethod, CopyRequest, TarSegment } from '../native.ts';
 import { padding, readEntry } from './header.ts';
@@ -277,36 +277,32 @@ export class TarSplitWriter {
   private pendingBytes = 0;
   private readonly seen = new Set<string>();
   private done = false;
-  private closed = false;
   private failure: Error | undefined;
   private readonly finished: Promise<void>;
 
   private constructor(
     readonly file: string,
-    private readonly tmp: string,
-    private readonly fd: number,
+    private readonly out: AtomicFile,
     private readonly gzip: zlib.Gzip,
   ) {
-    const out = fs.createWriteStream('', { fd, autoClose: false });
+    const stream = fs.createWriteStream('', { fd: out.fd, autoClose: false });
     // 'finish': every byte is handed to the fd, which commit() then fsyncs and closes
     this.finished = new Promise<void>((resolve, reject) => {
       const fail = (err: Error) => {
         this.failure ??= err;
         reject(err);
       };
-      out.on('finish', resolve);
-      out.on('error', fail);
+      stream.on('finish', resolve);
+      stream.on('error', fail);
       gzip.on('error', fail);
     });
     this.finished.catch(() => undefined); // reported by commit()
-    gzip.pipe(out);
+    gzip.pipe(stream);
   }
 
   /** A writer for `file` (mode 0600, as the peer writes it); nothing appears at `file` before commit(). */
   static async create(file: string): Promise<TarSplitWriter> {
-    const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-    const fd = fs.openSync(tmp, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL, 0o600);
-    return new TarSplitWriter(file, tmp, fd, zlib.createGzip({ level: zlib.constants.Z_BEST_SPEED }));
+    return new TarSplitWriter(file, await AtomicFile.create(file), zlib.createGzip({ level: zlib.constants.Z_BEST_SPEED }));
   }
 
   /** raw tar bytes, one segment entry (an empty payload is written as such: the peer ends records with one) */
@@ -358,27 +354,18 @@ export class TarSplitWriter {
     if (!this.gzip.write(chunk)) await Promise.race([new Promise<void>((resolve) => this.gzip.once('drain', resolve)), this.finished]);
   }
 
-  /** Finish the gzip, fsync, rename into place, fsync the directory. */
+  /** Finish the gzip, fsync, rename into place, fsync the directory (AtomicFile). */
   async commit(): Promise<void> {
     try {
       await this.flush();
       this.done = true;
       this.gzip.end();
       await this.finished;
-      fs.fsyncSync(this.fd);
-      fs.closeSync(this.fd);
-      this.closed = true;
-      fs.renameSync(this.tmp, this.file);
     } catch (err) {
       await this.abort();
       throw err;
     }
-    const dir = fs.openSync(path.dirname(this.file), fs.constants.O_RDONLY | fs.constants.O_DIRECTORY);
-    try {
-      fs.fsyncSync(dir);
-    } finally {
-      fs.closeSync(dir);
-    }
+    await this.out.commit();
   }
 
   /** Drop the record: the temp file is removed, nothing appears at `file`. */
@@ -386,15 +373,7 @@ export class TarSplitWriter {
     this.done = true;
     this.gzip.unpipe();
     this.gzip.destroy();
-    if (!this.closed) {
-      this.closed = true;
-      try {
-        fs.closeSync(this.fd);
-      } catch (err) {
-        cleanupFailed(`closing ${this.tmp}`, err);
-      }
-    }
-    fs.rmSync(this.tmp, { force: true });
+    await this.out.abort();
   }
 }
 // ------------------------------------------------------------------ splitting an existing tar
